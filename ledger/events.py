@@ -1,0 +1,149 @@
+"""Stripe events as the ledger sees them, and the deterministic order they apply in (SPEC §2)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.errors import InvalidEvent
+from ledger.snapshot import Snapshot, parse_subscription
+
+SUBSCRIPTION_EVENT_TYPES = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.trial_will_end",
+    }
+)
+
+#: Within one `created` second: created < updated/paused/resumed/trial_will_end < deleted.
+_LIFECYCLE_RANK = {
+    "customer.subscription.created": 0,
+    "customer.subscription.deleted": 2,
+}
+
+
+def is_applied_type(event_type: str) -> bool:
+    """Whether events of this type move the ledger (every other type is stored and ignored)."""
+    return event_type in SUBSCRIPTION_EVENT_TYPES
+
+
+def lifecycle_rank(event_type: str) -> int:
+    return _LIFECYCLE_RANK.get(event_type, 1)
+
+
+@dataclass(frozen=True)
+class SubscriptionEvent:
+    """One `customer.subscription.*` event, parsed: its snapshot and its place in time."""
+
+    id: str
+    type: str
+    created: int
+    snapshot: Snapshot
+    #: The raw `data.object` and `data.previous_attributes`, for the same-second chain rule.
+    object: Mapping[str, Any]
+    previous_attributes: Mapping[str, Any] | None
+
+    @property
+    def customer(self) -> str:
+        return self.snapshot.customer
+
+
+def parse_event(payload: Any) -> SubscriptionEvent:
+    """Parse a whole Stripe event envelope carrying a subscription.
+
+    Raises `InvalidEvent` for a non-subscription type, a missing `created` or a
+    subscription the ledger cannot price.
+    """
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent("event is not a JSON object")
+    event_id = payload.get("id")
+    event_type = payload.get("type")
+    if not isinstance(event_id, str) or not isinstance(event_type, str):
+        raise InvalidEvent("event has no string id or type")
+    if not is_applied_type(event_type):
+        raise InvalidEvent(f"event {event_id} of type {event_type} does not carry a subscription")
+    created = payload.get("created")
+    if not isinstance(created, int) or isinstance(created, bool):
+        raise InvalidEvent(f"event {event_id} has no integer created time")
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        raise InvalidEvent(f"event {event_id} has no data object")
+    obj = data.get("object")
+    snapshot = parse_subscription(obj)  # raises unless obj is a subscription object
+    assert isinstance(obj, Mapping)
+    previous = data.get("previous_attributes")
+    return SubscriptionEvent(
+        id=event_id,
+        type=event_type,
+        created=created,
+        snapshot=snapshot,
+        object=obj,
+        previous_attributes=previous if isinstance(previous, Mapping) and previous else None,
+    )
+
+
+def order_events(events: Iterable[SubscriptionEvent]) -> list[SubscriptionEvent]:
+    """Distinct events in the order they apply: a pure function of the *set* given.
+
+    Sorted by `created`, then lifecycle rank, then subscription; events of one
+    subscription that tie on both are ordered by the `previous_attributes` chain (an
+    event whose previous values equal another's new values comes after it), and the
+    event id breaks whatever ties remain.
+    """
+    unique = {e.id: e for e in events}
+    groups: dict[tuple[int, int, str], list[SubscriptionEvent]] = defaultdict(list)
+    for event in unique.values():
+        groups[(event.created, lifecycle_rank(event.type), event.snapshot.id)].append(event)
+    ordered: list[SubscriptionEvent] = []
+    for key in sorted(groups):
+        ordered.extend(_chain_order(groups[key]))
+    return ordered
+
+
+def _chain_order(group: list[SubscriptionEvent]) -> list[SubscriptionEvent]:
+    if len(group) == 1:
+        return group
+    group = sorted(group, key=lambda e: e.id)
+    # Edge a → b when b's previous_attributes describe a's state (and not the reverse).
+    after: dict[str, set[str]] = {e.id: set() for e in group}
+    for a in group:
+        for b in group:
+            if a is not b and _follows(b, a) and not _follows(a, b):
+                after[b.id].add(a.id)
+    placed: list[SubscriptionEvent] = []
+    done: set[str] = set()
+    while len(placed) < len(group):
+        ready = [e for e in group if e.id not in done and after[e.id] <= done]
+        # A cycle (contradictory chains) falls back to id order rather than looping.
+        nxt = ready[0] if ready else next(e for e in group if e.id not in done)
+        placed.append(nxt)
+        done.add(nxt.id)
+    return placed
+
+
+def _follows(later: SubscriptionEvent, earlier: SubscriptionEvent) -> bool:
+    previous = later.previous_attributes
+    return previous is not None and _matches(previous, earlier.object)
+
+
+def _matches(previous: Any, current: Any) -> bool:
+    """Whether `current` holds the values `previous` lists (a null stands for an absent key)."""
+    if isinstance(previous, Mapping):
+        if current is None:
+            current = {}
+        if not isinstance(current, Mapping):
+            return False
+        return all(_matches(v, current.get(k)) for k, v in previous.items())
+    if isinstance(previous, list):
+        return (
+            isinstance(current, list)
+            and len(previous) == len(current)
+            and all(_matches(p, c) for p, c in zip(previous, current, strict=True))
+        )
+    return bool(previous == current)

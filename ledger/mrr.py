@@ -1,0 +1,203 @@
+"""Monthly recurring revenue of one subscription snapshot, exactly (SPEC §7).
+
+All arithmetic is on `fractions.Fraction`: `unit_amount_decimal` has up to 12 decimal
+places and the interval factors (÷ 3, × 52 ÷ 12) are not finite decimals, so the only
+rounding is the final one, half-even to a whole minor unit, once per subscription.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ledger.snapshot import Coupon, DiscountRef, Item, Price, Snapshot, Tier
+
+#: Factor that turns one billing interval's amount into a month's.
+_MONTHS_PER_INTERVAL = {
+    "month": Fraction(1),
+    "year": Fraction(12),
+    "week": Fraction(12, 52),
+    "day": Fraction(12, 365),
+}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Immutable Stripe objects that payloads carry only by id, fetched by the caller.
+
+    `tiers` by price (or plan) id, `coupons` by coupon id, `discount_coupons` maps a
+    discount id to its coupon id. An empty catalog is valid: what it lacks becomes a
+    warning, never a silent guess.
+    """
+
+    tiers: Mapping[str, tuple[Tier, ...]] = field(default_factory=dict)
+    coupons: Mapping[str, Coupon] = field(default_factory=dict)
+    discount_coupons: Mapping[str, str] = field(default_factory=dict)
+
+
+EMPTY_CATALOG = Catalog()
+
+
+@dataclass(frozen=True)
+class Need:
+    """An object the payload lacks: `kind` is `price`, `plan`, `coupon` or `discount`.
+
+    For `discount`, `subscription` names the subscription to fetch with its discounts
+    expanded (discounts cannot be retrieved on their own).
+    """
+
+    kind: str
+    id: str
+    subscription: str | None = None
+
+
+@dataclass(frozen=True)
+class Mrr:
+    amount: int
+    currency: str
+    #: What could not be priced exactly (missing tiers, unresolved discounts).
+    warnings: tuple[str, ...] = ()
+
+
+def monthly_factor(price: Price) -> Fraction:
+    """Multiplier from one billing interval of `price` to one month."""
+    return 1 / (_MONTHS_PER_INTERVAL[price.interval] * price.interval_count)
+
+
+def needs(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> frozenset[Need]:
+    """What `subscription_mrr` would need from Stripe's API to price `snapshot` exactly."""
+    wanted: set[Need] = set()
+    for item in snapshot.items:
+        price = item.price
+        unpriced = price.billing_scheme == "tiered" and price.tiers is None
+        if unpriced and price.id is not None and price.id not in catalog.tiers:
+            wanted.add(Need(price.object, price.id))
+    for ref in _all_discounts(snapshot):
+        if ref.coupon is not None:
+            continue
+        coupon_id = ref.coupon_id or (ref.id and catalog.discount_coupons.get(ref.id))
+        if coupon_id:
+            if coupon_id not in catalog.coupons:
+                wanted.add(Need("coupon", coupon_id))
+        elif ref.id:
+            wanted.add(Need("discount", ref.id, snapshot.id))
+    return frozenset(wanted)
+
+
+def subscription_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> Mrr:
+    """MRR of one subscription in its currency's minor units, rounded once (half-even).
+
+    Statuses other than `active`/`past_due` are 0; metered items are 0; `forever`
+    coupons reduce MRR, floored at 0. Pure: same snapshot and catalog, same answer.
+    """
+    warnings: list[str] = []
+    if not snapshot.counts:
+        return Mrr(0, snapshot.currency)
+
+    lines: list[Fraction] = []
+    for item in snapshot.items:
+        monthly = _item_monthly(item, catalog, warnings)
+        for ref in item.discounts:
+            coupon = _resolve(ref, catalog, warnings)
+            if coupon is not None:
+                monthly = _apply_coupon(monthly, coupon, snapshot.currency, item.price)
+        lines.append(monthly)
+
+    total = sum(lines, Fraction(0))
+    licensed = [i.price for i in snapshot.items if i.price.usage_type != "metered"]
+    first_licensed = licensed[0] if licensed else None
+    for ref in snapshot.discounts:
+        coupon = _resolve(ref, catalog, warnings)
+        if coupon is None or coupon.duration != "forever":
+            continue
+        if coupon.products is not None and coupon.percent_off is not None:
+            # A product-restricted percentage only scales the items it applies to.
+            for n, item in enumerate(snapshot.items):
+                if item.price.product in coupon.products:
+                    discounted = _apply_coupon(lines[n], coupon, snapshot.currency, item.price)
+                    total -= lines[n] - discounted
+                    lines[n] = discounted
+            continue
+        if first_licensed is not None:
+            total = _apply_coupon(total, coupon, snapshot.currency, first_licensed)
+    total = max(total, Fraction(0))
+    return Mrr(round(total), snapshot.currency, tuple(warnings))
+
+
+def _item_monthly(item: Item, catalog: Catalog, warnings: list[str]) -> Fraction:
+    price = item.price
+    if price.usage_type == "metered":
+        return Fraction(0)
+    quantity = 1 if item.quantity is None else item.quantity
+    if price.transform_divide_by is not None:
+        whole, rest = divmod(quantity, price.transform_divide_by)
+        quantity = whole + (1 if rest and price.transform_round == "up" else 0)
+    if price.billing_scheme == "tiered":
+        tiers = price.tiers
+        if tiers is None and price.id is not None:
+            tiers = catalog.tiers.get(price.id)
+        if tiers is None:
+            warnings.append(f"tiers of {price.object} {price.id} unknown: item counted as 0")
+            return Fraction(0)
+        per_interval = _tiered_amount(tiers, price.tiers_mode, quantity)
+    else:
+        if price.unit_amount is None:
+            warnings.append(f"{price.object} {price.id} has no unit amount: item counted as 0")
+            return Fraction(0)
+        per_interval = Fraction(price.unit_amount) * quantity
+    return per_interval * monthly_factor(price)
+
+
+def _tiered_amount(tiers: tuple[Tier, ...], mode: str | None, quantity: int) -> Fraction:
+    """Amount of one interval for `quantity` units; no units bill nothing in either mode."""
+    if quantity <= 0 or not tiers:
+        return Fraction(0)
+    if mode == "volume":
+        for tier in tiers:
+            if tier.up_to is None or quantity <= tier.up_to:
+                return Fraction(tier.unit_amount) * quantity + Fraction(tier.flat_amount)
+        last = tiers[-1]
+        return Fraction(last.unit_amount) * quantity + Fraction(last.flat_amount)
+    # graduated: each bracket bills its own units, and its flat amount once it is entered.
+    amount = Fraction(0)
+    lower = 0
+    for tier in tiers:
+        upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
+        units = upper - lower
+        if units <= 0:
+            break
+        amount += Fraction(tier.unit_amount) * units + Fraction(tier.flat_amount)
+        lower = upper
+    return amount
+
+
+def _apply_coupon(amount: Fraction, coupon: Coupon, currency: str, price: Price) -> Fraction:
+    if coupon.duration != "forever":
+        return amount
+    if coupon.percent_off is not None:
+        return max(amount * (1 - Fraction(coupon.percent_off) / 100), Fraction(0))
+    off = coupon.amount_off_by_currency.get(currency)
+    if off is None and coupon.amount_off is not None and coupon.currency == currency:
+        off = coupon.amount_off
+    if off is None:
+        return amount  # an amount in another currency never applies
+    # amount_off is taken off each invoice, so it is normalised like the item it bills with.
+    return max(amount - off * monthly_factor(price), Fraction(0))
+
+
+def _resolve(ref: DiscountRef, catalog: Catalog, warnings: list[str]) -> Coupon | None:
+    if ref.coupon is not None:
+        return ref.coupon
+    coupon_id = ref.coupon_id or (ref.id and catalog.discount_coupons.get(ref.id))
+    if coupon_id and coupon_id in catalog.coupons:
+        return catalog.coupons[coupon_id]
+    warnings.append(f"discount {ref.id or coupon_id} unresolved: applied without it")
+    return None
+
+
+def _all_discounts(snapshot: Snapshot) -> list[DiscountRef]:
+    refs = list(snapshot.discounts)
+    for item in snapshot.items:
+        refs.extend(item.discounts)
+    return refs

@@ -1,0 +1,403 @@
+"""Stripe subscription payload → `Snapshot`, for every API version's shape.
+
+Two shapes reach us (see SPEC §7):
+
+* legacy (≤ 2024): top-level `plan`/`quantity`, a single `discount` object whose
+  `coupon` is embedded, subscription-level billing periods;
+* basil+ (2025-03-31 and later): periods on the items, `discounts` as a list of ids or
+  Discount objects, and from clover (2025-09-30) `Discount.source.coupon` instead of
+  `Discount.coupon`.
+
+Parsing never guesses: what a payload does not carry (price tiers, coupons behind a
+discount id) is left as an unresolved reference that `ledger.mrr` reports as a warning
+unless the caller supplies it through a `Catalog`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeGuard
+
+from ledger.errors import InvalidEvent
+
+Json = Mapping[str, Any]
+
+#: Statuses whose subscriptions count towards MRR (Stripe's own definition).
+COUNTING_STATUSES = frozenset({"active", "past_due"})
+KNOWN_STATUSES = frozenset(
+    {
+        "active",
+        "past_due",
+        "trialing",
+        "incomplete",
+        "incomplete_expired",
+        "unpaid",
+        "canceled",
+        "paused",
+    }
+)
+INTERVALS = frozenset({"day", "week", "month", "year"})
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One bracket of a tiered price; `up_to=None` is Stripe's `inf`."""
+
+    up_to: int | None
+    unit_amount: Decimal
+    flat_amount: Decimal
+
+
+@dataclass(frozen=True)
+class Price:
+    """The pricing facts of one subscription item (from a `price` or a legacy `plan`)."""
+
+    id: str | None
+    product: str | None
+    currency: str
+    interval: str
+    interval_count: int
+    usage_type: str = "licensed"
+    billing_scheme: str = "per_unit"
+    unit_amount: Decimal | None = None
+    tiers_mode: str | None = None
+    #: None when the payload did not carry them (webhooks never do).
+    tiers: tuple[Tier, ...] | None = None
+    transform_divide_by: int | None = None
+    transform_round: str = "down"
+    #: `price` or `plan`: which API object to fetch to learn the tiers.
+    object: str = "price"
+
+
+@dataclass(frozen=True)
+class Coupon:
+    """The parts of a coupon that move MRR."""
+
+    id: str
+    duration: str
+    percent_off: Decimal | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+    #: `currency_options[cur].amount_off` of multi-currency coupons.
+    amount_off_by_currency: Mapping[str, int] = field(default_factory=dict)
+    #: `applies_to.products`; None applies to every item.
+    products: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class DiscountRef:
+    """A discount as the payload gives it: an embedded coupon, a coupon id, or only its own id."""
+
+    id: str | None
+    coupon: Coupon | None = None
+    coupon_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str | None
+    price: Price
+    quantity: int | None
+    discounts: tuple[DiscountRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A subscription as one event shows it: everything MRR and movement kinds need."""
+
+    id: str
+    customer: str
+    status: str
+    currency: str
+    items: tuple[Item, ...]
+    discounts: tuple[DiscountRef, ...] = ()
+    cancel_at_period_end: bool = False
+    cancel_at: int | None = None
+    cancellation_reason: str | None = None
+    cancellation_feedback: str | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether this status contributes MRR at all."""
+        return self.status in COUNTING_STATUSES
+
+    @property
+    def scheduled_to_cancel(self) -> bool:
+        return self.cancel_at_period_end or self.cancel_at is not None
+
+
+def customer_id_of(obj: Json) -> str | None:
+    """The customer id of a Stripe object whose `customer` is an id or an expanded object."""
+    customer = obj.get("customer")
+    if isinstance(customer, str) and customer:
+        return customer
+    if isinstance(customer, Mapping) and isinstance(customer.get("id"), str):
+        return str(customer["id"])
+    return None
+
+
+def parse_subscription(obj: Any) -> Snapshot:
+    """Parse a Stripe `subscription` object of any API version.
+
+    Raises `InvalidEvent` naming the first missing or malformed field; never returns a
+    partial snapshot.
+    """
+    if not isinstance(obj, Mapping):
+        raise InvalidEvent("data.object is not a JSON object")
+    if obj.get("object") != "subscription":
+        raise InvalidEvent(f"data.object is a {obj.get('object')!r}, not a subscription")
+    sub_id = _required_str(obj, "id", "subscription")
+    customer = customer_id_of(obj)
+    if customer is None:
+        raise InvalidEvent(f"subscription {sub_id} has no customer")
+    status = _required_str(obj, "status", f"subscription {sub_id}")
+    if status not in KNOWN_STATUSES:
+        raise InvalidEvent(f"subscription {sub_id} has unknown status {status!r}")
+
+    items = _parse_items(obj, sub_id)
+    discounts = _subscription_discounts(obj)
+    # An item may list a subscription-level discount too; count each discount once.
+    shared = {d.id for d in discounts if d.id is not None}
+    if shared:
+        items = tuple(
+            Item(i.id, i.price, i.quantity, tuple(d for d in i.discounts if d.id not in shared))
+            for i in items
+        )
+    currency = obj.get("currency")
+    if not isinstance(currency, str) or not currency:
+        currency = items[0].price.currency if items else None
+    if not currency:
+        raise InvalidEvent(f"subscription {sub_id} has no currency and no priced item")
+
+    details = obj.get("cancellation_details")
+    details = details if isinstance(details, Mapping) else {}
+    cancel_at = obj.get("cancel_at")
+    return Snapshot(
+        id=sub_id,
+        customer=customer,
+        status=status,
+        currency=currency.lower(),
+        items=items,
+        discounts=discounts,
+        cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
+        cancel_at=cancel_at if isinstance(cancel_at, int) else None,
+        cancellation_reason=_opt_str(details.get("reason")),
+        cancellation_feedback=_opt_str(details.get("feedback")),
+    )
+
+
+def parse_price(obj: Any, where: str) -> Price:
+    """Parse a `price` or a legacy `plan` object (also the plan-shaped prices of old payloads)."""
+    if not isinstance(obj, Mapping):
+        raise InvalidEvent(f"{where} has no price or plan")
+    recurring = obj.get("recurring")
+    recurring = recurring if isinstance(recurring, Mapping) else obj
+    interval = recurring.get("interval")
+    if interval not in INTERVALS:
+        raise InvalidEvent(f"{where} has no recurring interval (got {interval!r})")
+    interval_count = recurring.get("interval_count", 1)
+    if interval_count is None:
+        interval_count = 1
+    if not _is_int(interval_count) or interval_count < 1:
+        raise InvalidEvent(f"{where} has a bad interval_count {interval_count!r}")
+    currency = obj.get("currency")
+    if not isinstance(currency, str) or not currency:
+        raise InvalidEvent(f"{where} has no currency")
+
+    unit_amount = _decimal(obj.get("unit_amount_decimal"), f"{where}.unit_amount_decimal")
+    if unit_amount is None:
+        unit_amount = _decimal(obj.get("unit_amount"), f"{where}.unit_amount")
+    if unit_amount is None:  # legacy plans
+        unit_amount = _decimal(obj.get("amount_decimal"), f"{where}.amount_decimal")
+    if unit_amount is None:
+        unit_amount = _decimal(obj.get("amount"), f"{where}.amount")
+
+    transform = obj.get("transform_quantity") or obj.get("transform_usage")
+    divide_by: int | None = None
+    rounding = "down"
+    if isinstance(transform, Mapping):
+        raw_divide = transform.get("divide_by")
+        if not _is_int(raw_divide) or raw_divide < 1:
+            raise InvalidEvent(f"{where} has a bad transform divide_by {raw_divide!r}")
+        divide_by = raw_divide
+        rounding = "up" if transform.get("round") == "up" else "down"
+
+    billing_scheme = obj.get("billing_scheme") or "per_unit"
+    raw_tiers = obj.get("tiers")
+    tiers = parse_tiers(raw_tiers, where) if isinstance(raw_tiers, list) and raw_tiers else None
+    usage_type = recurring.get("usage_type") or obj.get("usage_type") or "licensed"
+    product = obj.get("product")
+    if isinstance(product, Mapping):
+        product = product.get("id")
+    return Price(
+        id=_opt_str(obj.get("id")),
+        product=_opt_str(product),
+        currency=currency.lower(),
+        interval=str(interval),
+        interval_count=interval_count,
+        usage_type=str(usage_type),
+        billing_scheme=str(billing_scheme),
+        unit_amount=unit_amount,
+        tiers_mode=_opt_str(obj.get("tiers_mode")),
+        tiers=tiers,
+        transform_divide_by=divide_by,
+        transform_round=rounding,
+        object="plan" if obj.get("object") == "plan" else "price",
+    )
+
+
+def parse_tiers(raw: Sequence[Any], where: str) -> tuple[Tier, ...]:
+    """Parse a price's `tiers` (as fetched with `expand[]=tiers`)."""
+    tiers = []
+    for n, tier in enumerate(raw):
+        if not isinstance(tier, Mapping):
+            raise InvalidEvent(f"{where} tier {n} is not an object")
+        up_to = tier.get("up_to")
+        if up_to == "inf":
+            up_to = None
+        if up_to is not None and not _is_int(up_to):
+            raise InvalidEvent(f"{where} tier {n} has a bad up_to {up_to!r}")
+        unit = _decimal(tier.get("unit_amount_decimal"), f"{where} tier {n}")
+        if unit is None:
+            unit = _decimal(tier.get("unit_amount"), f"{where} tier {n}")
+        flat = _decimal(tier.get("flat_amount_decimal"), f"{where} tier {n}")
+        if flat is None:
+            flat = _decimal(tier.get("flat_amount"), f"{where} tier {n}")
+        tiers.append(Tier(up_to, unit or Decimal(0), flat or Decimal(0)))
+    # Stripe lists tiers in ascending order with `inf` last; sort defensively.
+    return tuple(sorted(tiers, key=lambda t: (t.up_to is None, t.up_to or 0)))
+
+
+def parse_coupon(obj: Any) -> Coupon | None:
+    """Parse a `coupon` object; None for anything that is not one."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), str):
+        return None
+    options = obj.get("currency_options")
+    by_currency: dict[str, int] = {}
+    if isinstance(options, Mapping):
+        for cur, opt in options.items():
+            if isinstance(opt, Mapping) and isinstance(opt.get("amount_off"), int):
+                by_currency[str(cur).lower()] = int(opt["amount_off"])
+    applies = obj.get("applies_to")
+    products = None
+    if isinstance(applies, Mapping) and isinstance(applies.get("products"), list):
+        products = frozenset(str(p) for p in applies["products"])
+    percent = obj.get("percent_off")
+    amount = obj.get("amount_off")
+    currency = obj.get("currency")
+    return Coupon(
+        id=str(obj["id"]),
+        duration=str(obj.get("duration") or "once"),
+        percent_off=Decimal(str(percent)) if isinstance(percent, int | float) else None,
+        amount_off=amount if _is_int(amount) else None,
+        currency=currency.lower() if isinstance(currency, str) else None,
+        amount_off_by_currency=by_currency,
+        products=products,
+    )
+
+
+def parse_discount(raw: Any) -> DiscountRef | None:
+    """A discount as an id, a pre-clover Discount (`coupon`), or a clover+ one (`source.coupon`)."""
+    if isinstance(raw, str) and raw:
+        return DiscountRef(id=raw)
+    if not isinstance(raw, Mapping):
+        return None
+    disc_id = _opt_str(raw.get("id"))
+    coupon_raw = raw.get("coupon")
+    source = raw.get("source")
+    if coupon_raw is None and isinstance(source, Mapping):
+        coupon_raw = source.get("coupon")
+    if isinstance(coupon_raw, str):
+        return DiscountRef(id=disc_id, coupon_id=coupon_raw)
+    coupon = parse_coupon(coupon_raw)
+    if coupon is None:
+        if disc_id is None:
+            return None
+        return DiscountRef(id=disc_id)
+    return DiscountRef(id=disc_id, coupon=coupon, coupon_id=coupon.id)
+
+
+def _parse_items(obj: Json, sub_id: str) -> tuple[Item, ...]:
+    items_obj = obj.get("items")
+    data = items_obj.get("data") if isinstance(items_obj, Mapping) else None
+    if data is None:
+        # Pre-2018 payloads had no items list, only the top-level plan and quantity.
+        if isinstance(obj.get("plan"), Mapping):
+            price = parse_price(obj["plan"], f"subscription {sub_id} plan")
+            return (Item(None, price, _quantity(obj.get("quantity"), sub_id)),)
+        raise InvalidEvent(f"subscription {sub_id} has no items")
+    if not isinstance(data, list):
+        raise InvalidEvent(f"subscription {sub_id} items.data is not a list")
+    items = []
+    for n, raw in enumerate(data):
+        if not isinstance(raw, Mapping):
+            raise InvalidEvent(f"subscription {sub_id} item {n} is not an object")
+        where = f"subscription {sub_id} item {raw.get('id') or n}"
+        price_obj = raw.get("price")
+        # Some old payloads carry a plan-shaped `price`; parse_price reads either.
+        if not isinstance(price_obj, Mapping):
+            price_obj = raw.get("plan")
+        price = parse_price(price_obj, where)
+        discounts = tuple(
+            d for d in (parse_discount(x) for x in raw.get("discounts") or ()) if d is not None
+        )
+        quantity = _quantity(raw.get("quantity"), where)
+        items.append(Item(_opt_str(raw.get("id")), price, quantity, discounts))
+    return tuple(items)
+
+
+def _subscription_discounts(obj: Json) -> tuple[DiscountRef, ...]:
+    found: list[DiscountRef] = []
+    raw_list = obj.get("discounts")
+    if isinstance(raw_list, list):
+        found.extend(d for d in (parse_discount(x) for x in raw_list) if d is not None)
+    legacy = parse_discount(obj.get("discount"))
+    if legacy is not None:
+        # From 2022 payloads carry both `discount` and `discounts` (ids): keep the richer one.
+        same = [i for i, d in enumerate(found) if d.id is not None and d.id == legacy.id]
+        if same:
+            found[same[0]] = legacy
+        else:
+            found.append(legacy)
+    return tuple(found)
+
+
+def _quantity(raw: Any, where: str) -> int | None:
+    if raw is None:
+        return None
+    if not _is_int(raw) or raw < 0:
+        raise InvalidEvent(f"{where} has a bad quantity {raw!r}")
+    return raw
+
+
+def _decimal(raw: Any, where: str) -> Decimal | None:
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | str):
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise InvalidEvent(f"{where} is not a number: {raw!r}") from None
+        if not value.is_finite():
+            raise InvalidEvent(f"{where} is not a finite number: {raw!r}")
+        return value
+    if isinstance(raw, float):
+        return Decimal(str(raw))
+    raise InvalidEvent(f"{where} is not a number: {raw!r}")
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _required_str(obj: Json, key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"{where} has no {key}")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,299 @@
+"""A customer's events → its MRR timeline → its ledger of movements (SPEC §2, §7).
+
+`derive_ledger` is the heart of the product: a pure function of the *set* of events, so
+delivery order, duplicates, concurrent workers and rebuilds all give the same ledger.
+
+The customer's MRR (per currency) is sampled once per distinct event second, after
+every event of that second has been applied in the documented order; a movement is the
+difference between two consecutive samples. Sampling by second means a plan switch
+done as "cancel A and create B" in one API call is one movement, not a churn and a
+reactivation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import groupby
+
+from ledger.events import SubscriptionEvent, order_events
+from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
+from ledger.snapshot import Snapshot
+
+
+class MovementType(StrEnum):
+    NEW = "new"
+    EXPANSION = "expansion"
+    CONTRACTION = "contraction"
+    CHURN = "churn"
+    REACTIVATION = "reactivation"
+
+
+class Kind(StrEnum):
+    """The growth lever behind an expansion or a contraction."""
+
+    SEATS = "seats"
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+    CROSS_SELL = "cross_sell"
+    DISCOUNT = "discount"
+    OTHER = "other"
+
+
+#: Sign of each movement type's amount in `starting + Σ = ending`.
+SIGN = {
+    MovementType.NEW: 1,
+    MovementType.EXPANSION: 1,
+    MovementType.REACTIVATION: 1,
+    MovementType.CONTRACTION: -1,
+    MovementType.CHURN: -1,
+}
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One change of a customer's MRR in one currency. `amount` is positive, minor units."""
+
+    customer_id: str
+    currency: str
+    seq: int
+    occurred_at: int  # unix seconds: the events' `created`
+    event_id: str
+    subscription_id: str
+    type: MovementType
+    amount: int
+    mrr_before: int
+    mrr_after: int
+    kind: Kind | None = None
+    churn_reason: str | None = None
+    churn_feedback: str | None = None
+    delinquent: bool = False
+
+    @property
+    def signed_amount(self) -> int:
+        return SIGN[self.type] * self.amount
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """A subscription as its latest event leaves it."""
+
+    id: str
+    customer_id: str
+    currency: str
+    status: str
+    mrr: int
+    scheduled_to_cancel: bool
+    last_event_id: str
+    last_event_created: int
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A customer's standing in one currency after its last event."""
+
+    customer_id: str
+    currency: str
+    mrr: int
+    scheduled_churn: int
+    first_new_at: int | None
+
+
+@dataclass(frozen=True)
+class CustomerLedger:
+    customer_id: str
+    movements: tuple[Movement, ...]
+    subscriptions: tuple[SubscriptionState, ...]
+    balances: tuple[Balance, ...]
+    #: Warnings per event id (events priced without details the payload lacked).
+    warnings: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class _Priced:
+    snapshot: Snapshot
+    mrr: int
+    event: SubscriptionEvent
+
+
+def derive_ledger(
+    customer_id: str,
+    events: Iterable[SubscriptionEvent],
+    catalog: Catalog = EMPTY_CATALOG,
+) -> CustomerLedger:
+    """The customer's whole ledger from the set of its subscription events.
+
+    Events of other customers are a programming error (ValueError). Duplicate event
+    ids count once. Pure and deterministic.
+    """
+    ordered = order_events(events)
+    for event in ordered:
+        if event.customer != customer_id:
+            raise ValueError(f"event {event.id} belongs to {event.customer}, not {customer_id}")
+
+    state: dict[str, _Priced] = {}
+    totals: dict[str, int] = defaultdict(int)
+    first_new: dict[str, int] = {}
+    seq: dict[str, int] = defaultdict(int)
+    warnings: dict[str, tuple[str, ...]] = {}
+    movements: list[Movement] = []
+
+    for second, batch in groupby(ordered, key=lambda e: e.created):
+        changes: dict[str, tuple[_Priced | None, _Priced]] = {}
+        for event in batch:
+            result = subscription_mrr(event.snapshot, catalog)
+            if result.warnings:
+                warnings[event.id] = result.warnings
+            sub_id = event.snapshot.id
+            before = changes[sub_id][0] if sub_id in changes else state.get(sub_id)
+            priced = _Priced(event.snapshot, result.amount, event)
+            changes[sub_id] = (before, priced)
+            state[sub_id] = priced
+
+        deltas: dict[str, list[tuple[int, str, _Priced | None, _Priced]]] = defaultdict(list)
+        for sub_id, (before, after) in sorted(changes.items()):
+            if before is not None and before.snapshot.currency != after.snapshot.currency:
+                deltas[before.snapshot.currency].append((-before.mrr, sub_id, before, after))
+                deltas[after.snapshot.currency].append((after.mrr, sub_id, before, after))
+                continue
+            old = before.mrr if before is not None else 0
+            if after.mrr != old:
+                deltas[after.snapshot.currency].append((after.mrr - old, sub_id, before, after))
+
+        for currency in sorted(deltas):
+            contributions = deltas[currency]
+            net = sum(d for d, *_ in contributions)
+            if net == 0:
+                continue
+            mrr_before = totals[currency]
+            mrr_after = mrr_before + net
+            totals[currency] = mrr_after
+            seq[currency] += 1
+            movements.append(
+                _movement(
+                    customer_id,
+                    currency,
+                    seq[currency],
+                    second,
+                    mrr_before,
+                    mrr_after,
+                    contributions,
+                    first_new,
+                )
+            )
+
+    return CustomerLedger(
+        customer_id=customer_id,
+        movements=tuple(movements),
+        subscriptions=tuple(
+            SubscriptionState(
+                id=sub_id,
+                customer_id=customer_id,
+                currency=p.snapshot.currency,
+                status=p.snapshot.status,
+                mrr=p.mrr,
+                scheduled_to_cancel=p.snapshot.scheduled_to_cancel,
+                last_event_id=p.event.id,
+                last_event_created=p.event.created,
+                warnings=warnings.get(p.event.id, ()),
+            )
+            for sub_id, p in sorted(state.items())
+        ),
+        balances=_balances(customer_id, state, totals, first_new),
+        warnings=warnings,
+    )
+
+
+def _movement(
+    customer_id: str,
+    currency: str,
+    seq: int,
+    second: int,
+    mrr_before: int,
+    mrr_after: int,
+    contributions: list[tuple[int, str, _Priced | None, _Priced]],
+    first_new: dict[str, int],
+) -> Movement:
+    net = mrr_after - mrr_before
+    # The subscription that moved most in the net direction speaks for the movement.
+    lead = max(contributions, key=lambda c: (c[0] if net > 0 else -c[0], c[1]))
+    delta, sub_id, before, after = lead
+    kind: Kind | None = None
+    reason = feedback = None
+    delinquent = False
+    if mrr_before == 0:
+        movement_type = MovementType.REACTIVATION if currency in first_new else MovementType.NEW
+        first_new.setdefault(currency, second)
+    elif mrr_after == 0:
+        movement_type = MovementType.CHURN
+        snap = after.snapshot
+        reason, feedback = snap.cancellation_reason, snap.cancellation_feedback
+        delinquent = reason == "payment_failed" or snap.status == "unpaid"
+    else:
+        movement_type = MovementType.EXPANSION if net > 0 else MovementType.CONTRACTION
+        kind = _change_kind(before, after, delta)
+    return Movement(
+        customer_id=customer_id,
+        currency=currency,
+        seq=seq,
+        occurred_at=second,
+        event_id=after.event.id,
+        subscription_id=sub_id,
+        type=movement_type,
+        amount=abs(net),
+        mrr_before=mrr_before,
+        mrr_after=mrr_after,
+        kind=kind,
+        churn_reason=reason,
+        churn_feedback=feedback,
+        delinquent=delinquent,
+    )
+
+
+def _change_kind(before: _Priced | None, after: _Priced, delta: int) -> Kind:
+    """Why one subscription's MRR moved, from its two consecutive snapshots."""
+    if before is None or before.mrr == 0 or after.mrr == 0:
+        return Kind.CROSS_SELL  # a subscription started or stopped counting
+    old, new = before.snapshot, after.snapshot
+    old_products = {i.price.product or i.price.id for i in old.items}
+    new_products = {i.price.product or i.price.id for i in new.items}
+    if old_products != new_products:
+        return Kind.CROSS_SELL
+    old_prices = sorted((i.price.id or "", i.price.unit_amount or 0) for i in old.items)
+    new_prices = sorted((i.price.id or "", i.price.unit_amount or 0) for i in new.items)
+    if old_prices != new_prices:
+        return Kind.UPGRADE if delta > 0 else Kind.DOWNGRADE
+    if sorted(_quantities(old)) != sorted(_quantities(new)):
+        return Kind.SEATS
+    if _discount_keys(old) != _discount_keys(new):
+        return Kind.DISCOUNT
+    return Kind.OTHER
+
+
+def _quantities(snap: Snapshot) -> list[tuple[str, int]]:
+    return [(i.price.id or "", 1 if i.quantity is None else i.quantity) for i in snap.items]
+
+
+def _discount_keys(snap: Snapshot) -> frozenset[str]:
+    refs = list(snap.discounts) + [d for i in snap.items for d in i.discounts]
+    return frozenset(r.id or r.coupon_id or (r.coupon.id if r.coupon else "") for r in refs)
+
+
+def _balances(
+    customer_id: str,
+    state: dict[str, _Priced],
+    totals: dict[str, int],
+    first_new: dict[str, int],
+) -> tuple[Balance, ...]:
+    scheduled: dict[str, int] = defaultdict(int)
+    for p in state.values():
+        if p.snapshot.scheduled_to_cancel:
+            scheduled[p.snapshot.currency] += p.mrr
+    currencies = sorted(set(totals) | {p.snapshot.currency for p in state.values()})
+    return tuple(
+        Balance(customer_id, c, totals.get(c, 0), scheduled.get(c, 0), first_new.get(c))
+        for c in currencies
+    )

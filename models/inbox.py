@@ -1,0 +1,156 @@
+"""The inbox: durable storage of every verified event, and its bookkeeping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ledger.events import is_applied_type
+from ledger.snapshot import customer_id_of
+from models.tables import EventStatus, InboxEvent, utcnow
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Outcome of storing one event: whether it is new, and whether it awaits a worker."""
+
+    event_id: str
+    inserted: bool
+    pending: bool
+
+
+def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
+    """Insert a verified event unless its id is already stored (insert-or-ignore).
+
+    Types the ledger does not use are stored as `ignored`. Does not commit.
+    """
+    event_id = str(event["id"])
+    event_type = str(event["type"])
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    created = event.get("created")
+    applied = is_applied_type(event_type)
+    now = utcnow()
+    values = {
+        "id": event_id,
+        "type": event_type,
+        "created": created if isinstance(created, int) and not isinstance(created, bool) else None,
+        "api_version": event.get("api_version")
+        if isinstance(event.get("api_version"), str)
+        else None,
+        "customer_id": customer_id_of(obj) if isinstance(obj, Mapping) else None,
+        "payload": raw,
+        "status": EventStatus.PENDING if applied else EventStatus.IGNORED,
+        "received_at": now,
+        # Set optimistically: if the enqueue after commit fails, the sweeper retries it.
+        "enqueued_at": now if applied else None,
+        "processed_at": None if applied else now,
+        "attempts": 0,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = session.execute(
+        insert(InboxEvent).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    )
+    inserted = bool(result.rowcount)  # type: ignore[attr-defined]
+    if inserted:
+        return Stored(event_id, True, applied)
+    status = session.scalar(select(InboxEvent.status).where(InboxEvent.id == event_id))
+    return Stored(event_id, False, status == EventStatus.PENDING)
+
+
+def mark_enqueued(session: Session, event_ids: Sequence[str], at: datetime | None = None) -> None:
+    if event_ids:
+        session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id.in_(event_ids))
+            .values(enqueued_at=at or utcnow())
+        )
+
+
+def due_for_sweep(
+    session: Session, older_than_s: int, now: datetime | None = None, limit: int = 1000
+) -> list[str]:
+    """Pending event ids never enqueued, or last enqueued more than `older_than_s` ago."""
+    cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
+    stale = func.coalesce(InboxEvent.enqueued_at, InboxEvent.received_at) < cutoff
+    rows = session.scalars(
+        select(InboxEvent.id)
+        .where(InboxEvent.status == EventStatus.PENDING, stale)
+        .order_by(InboxEvent.received_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def record_failure(session: Session, event_id: str, error: str, final: bool) -> None:
+    """Count a failed attempt; the last one marks the event `failed` (SPEC §8)."""
+    values: dict[str, Any] = {
+        "attempts": InboxEvent.attempts + 1,
+        "last_error": error[:4000],
+    }
+    if final:
+        values["status"] = EventStatus.FAILED
+    session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.id == event_id, InboxEvent.status == EventStatus.PENDING)
+        .values(**values)
+    )
+
+
+def counts(session: Session) -> dict[str, int]:
+    """SPEC §6 inbox counts: received = processed + failed + pending (ignored are processed)."""
+    by_status = dict(
+        session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all()
+    )
+    processed = by_status.get(EventStatus.PROCESSED, 0) + by_status.get(EventStatus.IGNORED, 0)
+    failed = by_status.get(EventStatus.FAILED, 0)
+    pending = by_status.get(EventStatus.PENDING, 0)
+    return {
+        "received": processed + failed + pending,
+        "processed": processed,
+        "ignored": by_status.get(EventStatus.IGNORED, 0),
+        "failed": failed,
+        "pending": pending,
+    }
+
+
+def oldest_pending(session: Session) -> datetime | None:
+    return session.scalar(
+        select(func.min(InboxEvent.received_at)).where(InboxEvent.status == EventStatus.PENDING)
+    )
+
+
+def last_event(session: Session) -> InboxEvent | None:
+    return session.scalars(
+        select(InboxEvent).order_by(InboxEvent.received_at.desc(), InboxEvent.id.desc()).limit(1)
+    ).first()
+
+
+def last_processed(session: Session) -> InboxEvent | None:
+    return session.scalars(
+        select(InboxEvent)
+        .where(InboxEvent.status == EventStatus.PROCESSED)
+        .order_by(InboxEvent.processed_at.desc())
+        .limit(1)
+    ).first()
+
+
+def events_with_warnings(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(InboxEvent).where(InboxEvent.warnings.is_not(None))
+        )
+        or 0
+    )
+
+
+def decode_warnings(raw: str | None) -> list[str]:
+    return list(json.loads(raw)) if raw else []

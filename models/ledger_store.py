@@ -1,0 +1,128 @@
+"""Reading a customer's events and writing its derived ledger, in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from ledger.errors import InvalidEvent
+from ledger.events import SUBSCRIPTION_EVENT_TYPES, SubscriptionEvent, parse_event
+from ledger.timeline import CustomerLedger, MovementType
+from models.tables import (
+    CustomerBalance,
+    EventStatus,
+    InboxEvent,
+    LedgerMovement,
+    SubscriptionRow,
+    utcnow,
+)
+from reporting.metrics import churn_reason_key
+
+
+def at(unix_seconds: int) -> datetime:
+    return datetime.fromtimestamp(unix_seconds, UTC)
+
+
+def parse_rows(rows: Iterable[InboxEvent]) -> tuple[list[SubscriptionEvent], dict[str, str]]:
+    """Parse stored events; the invalid ones come back apart with their error (never applied)."""
+    events: list[SubscriptionEvent] = []
+    invalid: dict[str, str] = {}
+    for row in rows:
+        try:
+            events.append(parse_event(json.loads(row.payload)))
+        except (InvalidEvent, ValueError) as exc:
+            invalid[row.id] = str(exc)
+    return events, invalid
+
+
+def customer_rows(session: Session, customer_id: str) -> list[InboxEvent]:
+    """Every stored subscription event of the customer, whatever its status.
+
+    The ledger is a function of every event received; status is only bookkeeping.
+    """
+    return list(
+        session.scalars(
+            select(InboxEvent).where(
+                InboxEvent.customer_id == customer_id,
+                InboxEvent.type.in_(SUBSCRIPTION_EVENT_TYPES),
+            )
+        )
+    )
+
+
+def write_ledger(session: Session, ledger: CustomerLedger, applied: Iterable[InboxEvent]) -> None:
+    """Replace the customer's ledger rows with `ledger` and mark `applied` events processed.
+
+    `applied` are the inbox rows `ledger` was derived from (loaded under the customer lock).
+
+    Idempotent: writing the same ledger twice leaves the same rows. Does not commit.
+    """
+    customer = ledger.customer_id
+    session.execute(delete(LedgerMovement).where(LedgerMovement.customer_id == customer))
+    session.execute(delete(SubscriptionRow).where(SubscriptionRow.customer_id == customer))
+    session.execute(delete(CustomerBalance).where(CustomerBalance.customer_id == customer))
+    session.add_all(
+        LedgerMovement(
+            customer_id=m.customer_id,
+            currency=m.currency,
+            seq=m.seq,
+            occurred_at=at(m.occurred_at),
+            occurred_day=at(m.occurred_at).date(),
+            event_id=m.event_id,
+            subscription_id=m.subscription_id,
+            type=m.type.value,
+            amount=m.amount,
+            mrr_before=m.mrr_before,
+            mrr_after=m.mrr_after,
+            kind=m.kind.value if m.kind else None,
+            churn_reason=m.churn_reason,
+            churn_feedback=m.churn_feedback,
+            reason_key=(
+                churn_reason_key(m.churn_feedback, m.churn_reason)
+                if m.type is MovementType.CHURN
+                else None
+            ),
+            delinquent=m.delinquent,
+        )
+        for m in ledger.movements
+    )
+    session.add_all(
+        SubscriptionRow(
+            id=s.id,
+            customer_id=s.customer_id,
+            currency=s.currency,
+            status=s.status,
+            mrr=s.mrr,
+            scheduled_to_cancel=s.scheduled_to_cancel,
+            last_event_id=s.last_event_id,
+            last_event_at=at(s.last_event_created),
+            warnings=json.dumps(list(s.warnings)) if s.warnings else None,
+        )
+        for s in ledger.subscriptions
+    )
+    session.add_all(
+        CustomerBalance(
+            customer_id=b.customer_id,
+            currency=b.currency,
+            mrr=b.mrr,
+            scheduled_churn=b.scheduled_churn,
+            first_new_at=at(b.first_new_at) if b.first_new_at is not None else None,
+        )
+        for b in ledger.balances
+    )
+    now = utcnow()
+    for row in applied:
+        warnings = ledger.warnings.get(row.id)
+        encoded = json.dumps(list(warnings)) if warnings else None
+        values: dict[str, object] = {}
+        if encoded != row.warnings:
+            values["warnings"] = encoded
+        if row.status != EventStatus.PROCESSED:  # pending, or failed earlier for a passing cause
+            values.update(status=EventStatus.PROCESSED, processed_at=now)
+        if values:
+            session.execute(update(InboxEvent).where(InboxEvent.id == row.id).values(**values))
+    session.flush()

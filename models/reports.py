@@ -1,0 +1,110 @@
+"""Queries that feed `reporting/`: daily buckets, openings, balances. Read-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from ledger.timeline import MovementType
+from models.tables import CustomerBalance, LedgerMovement, SubscriptionRow
+from reporting.metrics import Bucket, Opening
+
+
+@dataclass(frozen=True)
+class CurrencyTotals:
+    currency: str
+    mrr: int
+    customers: int
+    scheduled_churn: int
+
+
+def buckets(session: Session, currency: str, start: date, end: date) -> list[Bucket]:
+    """Movements of `currency` in [start, end), summed per day, type, kind and reason."""
+    m = LedgerMovement
+    rows = session.execute(
+        select(
+            m.occurred_day,
+            m.type,
+            m.kind,
+            m.reason_key,
+            m.delinquent,
+            func.sum(m.amount),
+            func.count(),
+        )
+        .where(m.currency == currency, m.occurred_day >= start, m.occurred_day < end)
+        .group_by(m.occurred_day, m.type, m.kind, m.reason_key, m.delinquent)
+    )
+    return [
+        Bucket(day=d, type=t, kind=k, reason=r, delinquent=bool(dl), amount=int(a), count=int(c))
+        for d, t, k, r, dl, a, c in rows
+    ]
+
+
+def opening(session: Session, currency: str, before: date) -> Opening:
+    """MRR and paying customers of `currency` at the start of day `before`.
+
+    Each customer's MRR is the sum of its signed movements, and it turns paying only
+    through `new`/`reactivation` and stops only through `churn`: two sums, no scan per
+    customer.
+    """
+    m = LedgerMovement
+    up = (MovementType.NEW, MovementType.EXPANSION, MovementType.REACTIVATION)
+    signed = case((m.type.in_(up), m.amount), else_=-m.amount)
+    joins = case(
+        (m.type.in_((MovementType.NEW, MovementType.REACTIVATION)), 1),
+        (m.type == MovementType.CHURN, -1),
+        else_=0,
+    )
+    mrr, customers = session.execute(
+        select(func.coalesce(func.sum(signed), 0), func.coalesce(func.sum(joins), 0)).where(
+            m.currency == currency, m.occurred_day < before
+        )
+    ).one()
+    return Opening(int(mrr), int(customers))
+
+
+def currency_totals(session: Session) -> list[CurrencyTotals]:
+    """Current MRR, paying customers and scheduled churn per currency, most MRR first."""
+    b = CustomerBalance
+    rows = session.execute(
+        select(
+            b.currency,
+            func.sum(b.mrr),
+            func.sum(case((b.mrr > 0, 1), else_=0)),
+            func.sum(b.scheduled_churn),
+        ).group_by(b.currency)
+    )
+    totals = [CurrencyTotals(c, int(m or 0), int(n or 0), int(s or 0)) for c, m, n, s in rows]
+    return sorted(totals, key=lambda t: (-t.mrr, t.currency))
+
+
+def customer_exists(session: Session, customer_id: str) -> bool:
+    return (
+        session.scalar(
+            select(SubscriptionRow.id).where(SubscriptionRow.customer_id == customer_id).limit(1)
+        )
+        is not None
+    )
+
+
+def customer_movements(session: Session, customer_id: str) -> list[LedgerMovement]:
+    return list(
+        session.scalars(
+            select(LedgerMovement)
+            .where(LedgerMovement.customer_id == customer_id)
+            .order_by(LedgerMovement.occurred_at, LedgerMovement.currency, LedgerMovement.seq)
+        )
+    )
+
+
+def customer_subscriptions(session: Session, customer_id: str) -> list[SubscriptionRow]:
+    return list(
+        session.scalars(
+            select(SubscriptionRow)
+            .where(SubscriptionRow.customer_id == customer_id)
+            .order_by(SubscriptionRow.id)
+        )
+    )

@@ -1,0 +1,82 @@
+"""Configuration, read once from the environment into a frozen object (SPEC §3).
+
+It lives in `models/`, the lowest layer that talks to the outside world, so that the
+worker, the web process and the CLI share one reading of the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or malformed; raised at boot, never later."""
+
+
+DEFAULT_DATABASE_URL = "sqlite:///mrr.db"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    webhook_secrets: tuple[str, ...] = ()
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    ops_token: str | None = None
+    webhook_tolerance_s: int = 300
+    max_body_bytes: int = 1_048_576
+    sweep_after_s: int = 30
+    queue_name: str = "mrr"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every SPEC §3 variable; blank values count as unset."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        secrets = tuple(s.strip() for s in (get("STRIPE_WEBHOOK_SECRET") or "").split(","))
+        return cls(
+            webhook_secrets=tuple(s for s in secrets if s),
+            stripe_api_key=get("STRIPE_API_KEY"),
+            stripe_api_base=get("STRIPE_API_BASE"),
+            database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            redis_url=get("REDIS_URL") or DEFAULT_REDIS_URL,
+            ops_token=get("OPS_TOKEN"),
+            webhook_tolerance_s=_positive_int(
+                get("WEBHOOK_TOLERANCE_S"), "WEBHOOK_TOLERANCE_S", 300
+            ),
+            max_body_bytes=_positive_int(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 1_048_576),
+            sweep_after_s=_positive_int(get("SWEEP_AFTER_S"), "SWEEP_AFTER_S", 30),
+            queue_name=get("MRR_QUEUE") or "mrr",
+        )
+
+    def require_webhook_secret(self) -> Settings:
+        """The web process refuses to start without a signing secret (never verify-less)."""
+        if not self.webhook_secrets:
+            raise SettingsError(
+                "STRIPE_WEBHOOK_SECRET is required for the web process "
+                "(comma-separate two secrets during a roll)"
+            )
+        return self
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _positive_int(raw: str | None, name: str, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value

@@ -1,0 +1,1 @@
+"""Pure reporting: ledger movements → periods, rates, summary, projection, cohorts."""

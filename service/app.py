@@ -1,0 +1,42 @@
+"""The Flask application factory: a table of contents of `register_*` calls."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from models.settings import Settings
+from service import ops, reports, webhook
+from service.errors import register_error_handlers
+from service.extensions import Services
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app. Without a webhook secret it refuses to start (SettingsError)."""
+    settings = (settings or Settings.from_env()).require_webhook_secret()
+    app = Flask(__name__)
+    register_settings(app, settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_logging(app)
+    return app
+
+
+def register_settings(app: Flask, settings: Settings) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["mrr"] = Services.build(settings)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(reports.bp)
+
+
+def register_logging(app: Flask) -> None:
+    if not app.debug and not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )

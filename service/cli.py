@@ -1,0 +1,254 @@
+"""The `mrr` console script (SPEC §5). Logs and progress go to stderr; `--json` output to stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from models.settings import Settings, SettingsError
+
+log = logging.getLogger("mrr")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
+def cli(verbose: bool) -> None:
+    """Stripe subscription webhooks → exact MRR ledger → churn and expansion."""
+    _setup_logging(verbose)
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic `upgrade head`)."""
+    from migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    click.echo("database schema is up to date", err=True)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--url", help="POST each event, signed, to this running server instead.")
+@click.option("--secret", help="Signing secret for --url (default: STRIPE_WEBHOOK_SECRET).")
+@click.option("--sync", is_flag=True, help="Apply events inline, without Redis or a worker.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
+def replay(
+    paths: Sequence[str], url: str | None, secret: str | None, sync: bool, as_json: bool
+) -> None:
+    """Replay Stripe events from files (one event, a JSON array, or JSON lines; dirs recurse)."""
+    from service.replay import ReplayError, read_events
+
+    settings = _settings()
+    try:
+        events = list(read_events(paths))
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from None
+    if url:
+        result = _replay_http(events, url, secret or next(iter(settings.webhook_secrets), None))
+    else:
+        result = _replay_direct(events, settings, sync)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
+    if result.get("failed") or result.get("refused"):
+        sys.exit(1)
+
+
+def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, int]:
+    from service.replay import post_signed
+
+    if not secret:
+        raise click.UsageError("--url needs --secret or STRIPE_WEBHOOK_SECRET")
+    counts = {"events": len(events), "accepted": 0, "refused": 0}
+    with click.progressbar(events, label="posting", file=sys.stderr) as bar:
+        for item in bar:
+            status = post_signed(url, secret, item.raw)
+            if status == 200:
+                counts["accepted"] += 1
+            else:
+                counts["refused"] += 1
+                log.error("%s: server answered %s", item.source, status)
+    return counts
+
+
+def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[str, int]:
+    from models.db import session_factory, transaction
+    from models.inbox import store_event
+    from service.webhook import enqueue_or_leave_to_sweeper
+    from workers.jobs import apply_with
+    from workers.queue import make_queue
+
+    factory = session_factory(settings.database_url)
+    counts = {"events": len(events), "stored": 0, "duplicates": 0, "applied": 0, "failed": 0}
+    pending: list[str] = []
+    with click.progressbar(events, label="storing", file=sys.stderr) as bar:
+        for item in bar:
+            with transaction(factory) as session:
+                stored = store_event(session, item.event, item.raw)
+            counts["stored" if stored.inserted else "duplicates"] += 1
+            if stored.pending:
+                pending.append(stored.event_id)
+    if not sync:
+        queued = enqueue_or_leave_to_sweeper(
+            make_queue(settings.redis_url, settings.queue_name), pending
+        )
+        counts["enqueued" if queued else "left_for_sweeper"] = len(pending)
+        return counts
+    with click.progressbar(pending, label="applying", file=sys.stderr) as bar:
+        for event_id in bar:
+            try:
+                apply_with(factory, settings, event_id)
+                counts["applied"] += 1
+            except Exception as exc:
+                counts["failed"] += 1
+                log.error("%s: %s", event_id, exc)
+    return counts
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
+@click.option(
+    "--with-scheduler/--without-scheduler",
+    default=True,
+    help="Run RQ's scheduler (needed for retries). On by default.",
+)
+@click.option(
+    "--sweep/--no-sweep",
+    default=True,
+    help="Also re-enqueue stale pending inbox rows every SWEEP_AFTER_S/2 s.",
+)
+def worker(burst: bool, with_scheduler: bool, sweep: bool) -> None:
+    """Run an RQ worker on the `mrr` queue (JSON serializer)."""
+    from rq import Worker
+    from rq.serializers import JSONSerializer
+
+    from models.db import session_factory
+    from workers import context
+    from workers.queue import make_queue, redis_for
+    from workers.sweeper import sweep_forever
+
+    settings = _settings()
+    context.configure(settings)
+    queue = make_queue(settings.redis_url, settings.queue_name)
+    if sweep and not burst:
+        thread = threading.Thread(
+            target=sweep_forever,
+            args=(
+                session_factory(settings.database_url),
+                lambda: make_queue(settings.redis_url, settings.queue_name),
+                settings.sweep_after_s,
+            ),
+            daemon=True,
+            name="sweeper",
+        )
+        thread.start()
+    Worker([queue], connection=redis_for(settings.redis_url), serializer=JSONSerializer).work(
+        burst=burst, with_scheduler=with_scheduler
+    )
+
+
+@cli.command()
+@click.option("--loop", is_flag=True, help="Keep sweeping every SWEEP_AFTER_S/2 seconds.")
+def sweep(loop: bool) -> None:
+    """Re-enqueue inbox rows still pending after SWEEP_AFTER_S."""
+    from models.db import session_factory
+    from workers.queue import make_queue
+    from workers.sweeper import sweep as sweep_once
+    from workers.sweeper import sweep_forever
+
+    settings = _settings()
+    factory = session_factory(settings.database_url)
+    if loop:
+        sweep_forever(
+            factory,
+            lambda: make_queue(settings.redis_url, settings.queue_name),
+            settings.sweep_after_s,
+        )
+        return
+    n = sweep_once(
+        factory, make_queue(settings.redis_url, settings.queue_name), settings.sweep_after_s
+    )
+    click.echo(f"re-enqueued {n} pending event(s)", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    """Development: migrate, then run the web process and a worker together until Ctrl-C."""
+    settings = _settings()
+    try:
+        settings.require_webhook_secret()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    from migrations import upgrade
+
+    upgrade(settings.database_url)
+    mrr = [sys.executable, "-m", "service.cli"]
+    procs = [
+        subprocess.Popen([*mrr, "worker"]),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                os.environ.get("WEB_CONCURRENCY", "2"),
+                "service.app:create_app()",
+            ]
+        ),
+    ]
+    click.echo(
+        f"listening on http://{host}:{port} (webhooks at /webhooks/stripe); Ctrl-C stops", err=True
+    )
+    try:
+        while all(p.poll() is None for p in procs):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                procs[0].wait(timeout=1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
+    codes = [p.returncode for p in procs if p.returncode and p.returncode > 0]
+    sys.exit(max(codes) if codes else 0)
+
+
+def main() -> None:
+    cli(prog_name="mrr")
+
+
+if __name__ == "__main__":
+    main()

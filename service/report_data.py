@@ -1,0 +1,182 @@
+"""Report documents, shared by the HTTP views and `mrr report` so both print the same numbers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models import reports
+from reporting.metrics import exact_rates, period_row, period_rows, summary
+from reporting.periods import Period, boundaries, floor, snap
+
+CURRENCY_RE = re.compile(r"^[a-z]{3}$")
+MAX_PERIODS = 1000
+TRAILING_DAYS = 30
+
+
+class BadQuery(ValueError):
+    """A report parameter is malformed; the message names it (a JSON 400 over HTTP)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    currency: str | None = None
+    period: Period = Period.MONTH
+    start: date | None = None
+    end: date | None = None
+    as_of: datetime | None = None
+
+
+def parse_query(args: dict[str, str]) -> Query:
+    """Validate report parameters (strings, as from a query string or the CLI)."""
+    period_raw = (args.get("period") or "month").strip().lower()
+    try:
+        period = Period(period_raw)
+    except ValueError:
+        raise BadQuery(f"period must be one of day, week, month (got {period_raw!r})") from None
+    currency = args.get("currency")
+    if currency is not None:
+        currency = currency.strip().lower()
+        if not CURRENCY_RE.match(currency):
+            raise BadQuery(f"currency must be a three-letter ISO code (got {currency!r})")
+    start = _date(args.get("start"), "start")
+    end = _date(args.get("end"), "end")
+    if start and end and start >= end:
+        raise BadQuery("start must be before end (end is exclusive)")
+    return Query(currency, period, start, end, _as_of(args.get("as_of")))
+
+
+def resolve_currency(session: Session, requested: str | None) -> tuple[str, list[Any]]:
+    """The requested currency, else the one with the most MRR (`usd` on an empty ledger)."""
+    totals = reports.currency_totals(session)
+    currency = requested or (totals[0].currency if totals else "usd")
+    return currency, totals
+
+
+def movements_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+    currency, _ = resolve_currency(session, query.currency)
+    as_of = (query.as_of or now).date()
+    end = query.end or as_of + timedelta(days=1)
+    start = query.start or _periods_back(
+        floor(end - timedelta(days=1), query.period), query.period, 11
+    )
+    if start >= end:
+        raise BadQuery("start must be before end (end is exclusive)")
+    lo, hi = snap(start, end, query.period)
+    if len(boundaries(lo, hi, query.period)) > MAX_PERIODS:
+        raise BadQuery(f"at most {MAX_PERIODS} periods per request")
+    opening = reports.opening(session, currency, lo)
+    rows = period_rows(opening, reports.buckets(session, currency, lo, hi), lo, hi, query.period)
+    return {
+        "currency": currency,
+        "period": query.period.value,
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "periods": rows,
+    }
+
+
+def summary_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+    currency, totals = resolve_currency(session, query.currency)
+    as_of = query.as_of or now
+    day = as_of.date()
+    if query.as_of is None:
+        current = next((t for t in totals if t.currency == currency), None)
+        mrr = current.mrr if current else 0
+        customers = current.customers if current else 0
+        scheduled: int | None = current.scheduled_churn if current else 0
+    else:
+        state = reports.opening(session, currency, day + timedelta(days=1))
+        mrr, customers = state.mrr, state.customers
+        scheduled = None  # only known for the present
+    lo, hi = day - timedelta(days=TRAILING_DAYS - 1), day + timedelta(days=1)
+    trailing = period_row(
+        reports.opening(session, currency, lo), reports.buckets(session, currency, lo, hi), lo, hi
+    )
+    net, customer_churn = exact_rates(trailing)
+    doc = summary(currency, mrr, customers, scheduled or 0, trailing, net, customer_churn)
+    doc["scheduled_churn"] = scheduled
+    doc["as_of"] = as_of.isoformat()
+    doc["currencies"] = [
+        {"currency": t.currency, "mrr": t.mrr, "customers": t.customers} for t in totals
+    ]
+    return doc
+
+
+def customer_report(session: Session, customer_id: str) -> dict[str, Any] | None:
+    """A customer's MRR timeline and movements; None for a customer never seen."""
+    subs = reports.customer_subscriptions(session, customer_id)
+    if not subs:
+        return None
+    movements = reports.customer_movements(session, customer_id)
+    mrr: dict[str, int] = {}
+    for s in subs:
+        mrr[s.currency] = mrr.get(s.currency, 0) + s.mrr
+    return {
+        "customer_id": customer_id,
+        "mrr": mrr,
+        "subscriptions": [
+            {
+                "id": s.id,
+                "currency": s.currency,
+                "status": s.status,
+                "mrr": s.mrr,
+                "scheduled_to_cancel": s.scheduled_to_cancel,
+                "last_event_at": s.last_event_at.isoformat(),
+            }
+            for s in subs
+        ],
+        "timeline": [
+            {"at": m.occurred_at.isoformat(), "currency": m.currency, "mrr": m.mrr_after}
+            for m in movements
+        ],
+        "movements": [
+            {
+                "at": m.occurred_at.isoformat(),
+                "currency": m.currency,
+                "type": m.type,
+                "amount": m.amount,
+                "mrr_before": m.mrr_before,
+                "mrr_after": m.mrr_after,
+                "kind": m.kind,
+                "subscription_id": m.subscription_id,
+                "event_id": m.event_id,
+                "churn_reason": m.churn_reason,
+                "churn_feedback": m.churn_feedback,
+                "delinquent": m.delinquent,
+            }
+            for m in movements
+        ],
+    }
+
+
+def _periods_back(start: date, period: Period, n: int) -> date:
+    for _ in range(n):
+        start = floor(start - timedelta(days=1), period)
+    return start
+
+
+def _date(raw: str | None, name: str) -> date | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise BadQuery(f"{name} must be a date YYYY-MM-DD (got {raw!r})") from None
+
+
+def _as_of(raw: str | None) -> datetime | None:
+    if raw is None or raw == "":
+        return None
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(23, 59, 59), tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"as_of must be a date or an ISO-8601 time (got {raw!r})") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

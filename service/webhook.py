@@ -1,0 +1,140 @@
+"""`POST /webhooks/stripe`: verify the raw bytes, store, enqueue, answer (SPEC §4).
+
+Persist-then-ack: the 200 goes out only after the event is committed to the inbox, so
+an acknowledged event can never be lost; the enqueue after the commit may fail (Redis
+down) without harm, because the sweeper re-enqueues pending rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import stripe
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from models.db import transaction
+from models.inbox import store_event
+from service.errors import json_error
+from service.extensions import services
+from workers.queue import enqueue_apply
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhook", __name__)
+
+
+class SignatureError(ValueError):
+    """The Stripe-Signature header is missing, malformed, expired or does not match."""
+
+
+def verify_signature(
+    payload: bytes,
+    header: str | None,
+    secrets: Sequence[str],
+    tolerance_s: int,
+    now: float | None = None,
+) -> None:
+    """Check `header` against every secret (a secret roll signs with two).
+
+    The timestamp must lie within `tolerance_s` of now in **both** directions;
+    stripe-python only rejects old ones.
+    """
+    if not header:
+        raise SignatureError("missing Stripe-Signature header")
+    timestamp = _timestamp(header)
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > tolerance_s:
+        raise SignatureError(f"signature timestamp outside the {tolerance_s}s tolerance")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureError("body is not UTF-8") from None
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
+            return
+        except stripe.SignatureVerificationError:
+            continue
+    raise SignatureError("no signature matches the configured secret(s)")
+
+
+def parse_event_body(payload: bytes) -> dict[str, Any]:
+    """A verified body must be a JSON object with string `id`, `type` and `object: event`."""
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise ValueError("body is not valid JSON") from None
+    if not isinstance(event, dict):
+        raise ValueError("body is not a JSON object")
+    if event.get("object") != "event":
+        raise ValueError('body is not a Stripe event ("object" is not "event")')
+    if not isinstance(event.get("id"), str) or not event["id"]:
+        raise ValueError("event has no string id")
+    if not isinstance(event.get("type"), str) or not event["type"]:
+        raise ValueError("event has no string type")
+    return event
+
+
+@bp.post("/webhooks/stripe")
+def stripe_webhook() -> Response:
+    svc = services()
+    settings = svc.settings
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        return _too_large(settings.max_body_bytes)
+    try:
+        payload = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _too_large(settings.max_body_bytes)
+    if len(payload) > settings.max_body_bytes:
+        return _too_large(settings.max_body_bytes)
+    try:
+        verify_signature(
+            payload,
+            request.headers.get("Stripe-Signature"),
+            settings.webhook_secrets,
+            settings.webhook_tolerance_s,
+        )
+    except SignatureError as exc:
+        return json_error(400, "bad_signature", str(exc))
+    try:
+        event = parse_event_body(payload)
+    except ValueError as exc:
+        return json_error(400, "bad_event", str(exc))
+    try:
+        with transaction(svc.sessions) as session:
+            stored = store_event(session, event, payload.decode("utf-8"))
+    except SQLAlchemyError as exc:
+        log.error("inbox write failed for %s: %s", event["id"], exc)
+        return json_error(503, "inbox_unavailable", "the inbox cannot be written; retry later")
+    if stored.inserted and stored.pending:
+        enqueue_or_leave_to_sweeper(svc.queue, [stored.event_id])
+    return jsonify({"received": True, "id": stored.event_id, "duplicate": not stored.inserted})
+
+
+def enqueue_or_leave_to_sweeper(queue: Any, event_ids: Sequence[str]) -> bool:
+    """Enqueue after commit; a Redis failure is logged, never raised (the sweeper catches up)."""
+    try:
+        enqueue_apply(queue, event_ids)
+        return True
+    except Exception as exc:
+        log.warning("enqueue failed, the sweeper will retry %d event(s): %s", len(event_ids), exc)
+        return False
+
+
+def _timestamp(header: str) -> int:
+    parts: Mapping[str, str] = dict(
+        p.split("=", 1) for p in header.split(",") if "=" in p and p.startswith("t=")
+    )
+    try:
+        return int(parts["t"])
+    except (KeyError, ValueError):
+        raise SignatureError("Stripe-Signature header has no valid timestamp") from None
+
+
+def _too_large(limit: int) -> Response:
+    return json_error(413, "too_large", f"body exceeds MAX_BODY_BYTES ({limit} bytes)")

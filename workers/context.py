@@ -1,0 +1,32 @@
+"""Per-process collaborators of the jobs, built on first use and never at import."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import session_factory
+from models.settings import Settings
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+
+
+def configure(settings: Settings | None) -> None:
+    """Pin the settings jobs of this process use (the worker at boot, tests); None re-reads."""
+    global _settings
+    with _lock:
+        _settings = settings
+
+
+def settings() -> Settings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = Settings.from_env()
+        return _settings
+
+
+def sessions() -> sessionmaker[Session]:
+    return session_factory(settings().database_url)

@@ -1,0 +1,165 @@
+"""What webhooks leave out, from Stripe's API, cached in the database (SPEC §7).
+
+Webhooks never carry price `tiers`, and basil+ payloads carry discounts as ids. With
+`STRIPE_API_KEY` set, the worker fetches them once through stripe-python's
+`StripeClient` and caches them in `stripe_objects`: prices' tiers and coupons are
+immutable, and a discount never changes its coupon, so the cache never goes stale and
+the ledger stays a function of the events. Without a key nothing is fetched: the
+ledger prices without the details and the events carry a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import stripe
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.mrr import Catalog, Need, needs
+from ledger.snapshot import Coupon, Tier, parse_coupon, parse_tiers
+from models import ledger_store
+from models.db import transaction
+from models.settings import Settings
+from models.tables import StripeObject, utcnow
+
+log = logging.getLogger(__name__)
+
+#: Discounts sit at both levels; coupons inside them are fetched by id when not expanded.
+SUBSCRIPTION_EXPAND = ["discounts", "discounts.source.coupon", "items.data.discounts"]
+
+
+def catalog_for(factory: sessionmaker[Session], settings: Settings, customer_id: str) -> Catalog:
+    """A catalog with everything the customer's events need that Stripe can tell us.
+
+    Reads the cache; with an API key, fetches and caches what is missing. A Stripe
+    error other than "no such object" raises, so the job is retried.
+    """
+    with transaction(factory) as session:
+        events, _ = ledger_store.parse_rows(ledger_store.customer_rows(session, customer_id))
+        snapshots = [e.snapshot for e in events]
+        catalog = _cached(session, snapshots)
+    missing = _missing(snapshots, catalog)
+    if not missing or settings.stripe_api_key is None:
+        return catalog
+    client = stripe_client(settings)
+    fetched: dict[tuple[str, str], Any] = {}
+    for need in sorted(missing, key=lambda n: (n.kind, n.id)):
+        fetched.update(_fetch(client, need))
+    # Coupons named by freshly fetched discounts.
+    for kind, _id in list(fetched):
+        if kind == "discount":
+            coupon_id = fetched[(kind, _id)]["coupon"]
+            if ("coupon", coupon_id) not in fetched and coupon_id not in catalog.coupons:
+                fetched.update(_fetch(client, Need("coupon", coupon_id)))
+    with transaction(factory) as session:
+        _store(session, fetched)
+        return _cached(session, snapshots)
+
+
+def stripe_client(settings: Settings) -> stripe.StripeClient:
+    base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+    assert settings.stripe_api_key is not None
+    return stripe.StripeClient(
+        settings.stripe_api_key,
+        base_addresses=base,  # type: ignore[arg-type]
+        http_client=stripe.RequestsClient(),
+        max_network_retries=2,
+    )
+
+
+def _missing(snapshots: Iterable[Any], catalog: Catalog) -> set[Need]:
+    wanted: set[Need] = set()
+    for snap in snapshots:
+        wanted |= needs(snap, catalog)
+    return wanted
+
+
+def _cached(session: Session, snapshots: list[Any]) -> Catalog:
+    """Catalog of every cached object the snapshots name (two small keyed queries)."""
+    first = _missing(snapshots, Catalog())
+    rows = _load(session, {(n.kind, n.id) for n in first})
+    discounts = {k[1]: json.loads(v)["coupon"] for k, v in rows.items() if k[0] == "discount"}
+    more = {("coupon", c) for c in discounts.values()} - set(rows)
+    rows.update(_load(session, more))
+    tiers: dict[str, tuple[Tier, ...]] = {}
+    coupons: dict[str, Coupon] = {}
+    for (kind, obj_id), payload in rows.items():
+        if kind in ("price", "plan"):
+            tiers[obj_id] = parse_tiers(json.loads(payload), f"{kind} {obj_id}")
+        elif kind == "coupon":
+            coupon = parse_coupon(json.loads(payload))
+            if coupon is not None:
+                coupons[obj_id] = coupon
+    return Catalog(tiers=tiers, coupons=coupons, discount_coupons=discounts)
+
+
+def _load(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    if not keys:
+        return {}
+    found = session.execute(
+        select(StripeObject.kind, StripeObject.id, StripeObject.payload).where(
+            tuple_(StripeObject.kind, StripeObject.id).in_(sorted(keys))
+        )
+    )
+    return {(k, i): p for k, i, p in found}
+
+
+def _store(session: Session, fetched: Mapping[tuple[str, str], Any]) -> None:
+    for (kind, obj_id), value in fetched.items():
+        if session.get(StripeObject, (kind, obj_id)) is None:
+            session.add(
+                StripeObject(kind=kind, id=obj_id, payload=json.dumps(value), fetched_at=utcnow())
+            )
+
+
+def _fetch(client: stripe.StripeClient, need: Need) -> dict[tuple[str, str], Any]:
+    """Fetch one missing object; what it yields is keyed (kind, id) → what we cache."""
+    try:
+        if need.kind == "price":
+            price = client.v1.prices.retrieve(need.id, params={"expand": ["tiers"]})
+            return {("price", need.id): _plain(price).get("tiers") or []}
+        if need.kind == "plan":
+            plan = client.v1.plans.retrieve(need.id, params={"expand": ["tiers"]})
+            return {("plan", need.id): _plain(plan).get("tiers") or []}
+        if need.kind == "coupon":
+            return {("coupon", need.id): _plain(client.v1.coupons.retrieve(need.id))}
+        if need.kind == "discount" and need.subscription:
+            sub = client.v1.subscriptions.retrieve(
+                need.subscription, params={"expand": SUBSCRIPTION_EXPAND}
+            )
+            return _discounts_of(_plain(sub))
+    except stripe.InvalidRequestError as exc:
+        # Gone or never existed: nothing to cache; the event keeps its warning.
+        log.warning("Stripe has no %s %s: %s", need.kind, need.id, exc.user_message or exc)
+    return {}
+
+
+def _discounts_of(sub: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    found: dict[tuple[str, str], Any] = {}
+    raw = list(sub.get("discounts") or [])
+    for item in (sub.get("items") or {}).get("data") or []:
+        raw.extend(item.get("discounts") or [])
+    for disc in raw:
+        if not isinstance(disc, Mapping) or not disc.get("id"):
+            continue
+        coupon = disc.get("coupon")
+        source = disc.get("source")
+        if coupon is None and isinstance(source, Mapping):
+            coupon = source.get("coupon")
+        if isinstance(coupon, Mapping) and coupon.get("id"):
+            found[("coupon", coupon["id"])] = coupon
+            coupon = coupon["id"]
+        if isinstance(coupon, str):
+            found[("discount", disc["id"])] = {"coupon": coupon}
+    return found
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject as plain JSON data."""
+    data = obj.to_dict(recursive=True) if hasattr(obj, "to_dict") else obj
+    plain: dict[str, Any] = json.loads(json.dumps(data))
+    return plain
