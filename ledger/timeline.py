@@ -258,10 +258,8 @@ def _change_kind(before: _Priced | None, after: _Priced, delta: int) -> Kind:
     if before is None or before.mrr == 0 or after.mrr == 0:
         return Kind.CROSS_SELL  # a subscription started or stopped counting
     old, new = before.snapshot, after.snapshot
-    old_products = {i.price.product or i.price.id for i in old.items}
-    new_products = {i.price.product or i.price.id for i in new.items}
-    if old_products != new_products:
-        return Kind.CROSS_SELL
+    if len(old.items) != len(new.items):
+        return Kind.CROSS_SELL  # a product added to or removed from the subscription
     old_prices = sorted((i.price.id or "", i.price.unit_amount or 0) for i in old.items)
     new_prices = sorted((i.price.id or "", i.price.unit_amount or 0) for i in new.items)
     if old_prices != new_prices:

@@ -56,11 +56,13 @@ def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
     }
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(
-        insert(InboxEvent).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    inserted = session.scalar(
+        insert(InboxEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(InboxEvent.id)
     )
-    inserted = bool(result.rowcount)  # type: ignore[attr-defined]
-    if inserted:
+    if inserted is not None:
         return Stored(event_id, True, applied)
     status = session.scalar(select(InboxEvent.status).where(InboxEvent.id == event_id))
     return Stored(event_id, False, status == EventStatus.PENDING)
