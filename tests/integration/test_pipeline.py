@@ -16,8 +16,8 @@ from tests.conftest import OPS_TOKEN, empty_tables, load_fixture_events, sign
 from tests.integration.expected import EXPECTED_MOVEMENTS, WARNED_WITHOUT_API
 from tests.integration.helpers import ledger_snapshot, movement_rows
 from workers import queue as queue_module
-from workers.sweeper import sweep
 from workers.queue import make_queue
+from workers.sweeper import sweep
 
 
 def status(client) -> dict:
