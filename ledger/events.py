@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise, permutations
 from typing import Any
 
 from ledger.errors import InvalidEvent
@@ -106,24 +107,38 @@ def order_events(events: Iterable[SubscriptionEvent]) -> list[SubscriptionEvent]
     return ordered
 
 
+#: Largest same-second group ordered by exhaustive search; larger ones walk greedily.
+_EXHAUSTIVE_CHAIN = 7
+
+
 def _chain_order(group: list[SubscriptionEvent]) -> list[SubscriptionEvent]:
+    """Order one subscription's same-second, same-rank events along their chain.
+
+    The chosen order has the most consecutive links (an event whose previous values
+    equal its predecessor's new values); ties go to the smallest sequence of ids, so
+    contradictory or missing chains still give one deterministic order.
+    """
     if len(group) == 1:
         return group
     group = sorted(group, key=lambda e: e.id)
-    # Edge a → b when b's previous_attributes describe a's state (and not the reverse).
-    after: dict[str, set[str]] = {e.id: set() for e in group}
-    for a in group:
-        for b in group:
-            if a is not b and _follows(b, a) and not _follows(a, b):
-                after[b.id].add(a.id)
+    links = {(a.id, b.id) for a in group for b in group if a is not b and _follows(b, a)}
+    if len(group) <= _EXHAUSTIVE_CHAIN:
+        # permutations() of a sorted list come in lexicographic order and max() keeps
+        # the first best one: the tie-break by ids is built in.
+        best = max(
+            permutations(group),
+            key=lambda order: sum((x.id, y.id) in links for x, y in pairwise(order)),
+        )
+        return list(best)
     placed: list[SubscriptionEvent] = []
-    done: set[str] = set()
-    while len(placed) < len(group):
-        ready = [e for e in group if e.id not in done and after[e.id] <= done]
-        # A cycle (contradictory chains) falls back to id order rather than looping.
-        nxt = ready[0] if ready else next(e for e in group if e.id not in done)
+    left = list(group)
+    while left:
+        prev = placed[-1].id if placed else None
+        nxt = next((e for e in left if (prev, e.id) in links), None)
+        if nxt is None:  # start (or restart) a chain where nothing left leads in
+            nxt = next((e for e in left if not any((o.id, e.id) in links for o in left)), left[0])
         placed.append(nxt)
-        done.add(nxt.id)
+        left.remove(nxt)
     return placed
 
 

@@ -1,0 +1,342 @@
+"""Event order (SPEC §2) and movements with kinds and churn details (SPEC §7), pure."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from ledger.errors import InvalidEvent
+from ledger.events import order_events, parse_event
+from ledger.timeline import Kind, MovementType, derive_ledger
+from tests import factories as f
+
+T = 1704067200
+PRO = f.price("price_pro", 1000, product="prod_pro")
+PLUS = f.price("price_plus", 3000, product="prod_plus")
+ADDON = f.price("price_addon", 500, product="prod_addon")
+
+
+def sub(items: list[dict[str, Any]], sub_id: str = "sub_1", **kw: Any) -> dict[str, Any]:
+    return f.subscription(sub_id, "cus_1", items, **kw)
+
+
+def ev(
+    event_id: str,
+    event_type: str,
+    created: int,
+    obj: dict[str, Any],
+    prev: dict[str, Any] | None = None,
+):
+    return parse_event(
+        f.event(
+            event_id, f"customer.subscription.{event_type}", created, obj, previous_attributes=prev
+        )
+    )
+
+
+def moves(*events, catalog=None):
+    ledger = (
+        derive_ledger("cus_1", events)
+        if catalog is None
+        else derive_ledger("cus_1", events, catalog)
+    )
+    return [
+        (m.type.value, m.amount, m.mrr_after, m.kind.value if m.kind else None)
+        for m in ledger.movements
+    ]
+
+
+# --- ordering -------------------------------------------------------------------------
+
+
+def test_same_second_created_before_updated_whatever_the_ids() -> None:
+    created = ev("evt_z", "created", T, sub([f.item(PRO)], status="incomplete"))
+    updated = ev("evt_a", "updated", T, sub([f.item(PRO)]), {"status": "incomplete"})
+    assert [e.id for e in order_events([updated, created])] == ["evt_z", "evt_a"]
+    assert moves(updated, created) == [("new", 1000, 1000, None)]
+
+
+def test_same_second_deleted_comes_last() -> None:
+    deleted = ev("evt_a", "deleted", T + 5, sub([f.item(PRO)], status="canceled"))
+    updated = ev("evt_b", "updated", T + 5, sub([f.item(PRO, 2)]), {"quantity": 1})
+    created = ev("evt_c", "created", T, sub([f.item(PRO)]))
+    assert [e.id for e in order_events([deleted, updated, created])] == ["evt_c", "evt_b", "evt_a"]
+    assert moves(deleted, updated, created) == [("new", 1000, 1000, None), ("churn", 1000, 0, None)]
+
+
+def test_two_updates_in_one_second_follow_the_previous_attributes_chain() -> None:
+    one, two, three = (sub([f.item(PRO, q)]) for q in (1, 2, 3))
+    first = ev("evt_y", "updated", T + 9, two, {"items": copy.deepcopy(one["items"])})
+    second = ev("evt_x", "updated", T + 9, three, {"items": copy.deepcopy(two["items"])})
+    base = ev("evt_0", "created", T, one)
+    assert [e.id for e in order_events([second, first, base])] == ["evt_0", "evt_y", "evt_x"]
+    assert moves(second, base, first)[-1] == ("expansion", 2000, 3000, "seats")
+
+
+def test_chain_on_status_values_with_three_links() -> None:
+    s = {st: sub([f.item(PRO)], status=st) for st in ("incomplete", "active", "past_due")}
+    a = ev("evt_3", "updated", T, s["active"], {"status": "incomplete"})
+    b = ev("evt_1", "updated", T, s["past_due"], {"status": "active"})
+    c = ev("evt_2", "updated", T, s["active"], {"status": "past_due"})
+    order = [e.id for e in order_events([a, b, c])]
+    assert order.index("evt_3") < order.index("evt_1") < order.index("evt_2")
+
+
+def test_contradictory_chain_falls_back_to_id_order() -> None:
+    a = ev("evt_b", "updated", T, sub([f.item(PRO, 2)]), {"items": sub([f.item(PRO, 1)])["items"]})
+    b = ev("evt_a", "updated", T, sub([f.item(PRO, 1)]), {"items": sub([f.item(PRO, 2)])["items"]})
+    assert [e.id for e in order_events([a, b])] == ["evt_a", "evt_b"]
+
+
+def test_duplicates_count_once() -> None:
+    e = ev("evt_1", "created", T, sub([f.item(PRO)]))
+    assert moves(e, e, e) == [("new", 1000, 1000, None)]
+
+
+# --- movements --------------------------------------------------------------------------
+
+
+def test_lifecycle_new_expansion_contraction_churn_reactivation() -> None:
+    events = [
+        ev("e1", "created", T, sub([f.item(PRO, 2)])),
+        ev("e2", "updated", T + 10, sub([f.item(PRO, 5)]), {"quantity": 2}),
+        ev("e3", "updated", T + 20, sub([f.item(PRO, 3)]), {"quantity": 5}),
+        ev("e4", "deleted", T + 30, sub([f.item(PRO, 3)], status="canceled")),
+        ev("e5", "created", T + 40, sub([f.item(PRO, 1)], sub_id="sub_2")),
+    ]
+    assert moves(*events) == [
+        ("new", 2000, 2000, None),
+        ("expansion", 3000, 5000, "seats"),
+        ("contraction", 2000, 3000, "seats"),
+        ("churn", 3000, 0, None),
+        ("reactivation", 1000, 1000, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "movement", "kind"),
+    [
+        ([f.item(PRO, 1)], [f.item(PLUS, 1, item_id="si_pro")], "expansion", "upgrade"),
+        ([f.item(PLUS, 1)], [f.item(PRO, 1, item_id="si_plus")], "contraction", "downgrade"),
+        ([f.item(PRO, 1)], [f.item(PRO, 1), f.item(ADDON, 1)], "expansion", "cross_sell"),
+        ([f.item(PRO, 1), f.item(ADDON, 1)], [f.item(PRO, 1)], "contraction", "cross_sell"),
+        ([f.item(PRO, 1)], [f.item(PRO, 4)], "expansion", "seats"),
+        (
+            [f.item(PRO, 1), f.item(ADDON, 1)],
+            [f.item(PLUS, 2, item_id="si_pro"), f.item(ADDON)],
+            "expansion",
+            "upgrade",
+        ),
+    ],
+)
+def test_kind_comes_from_diffing_consecutive_snapshots(before, after, movement, kind) -> None:
+    got = moves(ev("e1", "created", T, sub(before)), ev("e2", "updated", T + 1, sub(after)))
+    assert got[-1][0] == movement and got[-1][3] == kind
+
+
+def test_discount_added_and_ended_is_kind_discount() -> None:
+    half = f.coupon("HALF", percent_off=50.0)
+    got = moves(
+        ev("e1", "created", T, sub([f.item(PRO, 2)])),
+        ev("e2", "updated", T + 1, sub([f.item(PRO, 2)], discounts=[f.discount("d", half)])),
+        ev("e3", "updated", T + 2, sub([f.item(PRO, 2)])),
+    )
+    assert got[1:] == [
+        ("contraction", 1000, 1000, "discount"),
+        ("expansion", 1000, 2000, "discount"),
+    ]
+
+
+def test_second_subscription_while_paying_is_cross_sell() -> None:
+    got = moves(
+        ev("e1", "created", T, sub([f.item(PRO)])),
+        ev("e2", "created", T + 5, sub([f.item(ADDON)], sub_id="sub_2")),
+        ev("e3", "deleted", T + 9, sub([f.item(ADDON)], sub_id="sub_2", status="canceled")),
+    )
+    assert got[1:] == [
+        ("expansion", 500, 1500, "cross_sell"),
+        ("contraction", 500, 1000, "cross_sell"),
+    ]
+
+
+def test_price_change_with_same_amount_is_no_movement() -> None:
+    same = f.price("price_pro_v2", 1000, product="prod_pro")
+    assert moves(
+        ev("e1", "created", T, sub([f.item(PRO)])),
+        ev("e2", "updated", T + 5, sub([f.item(same, item_id="si_pro")])),
+    ) == [("new", 1000, 1000, None)]
+
+
+def test_plan_switch_by_cancel_and_create_in_one_second_is_one_movement() -> None:
+    got = moves(
+        ev("e1", "created", T, sub([f.item(PRO)])),
+        ev("e2", "deleted", T + 60, sub([f.item(PRO)], status="canceled")),
+        ev("e3", "created", T + 60, sub([f.item(PLUS)], sub_id="sub_2")),
+    )
+    assert got == [("new", 1000, 1000, None), ("expansion", 2000, 3000, "cross_sell")]
+
+
+def test_churn_carries_cancellation_details_and_delinquency() -> None:
+    details = {"comment": None, "feedback": "switched_service", "reason": "cancellation_requested"}
+    ledger = derive_ledger(
+        "cus_1",
+        [
+            ev("e1", "created", T, sub([f.item(PRO)])),
+            ev(
+                "e2",
+                "deleted",
+                T + 5,
+                sub([f.item(PRO)], status="canceled", cancellation_details=details),
+            ),
+            ev("e3", "created", T + 9, sub([f.item(PRO)], sub_id="sub_2")),
+            ev(
+                "e4",
+                "updated",
+                T + 20,
+                sub([f.item(PRO)], sub_id="sub_2", status="unpaid"),
+                {"status": "past_due"},
+            ),
+            ev("e5", "created", T + 30, sub([f.item(PRO)], sub_id="sub_3")),
+            ev(
+                "e6",
+                "deleted",
+                T + 40,
+                sub(
+                    [f.item(PRO)],
+                    sub_id="sub_3",
+                    status="canceled",
+                    cancellation_details={"reason": "payment_failed"},
+                ),
+            ),
+        ],
+    )
+    churns = [m for m in ledger.movements if m.type is MovementType.CHURN]
+    assert [(m.churn_reason, m.churn_feedback, m.delinquent) for m in churns] == [
+        ("cancellation_requested", "switched_service", False),
+        (None, None, True),  # unpaid
+        ("payment_failed", None, True),
+    ]
+    assert [m.type for m in ledger.movements].count(MovementType.REACTIVATION) == 2
+
+
+def test_currencies_are_separate_timelines() -> None:
+    eur = f.price("price_eur", 900, currency="eur", product="prod_eur")
+    ledger = derive_ledger(
+        "cus_1",
+        [
+            ev("e1", "created", T, sub([f.item(PRO)])),
+            ev("e2", "created", T + 1, sub([f.item(eur)], sub_id="sub_eur", currency="eur")),
+        ],
+    )
+    assert [(m.currency, m.type.value, m.amount) for m in ledger.movements] == [
+        ("usd", "new", 1000),
+        ("eur", "new", 900),
+    ]
+    assert {b.currency: b.mrr for b in ledger.balances} == {"usd": 1000, "eur": 900}
+
+
+def test_scheduled_churn_keeps_mrr_until_the_end() -> None:
+    ledger = derive_ledger(
+        "cus_1",
+        [
+            ev("e1", "created", T, sub([f.item(PRO)])),
+            ev(
+                "e2",
+                "updated",
+                T + 5,
+                sub([f.item(PRO)], cancel_at_period_end=True),
+                {"cancel_at_period_end": False},
+            ),
+        ],
+    )
+    assert len(ledger.movements) == 1
+    (balance,) = ledger.balances
+    assert (balance.mrr, balance.scheduled_churn) == (1000, 1000)
+
+
+def test_trial_is_zero_until_it_converts() -> None:
+    assert moves(
+        ev("e1", "created", T, sub([f.item(PRO)], status="trialing")),
+        ev("e2", "trial_will_end", T + 5, sub([f.item(PRO)], status="trialing")),
+        ev("e3", "updated", T + 9, sub([f.item(PRO)]), {"status": "trialing"}),
+    ) == [("new", 1000, 1000, None)]
+
+
+def test_paused_and_resumed() -> None:
+    assert moves(
+        ev("e1", "created", T, sub([f.item(PRO)])),
+        ev("e2", "paused", T + 5, sub([f.item(PRO)], status="paused")),
+        ev("e3", "resumed", T + 9, sub([f.item(PRO)])),
+    ) == [("new", 1000, 1000, None), ("churn", 1000, 0, None), ("reactivation", 1000, 1000, None)]
+
+
+def test_events_of_another_customer_are_rejected() -> None:
+    other = parse_event(
+        f.event(
+            "e9",
+            "customer.subscription.created",
+            T,
+            f.subscription("sub_9", "cus_9", [f.item(PRO)]),
+        )
+    )
+    with pytest.raises(ValueError, match="belongs to cus_9"):
+        derive_ledger("cus_1", [other])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda e: e.pop("created"), "no integer created"),
+        (lambda e: e["data"].pop("object"), "not a JSON object"),
+        (lambda e: e["data"]["object"].update(object="invoice"), "not a subscription"),
+        (lambda e: e["data"]["object"].pop("customer"), "has no customer"),
+        (lambda e: e["data"]["object"].update(status="weird"), "unknown status"),
+        (lambda e: e["data"]["object"].pop("items"), "has no items"),
+        (lambda e: e["data"]["object"]["items"]["data"][0].pop("price"), "has no price or plan"),
+        (lambda e: e["data"]["object"]["items"]["data"][0].update(quantity=-1), "bad quantity"),
+        (
+            lambda e: e["data"]["object"]["items"]["data"][0]["price"]["recurring"].update(
+                interval="fortnight"
+            ),
+            "no recurring interval",
+        ),
+        (
+            lambda e: e["data"]["object"]["items"]["data"][0]["price"].update(
+                unit_amount_decimal="abc"
+            ),
+            "not a number",
+        ),
+        (lambda e: e.update(type="customer.created"), "does not carry a subscription"),
+    ],
+)
+def test_malformed_subscriptions_are_refused_with_a_named_field(mutate, message) -> None:
+    event = f.event("evt_bad", "customer.subscription.updated", T, sub([f.item(PRO)]))
+    mutate(event)
+    with pytest.raises(InvalidEvent, match=message):
+        parse_event(event)
+
+
+def test_kinds_are_the_spec_levers() -> None:
+    assert {k.value for k in Kind} == {
+        "seats",
+        "upgrade",
+        "downgrade",
+        "cross_sell",
+        "discount",
+        "other",
+    }
+
+
+def test_long_same_second_chains_are_walked_in_chain_order() -> None:
+    subs = [sub([f.item(PRO, q)]) for q in range(1, 12)]
+    ids = [f"evt_{c}" for c in "kjihgfedcba"]  # id order is the reverse of the chain
+    chain = [
+        ev(ids[q], "updated", T + 9, subs[q], {"items": copy.deepcopy(subs[q - 1]["items"])})
+        for q in range(1, 11)
+    ]
+    base = ev("evt_base", "created", T, subs[0])
+    ordered = order_events([*reversed(chain), base])
+    assert [e.id for e in ordered] == ["evt_base", *ids[1:]]
+    assert moves(base, *chain)[-1] == ("expansion", 10000, 11000, "seats")
