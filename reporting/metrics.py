@@ -98,8 +98,8 @@ def period_rows(
 ) -> list[dict[str, Any]]:
     """One SPEC §7 row per period of the snapped [start, end).
 
-    `opening` is the state at the first period's start; buckets before it are ignored,
-    so callers may pass either every bucket or only those in range.
+    `opening` is the state at the *snapped* start (`periods.snap(start, end, period)[0]`);
+    buckets before it are ignored, so callers may pass every bucket or only those in range.
     """
     spans = boundaries(start, end, period)
     rows = []

@@ -1,0 +1,47 @@
+"""Configuration is read once, validated at boot, and documented in .env.example."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from models.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_match_the_spec() -> None:
+    s = Settings.from_env({})
+    assert s.database_url == "sqlite:///mrr.db"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert (s.webhook_tolerance_s, s.max_body_bytes, s.sweep_after_s) == (300, 1048576, 30)
+    assert s.ops_token is None and s.stripe_api_key is None and s.webhook_secrets == ()
+
+
+def test_secret_roll_and_blank_values() -> None:
+    s = Settings.from_env(
+        {"STRIPE_WEBHOOK_SECRET": " whsec_a , whsec_b ,", "OPS_TOKEN": " ", "STRIPE_API_KEY": ""}
+    )
+    assert s.webhook_secrets == ("whsec_a", "whsec_b")
+    assert s.ops_token is None and s.stripe_api_key is None
+
+
+@pytest.mark.parametrize("name", ["WEBHOOK_TOLERANCE_S", "MAX_BODY_BYTES", "SWEEP_AFTER_S"])
+@pytest.mark.parametrize("value", ["abc", "0", "-5"])
+def test_bad_numbers_fail_at_boot(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_web_process_requires_a_secret() -> None:
+    with pytest.raises(SettingsError, match="STRIPE_WEBHOOK_SECRET"):
+        Settings.from_env({}).require_webhook_secret()
+
+
+def test_env_example_lists_every_variable_read() -> None:
+    source = (ROOT / "models" / "settings.py").read_text()
+    read = set(re.findall(r'get\("([A-Z_]+)"\)', source))
+    listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read and read <= listed
