@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -230,18 +229,19 @@ def run(host: str, port: int) -> None:
     click.echo(
         f"listening on http://{host}:{port} (webhooks at /webhooks/stripe); Ctrl-C stops", err=True
     )
-    try:
-        while all(p.poll() is None for p in procs):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                procs[0].wait(timeout=1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    while not stopping.is_set() and all(p.poll() is None for p in procs):
+        stopping.wait(1)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
             p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
     codes = [p.returncode for p in procs if p.returncode and p.returncode > 0]
     sys.exit(max(codes) if codes else 0)
 

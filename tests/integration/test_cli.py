@@ -1,0 +1,132 @@
+"""`mrr replay` in its three modes, and the fixture-file formats it reads."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from werkzeug.serving import make_server
+
+from service.cli import cli
+from service.replay import ReplayError, read_events
+from tests.conftest import FIXTURES, SECRET, load_fixture_events
+from tests.integration.expected import EXPECTED_MOVEMENTS
+from tests.integration.helpers import movement_rows
+
+
+@pytest.fixture
+def env(settings, monkeypatch) -> dict[str, str]:
+    values = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "MRR_QUEUE": settings.queue_name,
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_replay_sync_applies_inline_without_redis(env, db, monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # Redis is not needed
+    code, out, _ = run("replay", "--sync", "--json", str(FIXTURES))
+    assert code == 0
+    assert json.loads(out) == {
+        "events": 21,
+        "stored": 21,
+        "duplicates": 0,
+        "applied": 20,
+        "failed": 0,
+    }
+    assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
+    code, out, _ = run("replay", "--sync", "--json", str(FIXTURES))  # a second replay
+    assert json.loads(out)["duplicates"] == 21
+    assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
+
+
+def test_replay_enqueues_for_the_worker(env, db, run_worker) -> None:
+    code, out, _ = run("replay", "--json", str(FIXTURES))
+    assert code == 0
+    assert json.loads(out)["enqueued"] == 20
+    assert run_worker() == 0
+    assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
+
+
+@pytest.fixture
+def server(app) -> Iterator[str]:
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}/webhooks/stripe"
+    srv.shutdown()
+
+
+def test_replay_url_signs_and_posts_to_a_running_server(env, db, server, run_worker) -> None:
+    code, out, _ = run("replay", "--json", "--url", server, "--secret", SECRET, str(FIXTURES))
+    assert code == 0
+    assert json.loads(out) == {"events": 21, "accepted": 21, "refused": 0}
+    run_worker()
+    assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
+
+
+def test_replay_url_with_the_wrong_secret_reports_refusals(env, db, server) -> None:
+    code, out, _ = run(
+        "replay",
+        "--json",
+        "--url",
+        server,
+        "--secret",
+        "whsec_wrong",
+        str(FIXTURES / "2020-08-27" / "acme_01_created_trialing.json"),
+    )
+    assert code == 1
+    assert json.loads(out) == {"events": 1, "accepted": 0, "refused": 1}
+
+
+def test_arrays_json_lines_and_directories(tmp_path: Path) -> None:
+    events = load_fixture_events()
+    (tmp_path / "nested" / "deeper").mkdir(parents=True)
+    (tmp_path / "array.json").write_text(json.dumps(events[:3]))
+    (tmp_path / "nested" / "lines.jsonl").write_text(
+        "\n".join(json.dumps(e) for e in events[3:6]) + "\n\n"
+    )
+    (tmp_path / "nested" / "deeper" / "one.json").write_text(json.dumps(events[6], indent=2))
+    (tmp_path / "notes.txt").write_text("not an event file")
+    got = list(read_events([tmp_path]))
+    assert sorted(e.event["id"] for e in got) == sorted(e["id"] for e in events[:7])
+    assert {e.source.split("/")[-1].split(":")[0].split("[")[0] for e in got} == {
+        "array.json",
+        "lines.jsonl",
+        "one.json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"id": "evt_1", "object": "event"}', "no string type"),
+        ('[{"id": "evt_1", "type": "x", "object": "event"}, 3]', "not a JSON object"),
+        ('{"id": "e", "type": "t", "object": "event"}\n{oops', "not JSON"),
+    ],
+)
+def test_bad_fixture_files_name_the_place(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ReplayError, match=message) as info:
+        list(read_events([path]))
+    assert "bad.json" in str(info.value)
+
+
+def test_replay_of_a_missing_path_is_a_clear_error(env) -> None:
+    result = CliRunner().invoke(cli, ["replay", "--sync", "/no/such/fixtures"])
+    assert result.exit_code == 1
+    assert "no such file or directory" in result.stderr

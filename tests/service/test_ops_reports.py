@@ -1,0 +1,206 @@
+"""Ops and report endpoints: bearer auth, SPEC §7 figures over HTTP, JSON errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models.db import transaction
+from models.inbox import store_event
+from service.app import create_app
+from tests.conftest import OPS_TOKEN, load_fixture_events
+from workers.jobs import apply_with
+
+PROTECTED = [
+    "/status",
+    "/reports/summary",
+    "/reports/movements",
+    "/reports/customers/cus_acme",
+]
+
+
+def apply_fixtures(db, settings) -> None:
+    """Store the fixture events and apply them inline, as `mrr replay --sync` does."""
+    ids = []
+    for event in load_fixture_events():
+        with transaction(db) as session:
+            stored = store_event(session, event, json.dumps(event))
+        if stored.pending:
+            ids.append(stored.event_id)
+    for event_id in ids:
+        apply_with(db, settings, event_id)
+
+
+def test_healthz_is_open(client) -> None:
+    assert client.get("/healthz").json == {"ok": True}
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+def test_ops_endpoints_need_the_bearer_token(path, client) -> None:
+    missing = client.get(path)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert missing.json["error"]["code"] == "unauthorized"
+    wrong = client.get(path, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    basic = client.get(path, headers={"Authorization": f"Basic {OPS_TOKEN}"})
+    assert basic.status_code == 401
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+def test_ops_endpoints_are_closed_without_a_configured_token(path, settings) -> None:
+    client = create_app(settings.with_overrides(ops_token=None)).test_client()
+    response = client.get(path, headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "ops_disabled"
+
+
+def test_movements_report_matches_the_hand_computed_months(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    response = client.get(
+        "/reports/movements?period=month&start=2024-01-01&end=2024-07-01&currency=usd",
+        headers=auth,
+    )
+    assert response.status_code == 200
+    doc = response.json
+    assert (doc["currency"], doc["period"], doc["start"], doc["end"]) == (
+        "usd",
+        "month",
+        "2024-01-01",
+        "2024-07-01",
+    )
+    got = [
+        (
+            r["period_start"],
+            r["starting_mrr"],
+            r["new"],
+            r["expansion"],
+            r["contraction"],
+            r["churn"],
+            r["reactivation"],
+            r["ending_mrr"],
+            r["starting_customers"],
+            r["ending_customers"],
+            r["churned_customers"],
+        )
+        for r in doc["periods"]
+    ]
+    assert got == [
+        # acme new 4500 + globex new 10000 + umbrella new 14333
+        ("2024-01-01", 0, 28833, 0, 0, 0, 0, 28833, 0, 3, 0),
+        # acme seats +3000, umbrella discount -666
+        ("2024-02-01", 28833, 0, 3000, 666, 0, 0, 31167, 3, 3, 0),
+        # acme upgrade +5000, globex delinquent churn 10000
+        ("2024-03-01", 31167, 0, 5000, 0, 10000, 0, 26167, 3, 2, 1),
+        # acme discount -2500, umbrella churn 13667
+        ("2024-04-01", 26167, 0, 0, 2500, 13667, 0, 10000, 2, 1, 1),
+        # globex comes back with a new subscription
+        ("2024-05-01", 10000, 0, 0, 0, 0, 8000, 18000, 1, 2, 0),
+        # acme churns at the end of its period
+        ("2024-06-01", 18000, 0, 0, 0, 10000, 0, 8000, 2, 1, 1),
+    ]
+    march = doc["periods"][2]
+    assert march["customer_churn_rate"] == round(1 / 3, 6)
+    assert march["delinquent_churn"] == 10000
+    assert march["churn_by_reason"] == {"unknown": 10000}
+    assert march["expansion_by_kind"]["upgrade"] == 5000
+    assert march["net_mrr_churn_rate"] == round((10000 - 5000) / 31167, 6)
+    may = doc["periods"][4]
+    assert may["reactivated_customers"] == 1 and may["quick_ratio"] is None
+
+
+def test_weekly_and_daily_periods_snap_outward(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    weekly = client.get(
+        "/reports/movements?period=week&start=2024-01-10&end=2024-01-17&currency=usd", headers=auth
+    ).json
+    assert (weekly["start"], weekly["end"]) == ("2024-01-08", "2024-01-22")
+    # umbrella 14333 on 01-10; acme 4500 on 01-15 and globex 10000 on 01-20
+    assert [r["new"] for r in weekly["periods"]] == [14333, 14500]
+    daily = client.get(
+        "/reports/movements?period=day&start=2024-01-15&end=2024-01-16&currency=usd", headers=auth
+    ).json
+    assert [r["new"] for r in daily["periods"]] == [4500]
+
+
+def test_eur_is_its_own_ledger(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    doc = client.get(
+        "/reports/movements?start=2024-01-01&end=2024-05-01&currency=eur", headers=auth
+    ).json
+    assert [r["ending_mrr"] for r in doc["periods"]] == [0, 9800, 11300, 21100]
+    assert doc["periods"][3]["expansion_by_kind"]["seats"] == 9800
+
+
+def test_summary_now_and_as_of(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    now = client.get("/reports/summary?currency=usd", headers=auth).json
+    assert (now["currency"], now["mrr"], now["arr"], now["customers"], now["arpa"]) == (
+        "usd",
+        8000,
+        96000,
+        1,
+        8000,
+    )
+    assert now["scheduled_churn"] == 0
+    assert {c["currency"]: c["mrr"] for c in now["currencies"]} == {"usd": 8000, "eur": 21100}
+    assert now["projection"] == [8000] * 12  # nothing moved in the trailing 30 days
+    past = client.get("/reports/summary?currency=usd&as_of=2024-03-25", headers=auth).json
+    assert (past["mrr"], past["customers"]) == (26167, 2)
+    assert past["scheduled_churn"] is None
+    # Trailing 30 days to 2024-03-25: opening 2024-02-25 was 31167 with 3 customers;
+    # +5000 upgrade, -10000 churn.
+    assert past["trailing_30d"]["period_start"] == "2024-02-25"
+    assert past["customer_churn_rate"] == round(1 / 3, 6)
+    assert past["net_mrr_churn_rate"] == round(5000 / 31167, 6)
+    default = client.get("/reports/summary", headers=auth).json
+    assert default["currency"] == "eur"  # the currency with the most MRR
+
+
+def test_summary_on_an_empty_ledger(client, auth) -> None:
+    doc = client.get("/reports/summary", headers=auth).json
+    assert (doc["currency"], doc["mrr"], doc["customers"], doc["arpa"]) == ("usd", 0, 0, None)
+
+
+def test_customer_report_and_unknown_customer(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    doc = client.get("/reports/customers/cus_globex", headers=auth).json
+    assert doc["mrr"] == {"usd": 8000}
+    assert [m["type"] for m in doc["movements"]] == ["new", "churn", "reactivation"]
+    assert doc["movements"][1]["delinquent"] is True
+    assert [t["mrr"] for t in doc["timeline"]] == [10000, 0, 8000]
+    assert {s["id"]: s["status"] for s in doc["subscriptions"]} == {
+        "sub_globex1": "unpaid",
+        "sub_globex2": "active",
+    }
+    missing = client.get("/reports/customers/cus_nobody", headers=auth)
+    assert missing.status_code == 404
+    assert missing.json["error"]["code"] == "unknown_customer"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "period=year",
+        "start=2024-13-01",
+        "end=yesterday",
+        "currency=dollars",
+        "currency=u1d",
+        "start=2024-05-01&end=2024-04-01",
+        "start=2024-05-01&end=2024-05-01",
+        "as_of=not-a-date",
+        "period=day&start=2000-01-01&end=2024-01-01",
+    ],
+)
+def test_bad_report_parameters_are_json_400(query, client, auth) -> None:
+    response = client.get(f"/reports/movements?{query}", headers=auth)
+    assert response.status_code == 400, query
+    assert response.json["error"]["code"] == "bad_query"
+    assert response.json["error"]["message"]
+
+
+def test_unknown_url_is_a_json_404(client) -> None:
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
