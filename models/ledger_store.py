@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ledger.errors import InvalidEvent
@@ -52,6 +52,34 @@ def customer_rows(session: Session, customer_id: str) -> list[InboxEvent]:
             )
         )
     )
+
+
+def customers_with_events(session: Session) -> list[str]:
+    """Every customer that has a stored subscription event, sorted."""
+    return list(
+        session.scalars(
+            select(InboxEvent.customer_id)
+            .where(
+                InboxEvent.customer_id.is_not(None),
+                InboxEvent.type.in_(SUBSCRIPTION_EVENT_TYPES),
+            )
+            .distinct()
+            .order_by(InboxEvent.customer_id)
+        )
+    )
+
+
+def delete_orphans(session: Session) -> int:
+    """Delete derived rows of customers without stored events; returns customers affected."""
+    known = select(InboxEvent.customer_id).where(InboxEvent.customer_id.is_not(None))
+    orphans = session.scalar(
+        select(func.count(func.distinct(SubscriptionRow.customer_id))).where(
+            SubscriptionRow.customer_id.not_in(known)
+        )
+    )
+    for table in (LedgerMovement, SubscriptionRow, CustomerBalance):
+        session.execute(delete(table).where(table.customer_id.not_in(known)))
+    return int(orphans or 0)
 
 
 def write_ledger(session: Session, ledger: CustomerLedger, applied: Iterable[InboxEvent]) -> None:

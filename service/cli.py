@@ -132,6 +132,26 @@ def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[st
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
+def rebuild(as_json: bool) -> None:
+    """Recompute the whole ledger from the inbox (safe while workers run)."""
+    from models.db import session_factory
+    from models.ledger_store import customers_with_events
+    from workers.jobs import rebuild_all
+
+    settings = _settings()
+    factory = session_factory(settings.database_url)
+    with factory() as session:
+        customers = customers_with_events(session)
+    with click.progressbar(length=len(customers), label="rebuilding", file=sys.stderr) as bar:
+        result = rebuild_all(factory, settings, customers, progress=lambda _c: bar.update(1))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
+
+
+@cli.command()
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 @click.option(
     "--with-scheduler/--without-scheduler",

@@ -161,5 +161,6 @@ def _discounts_of(sub: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
 def _plain(obj: Any) -> dict[str, Any]:
     """A StripeObject as plain JSON data."""
     data = obj.to_dict(recursive=True) if hasattr(obj, "to_dict") else obj
-    plain: dict[str, Any] = json.loads(json.dumps(data))
+    # stripe-python turns `*_decimal` strings into Decimal; back to the API's strings.
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
     return plain

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from rq import get_current_job
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,7 +64,16 @@ def _apply(factory: sessionmaker[Session], settings: Settings, event_id: str) ->
             raise InvalidEvent(f"event {event_id} payload is not JSON: {exc}") from None
         customer = event.customer
 
-    # Fetch what Stripe payloads lack before taking the lock: no network under it.
+    count = rebuild_customer(factory, settings, customer)
+    return f"applied: customer ledger rebuilt from {count} events"
+
+
+def rebuild_customer(factory: sessionmaker[Session], settings: Settings, customer: str) -> int:
+    """Rewrite one customer's ledger from all of its stored events; returns how many.
+
+    Serialized per customer across processes (see `lock_customer`). Stripe details the
+    payloads lack are fetched before the lock is taken: no network call under it.
+    """
     catalog = catalog_for(factory, settings, customer)
     with transaction(factory) as session:
         lock_customer(session, customer)
@@ -71,7 +81,7 @@ def _apply(factory: sessionmaker[Session], settings: Settings, event_id: str) ->
         events, invalid = ledger_store.parse_rows(rows)
         ledger = derive_ledger(customer, events, catalog)
         ledger_store.write_ledger(session, ledger, [r for r in rows if r.id not in invalid])
-    return f"applied: customer ledger rebuilt from {len(events)} events"
+    return len(events)
 
 
 def _is_last_attempt() -> bool:
@@ -79,3 +89,28 @@ def _is_last_attempt() -> bool:
     if job is None:  # inline (`mrr replay --sync`): there is no retry
         return True
     return not job.retries_left
+
+
+def rebuild_all(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    customers: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Recompute every customer's ledger from the inbox (`mrr rebuild`).
+
+    Safe beside running workers: each customer is rewritten under its lock, so reports
+    never see a half-built ledger. Derived rows of customers with no stored events left
+    are deleted at the end. `customers` defaults to every customer in the inbox.
+    """
+    if customers is None:
+        with factory() as session:
+            customers = ledger_store.customers_with_events(session)
+    events = 0
+    for customer in customers:
+        events += rebuild_customer(factory, settings, customer)
+        if progress is not None:
+            progress(customer)
+    with transaction(factory) as session:
+        orphans = ledger_store.delete_orphans(session)
+    return {"customers": len(customers), "events": events, "orphans_deleted": orphans}

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, timedelta
 from itertools import pairwise
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,18 +18,7 @@ from ledger.events import parse_event
 from ledger.timeline import derive_ledger
 from reporting.metrics import Opening, buckets_from_movements, day_of, period_rows
 from reporting.periods import Period, snap
-from tests import factories as f
-
-T0 = 1704067200  # 2024-01-01
-PRICES = [
-    f.price("price_s", 1000, product="prod_s"),
-    f.price("price_m", 2500, product="prod_m"),
-    f.price("price_y", 10000, interval="year", product="prod_y"),
-    f.price("price_w", 700, interval="week", product="prod_w"),
-    f.price("price_eur", 900, currency="eur", product="prod_eur"),
-]
-STATUSES = ["active", "active", "active", "past_due", "trialing", "unpaid", "paused"]
-COUPON = f.coupon("C10", percent_off=10.0)
+from tests.lifecycles import STATUSES, STEPS, build_events
 
 snapshot_st = st.fixed_dictionaries(
     {
@@ -40,7 +28,7 @@ snapshot_st = st.fixed_dictionaries(
         "discount": st.booleans(),
         "cancel_at_period_end": st.booleans(),
         # Small time steps, including 0, so same-second bursts are common.
-        "step": st.sampled_from([0, 0, 1, 60, 86400, 86400 * 9, 86400 * 40]),
+        "step": st.sampled_from(STEPS),
     }
 )
 subscription_st = st.fixed_dictionaries(
@@ -52,48 +40,6 @@ subscription_st = st.fixed_dictionaries(
     }
 )
 customer_st = st.lists(subscription_st, min_size=1, max_size=3)
-
-
-def build_events(customer: str, subs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    events = []
-    for n, spec in enumerate(subs):
-        sub_id = f"sub_{customer}_{n}"
-        t = T0 + spec["start"]
-        snaps = spec["snapshots"]
-        for k, shot in enumerate(snaps):
-            t += shot["step"] if k else 0
-            if spec["eur"]:
-                items = [f.item(PRICES[4], shot["quantity"])]
-                currency = "eur"
-            else:
-                items = [
-                    f.item(PRICES[i], shot["quantity"] if j == 0 else 1)
-                    for j, i in enumerate(shot["prices"])
-                ]
-                currency = "usd"
-            obj = f.subscription(
-                sub_id,
-                customer,
-                items,
-                status=shot["status"],
-                currency=currency,
-                discounts=[f.discount(f"di_{sub_id}", COUPON)] if shot["discount"] else [],
-                cancel_at_period_end=shot["cancel_at_period_end"],
-            )
-            kind = "created" if k == 0 else "updated"
-            events.append(f.event(f"evt_{sub_id}_{k}", f"customer.subscription.{kind}", t, obj))
-        if spec["deleted"]:
-            last = events[-1]["data"]["object"]
-            gone = {**last, "status": "canceled"}
-            events.append(
-                f.event(
-                    f"evt_{sub_id}_del",
-                    "customer.subscription.deleted",
-                    t + snaps[-1]["step"],
-                    gone,
-                )
-            )
-    return events
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
