@@ -28,8 +28,21 @@ from models.tables import StripeObject, utcnow
 
 log = logging.getLogger(__name__)
 
-#: Discounts sit at both levels; coupons inside them are fetched by id when not expanded.
-SUBSCRIPTION_EXPAND = ["discounts", "discounts.source.coupon", "items.data.discounts"]
+#: From this API version a Discount names its coupon under `source.coupon`.
+CLOVER = "2025-09-30"
+
+
+def subscription_expand(api_version: str) -> list[str]:
+    """Expansions that resolve a subscription's discount ids to coupons.
+
+    Discounts sit at both levels; a coupon left as an id is fetched on its own.
+    `discounts.source.coupon` only exists from clover on, and expanding a field the
+    pinned version lacks is an error, so it depends on stripe-python's API version.
+    """
+    expand = ["discounts", "items.data.discounts"]
+    if api_version[:10] >= CLOVER:
+        expand.insert(1, "discounts.source.coupon")
+    return expand
 
 
 def catalog_for(factory: sessionmaker[Session], settings: Settings, customer_id: str) -> Catalog:
@@ -129,7 +142,7 @@ def _fetch(client: stripe.StripeClient, need: Need) -> dict[tuple[str, str], Any
             return {("coupon", need.id): _plain(client.v1.coupons.retrieve(need.id))}
         if need.kind == "discount" and need.subscription:
             sub = client.v1.subscriptions.retrieve(
-                need.subscription, params={"expand": SUBSCRIPTION_EXPAND}
+                need.subscription, params={"expand": subscription_expand(stripe.api_version)}
             )
             return _discounts_of(_plain(sub))
     except stripe.InvalidRequestError as exc:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import responses
+import stripe
 from responses import matchers
 from sqlalchemy import func, select
 
@@ -15,6 +16,7 @@ from models.tables import EventStatus, InboxEvent, StripeObject, SubscriptionRow
 from tests import factories as f
 from tests.conftest import FIXTURES
 from tests.integration.helpers import movement_rows
+from workers.enrich import subscription_expand
 from workers.jobs import apply_with
 
 API = "http://stripe.mock"
@@ -200,6 +202,16 @@ def test_a_stripe_outage_fails_the_job_for_a_retry(db, keyed) -> None:
         row = session.get(InboxEvent, "evt_500")
         assert row.attempts == 1 and "boom" in row.last_error
         assert session.get(SubscriptionRow, "sub_cus_500") is None  # nothing half-written
+
+
+def test_discount_expansions_follow_the_pinned_api_version() -> None:
+    assert subscription_expand("2025-03-31.basil") == ["discounts", "items.data.discounts"]
+    assert subscription_expand("2025-09-30.clover") == [
+        "discounts",
+        "discounts.source.coupon",
+        "items.data.discounts",
+    ]
+    assert subscription_expand(stripe.api_version)[1] == "discounts.source.coupon"
 
 
 def test_without_a_key_nothing_is_fetched_and_the_event_warns(db, settings) -> None:
