@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ledger.events import is_applied_type
 from ledger.snapshot import customer_id_of
+from models.db import dialect_insert
 from models.tables import EventStatus, InboxEvent, utcnow
 
 
@@ -54,10 +54,8 @@ def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
         "processed_at": None if applied else now,
         "attempts": 0,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     inserted = session.scalar(
-        insert(InboxEvent)
+        dialect_insert(session)(InboxEvent)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(InboxEvent.id)

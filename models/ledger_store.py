@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import insert as insert_into
 from sqlalchemy.orm import Session
 
 from ledger.errors import InvalidEvent
 from ledger.events import SUBSCRIPTION_EVENT_TYPES, SubscriptionEvent, parse_event
-from ledger.timeline import CustomerLedger, MovementType
+from ledger.timeline import CustomerLedger, Movement, MovementType
+from models.db import dialect_insert
 from models.tables import (
     CustomerBalance,
     EventStatus,
     InboxEvent,
+    LedgerDaily,
     LedgerMovement,
     SubscriptionRow,
     utcnow,
@@ -90,6 +95,7 @@ def write_ledger(session: Session, ledger: CustomerLedger, applied: Iterable[Inb
     Idempotent: writing the same ledger twice leaves the same rows. Does not commit.
     """
     customer = ledger.customer_id
+    _apply_rollup_delta(session, customer, ledger)
     session.execute(delete(LedgerMovement).where(LedgerMovement.customer_id == customer))
     session.execute(delete(SubscriptionRow).where(SubscriptionRow.customer_id == customer))
     session.execute(delete(CustomerBalance).where(CustomerBalance.customer_id == customer))
@@ -150,7 +156,104 @@ def write_ledger(session: Session, ledger: CustomerLedger, applied: Iterable[Inb
         if encoded != row.warnings:
             values["warnings"] = encoded
         if row.status != EventStatus.PROCESSED:  # pending, or failed earlier for a passing cause
-            values.update(status=EventStatus.PROCESSED, processed_at=now)
+            latency_ms = int((now - row.received_at).total_seconds() * 1000)
+            values.update(status=EventStatus.PROCESSED, processed_at=now, apply_ms=latency_ms)
         if values:
             session.execute(update(InboxEvent).where(InboxEvent.id == row.id).values(**values))
     session.flush()
+
+
+RollupKey = tuple[str, date, str, str, str, bool]
+
+
+def _rollup_key(m: Movement) -> RollupKey:
+    reason = (
+        churn_reason_key(m.churn_feedback, m.churn_reason) if m.type is MovementType.CHURN else ""
+    )
+    return (
+        m.currency,
+        at(m.occurred_at).date(),
+        m.type.value,
+        m.kind.value if m.kind else "",
+        reason,
+        m.delinquent,
+    )
+
+
+def _apply_rollup_delta(session: Session, customer: str, ledger: CustomerLedger) -> None:
+    """Add (new movements − stored movements) of one customer to `ledger_daily`.
+
+    Keys are applied in sorted order so concurrent writers lock rollup rows in the same
+    order and cannot deadlock. A rewrite that only appends touches only the new days.
+    """
+    delta: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
+    key = _rollup_columns()
+    old = session.execute(
+        select(*key, func.sum(LedgerMovement.amount), func.count())
+        .where(LedgerMovement.customer_id == customer)
+        .group_by(*key)
+    )
+    for row in old:
+        currency, day, type_, kind, reason, delinquent, amount, count = tuple(row)
+        entry = delta[(currency, day, type_, kind, reason, bool(delinquent))]
+        entry[0] -= int(amount)
+        entry[1] -= int(count)
+    for movement in ledger.movements:
+        entry = delta[_rollup_key(movement)]
+        entry[0] += movement.amount
+        entry[1] += 1
+    changes = sorted((k, v) for k, v in delta.items() if v != [0, 0])
+    if not changes:
+        return
+    insert = dialect_insert(session)
+    for (currency, day, type_, kind, reason, delinquent), (amount, count) in changes:
+        stmt = insert(LedgerDaily).values(
+            currency=currency,
+            day=day,
+            type=type_,
+            kind=kind,
+            reason_key=reason,
+            delinquent=delinquent,
+            amount=amount,
+            count=count,
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["currency", "day", "type", "kind", "reason_key", "delinquent"],
+                set_={
+                    "amount": LedgerDaily.amount + stmt.excluded.amount,
+                    "count": LedgerDaily.count + stmt.excluded.count,
+                },
+            )
+        )
+
+
+def rebuild_rollups(session: Session) -> None:
+    """Recompute `ledger_daily` from every movement (after bulk loads, in `mrr rebuild`).
+
+    On PostgreSQL the table is locked for writes meanwhile: a worker's delta then lands
+    after the recount, on top of it, never inside it.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE ledger_daily IN EXCLUSIVE MODE"))
+    key = _rollup_columns()
+    session.execute(delete(LedgerDaily))
+    session.execute(
+        insert_into(LedgerDaily).from_select(
+            ["currency", "day", "type", "kind", "reason_key", "delinquent", "amount", "count"],
+            select(*key, func.sum(LedgerMovement.amount), func.count()).group_by(*key),
+        )
+    )
+
+
+def _rollup_columns() -> tuple[Any, ...]:
+    """The `ledger_daily` key as expressions over `ledger_movements` (NULL → '')."""
+    m = LedgerMovement
+    return (
+        m.currency,
+        m.occurred_day,
+        m.type,
+        func.coalesce(m.kind, ""),
+        func.coalesce(m.reason_key, ""),
+        m.delinquent,
+    )

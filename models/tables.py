@@ -81,6 +81,8 @@ class InboxEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     warnings: Mapped[str | None] = mapped_column(Text)  # JSON list, when priced incompletely
+    #: Milliseconds from receipt to the commit that applied it (the apply-latency metric).
+    apply_ms: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_inbox_events_status_received", "status", "received_at"),
@@ -115,6 +117,26 @@ class LedgerMovement(Base):
         UniqueConstraint("customer_id", "currency", "seq", name="uq_ledger_customer_seq"),
         Index("ix_ledger_currency_day", "currency", "occurred_day"),
     )
+
+
+class LedgerDaily(Base):
+    """Movements summed per currency, UTC day and report key: what reports read.
+
+    Kept exact by `write_ledger`, which adds each customer rewrite's difference (new
+    movements minus old) in the same transaction; `mrr rebuild` recomputes it whole.
+    Empty strings stand for "no kind" and "no reason" so the key can be a primary key.
+    """
+
+    __tablename__ = "ledger_daily"
+
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True, default="")
+    reason_key: Mapped[str] = mapped_column(String(255), primary_key=True, default="")
+    delinquent: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=False)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class SubscriptionRow(Base):

@@ -101,7 +101,8 @@ def rebuild_all(
 
     Safe beside running workers: each customer is rewritten under its lock, so reports
     never see a half-built ledger. Derived rows of customers with no stored events left
-    are deleted at the end. `customers` defaults to every customer in the inbox.
+    are deleted and the daily rollup recounted at the end. `customers` defaults to every
+    customer in the inbox.
     """
     if customers is None:
         with factory() as session:
@@ -113,4 +114,5 @@ def rebuild_all(
             progress(customer)
     with transaction(factory) as session:
         orphans = ledger_store.delete_orphans(session)
+        ledger_store.rebuild_rollups(session)  # and repair any drift of the rollup
     return {"customers": len(customers), "events": events, "orphans_deleted": orphans}

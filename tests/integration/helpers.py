@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.tables import CustomerBalance, LedgerMovement, SubscriptionRow
+from models.ledger_store import rebuild_rollups
+from models.tables import CustomerBalance, LedgerDaily, LedgerMovement, SubscriptionRow
 
 
 def ledger_snapshot(db: sessionmaker[Session]) -> dict[str, list[tuple[Any, ...]]]:
@@ -57,11 +58,47 @@ def ledger_snapshot(db: sessionmaker[Session]) -> dict[str, list[tuple[Any, ...]
             )
             for b in s.scalars(select(CustomerBalance))
         ]
+        daily = [
+            (
+                d.currency,
+                d.day.isoformat(),
+                d.type,
+                d.kind,
+                d.reason_key,
+                d.delinquent,
+                d.amount,
+                d.count,
+            )
+            for d in s.scalars(select(LedgerDaily).where(LedgerDaily.count != 0))
+        ]
     return {
         "movements": sorted(movements),
         "subscriptions": sorted(subs),
         "balances": sorted(balances),
+        "daily": sorted(daily),
     }
+
+
+def recounted_daily(db: sessionmaker[Session]) -> list[tuple[Any, ...]]:
+    """The rollup recomputed from the movements (in a transaction that is rolled back)."""
+    with db() as s:
+        s.begin()
+        rebuild_rollups(s)
+        rows = sorted(
+            (
+                d.currency,
+                d.day.isoformat(),
+                d.type,
+                d.kind,
+                d.reason_key,
+                d.delinquent,
+                d.amount,
+                d.count,
+            )
+            for d in s.scalars(select(LedgerDaily))
+        )
+        s.rollback()
+    return rows
 
 
 def movement_rows(db: sessionmaker[Session]) -> list[tuple[Any, ...]]:
