@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Date, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from ledger.timeline import MovementType
 from models.tables import CustomerBalance, LedgerDaily, LedgerMovement, SubscriptionRow
+from reporting.cohorts import CohortFlow
 from reporting.metrics import Bucket, Opening
 
 
@@ -68,6 +70,39 @@ def opening(session: Session, currency: str, before: date) -> Opening:
         )
     ).one()
     return Opening(int(mrr), int(customers))
+
+
+def cohort_flows(session: Session, currency: str, start: date, end: date) -> list[CohortFlow]:
+    """Movements of customers whose first `new` is in [start, end), per cohort month,
+    movement month and type (a join with `customer_balances.first_new_at`)."""
+    m, b = LedgerMovement, CustomerBalance
+    start_at = datetime.combine(start, time(), tzinfo=UTC)
+    end_at = datetime.combine(end, time(), tzinfo=UTC)
+    cohort = _month(session, b.first_new_at)
+    month = _month(session, m.occurred_day)
+    rows = session.execute(
+        select(cohort, month, m.type, func.sum(m.amount), func.count())
+        .join(b, (b.customer_id == m.customer_id) & (b.currency == m.currency))
+        .where(
+            m.currency == currency,
+            b.first_new_at >= start_at,
+            b.first_new_at < end_at,
+            m.occurred_day < end,
+        )
+        .group_by(cohort, month, m.type)
+    )
+    return [CohortFlow(_as_date(c), _as_date(mo), t, int(a), int(n)) for c, mo, t, a, n in rows]
+
+
+def _month(session: Session, column: Any) -> Any:
+    """First day of the column's month, as a date (PostgreSQL) or an ISO string (SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.date_trunc("month", column), Date)
+    return func.strftime("%Y-%m-01", column)
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def currency_totals(session: Session) -> list[CurrencyTotals]:

@@ -10,11 +10,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import reports
+from reporting.cohorts import cohort_table
 from reporting.metrics import exact_rates, period_row, period_rows, summary
 from reporting.periods import Period, boundaries, floor, snap
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 MAX_PERIODS = 1000
+MAX_COHORT_MONTHS = 120
 TRAILING_DAYS = 30
 
 
@@ -105,6 +107,27 @@ def summary_report(session: Session, query: Query, now: datetime) -> dict[str, A
         {"currency": t.currency, "mrr": t.mrr, "customers": t.customers} for t in totals
     ]
     return doc
+
+
+def cohorts_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+    """Cohorts by month of first `new`; default: the 12 months up to `as_of`'s month."""
+    currency, _ = resolve_currency(session, query.currency)
+    as_of = (query.as_of or now).date()
+    end = query.end or as_of + timedelta(days=1)
+    start = query.start or _periods_back(
+        floor(end - timedelta(days=1), Period.MONTH), Period.MONTH, 11
+    )
+    if start >= end:
+        raise BadQuery("start must be before end (end is exclusive)")
+    lo, hi = snap(start, end, Period.MONTH)
+    if len(boundaries(lo, hi, Period.MONTH)) > MAX_COHORT_MONTHS:
+        raise BadQuery(f"at most {MAX_COHORT_MONTHS} cohort months per request")
+    return {
+        "currency": currency,
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "cohorts": cohort_table(reports.cohort_flows(session, currency, lo, hi), lo, hi),
+    }
 
 
 def customer_report(session: Session, customer_id: str) -> dict[str, Any] | None:

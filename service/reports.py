@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session
 
 from models.tables import utcnow
 from service import report_data
@@ -12,10 +17,15 @@ from service.extensions import services
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
+Report = Callable[[Session, report_data.Query, datetime], dict[str, Any]]
 
-def _query() -> report_data.Query:
+
+def _respond(build: Report) -> Response:
+    """Parse the query string, build the report, and turn a bad parameter into a 400."""
     try:
-        return report_data.parse_query(request.args.to_dict())
+        query = report_data.parse_query(request.args.to_dict())
+        with services().sessions() as session:
+            return jsonify(build(session, query, utcnow()))
     except report_data.BadQuery as exc:
         raise ApiError(400, "bad_query", str(exc)) from None
 
@@ -23,20 +33,19 @@ def _query() -> report_data.Query:
 @bp.get("/summary")
 @require_ops_token
 def summary() -> Response:
-    query = _query()
-    with services().sessions() as session:
-        return jsonify(report_data.summary_report(session, query, utcnow()))
+    return _respond(report_data.summary_report)
 
 
 @bp.get("/movements")
 @require_ops_token
 def movements() -> Response:
-    query = _query()
-    with services().sessions() as session:
-        try:
-            return jsonify(report_data.movements_report(session, query, utcnow()))
-        except report_data.BadQuery as exc:
-            raise ApiError(400, "bad_query", str(exc)) from None
+    return _respond(report_data.movements_report)
+
+
+@bp.get("/cohorts")
+@require_ops_token
+def cohorts() -> Response:
+    return _respond(report_data.cohorts_report)
 
 
 @bp.get("/customers/<customer_id>")

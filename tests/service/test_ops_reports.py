@@ -16,6 +16,7 @@ PROTECTED = [
     "/status",
     "/reports/summary",
     "/reports/movements",
+    "/reports/cohorts",
     "/reports/customers/cus_acme",
 ]
 
@@ -193,9 +194,12 @@ def test_customer_report_and_unknown_customer(db, settings, client, auth) -> Non
         "period=day&start=2000-01-01&end=2024-01-01",
     ],
 )
-def test_bad_report_parameters_are_json_400(query, client, auth) -> None:
-    response = client.get(f"/reports/movements?{query}", headers=auth)
-    assert response.status_code == 400, query
+@pytest.mark.parametrize("endpoint", ["movements", "cohorts", "summary"])
+def test_bad_report_parameters_are_json_400(query, endpoint, client, auth) -> None:
+    if endpoint == "summary" and query.startswith("period=day&start=2000"):
+        pytest.skip("a long range is only too long for the reports that list periods")
+    response = client.get(f"/reports/{endpoint}?{query}", headers=auth)
+    assert response.status_code == 400, (endpoint, query)
     assert response.json["error"]["code"] == "bad_query"
     assert response.json["error"]["message"]
 
@@ -204,3 +208,35 @@ def test_unknown_url_is_a_json_404(client) -> None:
     response = client.get("/nope")
     assert response.status_code == 404
     assert response.json["error"]["code"] == "not_found"
+
+
+def test_cohorts_report(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    doc = client.get(
+        "/reports/cohorts?currency=usd&start=2024-01-01&end=2024-07-01", headers=auth
+    ).json
+    assert (doc["start"], doc["end"]) == ("2024-01-01", "2024-07-01")
+    january = doc["cohorts"][0]
+    # acme 4500, globex 10000, umbrella 14333 all start in January.
+    assert (january["cohort"], january["customers"], january["new_mrr"]) == ("2024-01", 3, 28833)
+    assert [(c["customers"], c["mrr"]) for c in january["months"]] == [
+        (3, 28833),
+        (3, 31167),
+        (2, 26167),
+        (1, 10000),
+        (2, 18000),
+        (1, 8000),
+    ]
+    assert january["months"][1]["revenue_retention"] == round(31167 / 28833, 6)  # > 1
+    assert january["months"][2]["customer_retention"] == round(2 / 3, 6)
+    assert all(c["customers"] == 0 for c in doc["cohorts"][1:])
+    eur = client.get(
+        "/reports/cohorts?currency=eur&start=2024-01-01&end=2024-05-01", headers=auth
+    ).json
+    assert [(c["cohort"], c["customers"], c["new_mrr"]) for c in eur["cohorts"]] == [
+        ("2024-01", 0, 0),
+        ("2024-02", 1, 9800),
+        ("2024-03", 0, 0),
+        ("2024-04", 0, 0),
+    ]
+    assert eur["cohorts"][1]["months"][-1]["revenue_retention"] == round(21100 / 9800, 6)

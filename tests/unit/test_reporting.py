@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 
+from reporting.cohorts import CohortFlow, cohort_table
 from reporting.metrics import (
     Bucket,
     Opening,
@@ -176,3 +177,37 @@ def test_boundaries_cover_the_range() -> None:
     ]
     assert floor(date(2024, 1, 1), Period.WEEK) == date(2024, 1, 1)  # a Monday
     assert floor(date(2023, 12, 31), Period.WEEK) == date(2023, 12, 25)
+
+
+def test_cohorts_retention_with_expansion_above_one() -> None:
+    jan, feb, mar = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
+    flows = [
+        CohortFlow(jan, jan, "new", 2_000, 2),  # two customers, 1,000 each
+        CohortFlow(jan, feb, "expansion", 500, 1),
+        CohortFlow(jan, mar, "churn", 1_000, 1),
+        CohortFlow(mar, mar, "new", 3_000, 1),
+    ]
+    table = cohort_table(flows, jan, date(2024, 4, 1))
+    assert [(r["cohort"], r["customers"], r["new_mrr"]) for r in table] == [
+        ("2024-01", 2, 2_000),
+        ("2024-02", 0, 0),
+        ("2024-03", 1, 3_000),
+    ]
+    jan_row = table[0]["months"]
+    assert [
+        (
+            c["month"],
+            c["offset"],
+            c["customers"],
+            c["customer_retention"],
+            c["mrr"],
+            c["revenue_retention"],
+        )
+        for c in jan_row
+    ] == [
+        ("2024-01", 0, 2, 1.0, 2_000, 1.0),
+        ("2024-02", 1, 2, 1.0, 2_500, 1.25),  # expansion: revenue retention above 100 %
+        ("2024-03", 2, 1, 0.5, 1_500, 0.75),
+    ]
+    assert table[1]["months"][0]["customer_retention"] is None  # an empty cohort
+    assert len(table[2]["months"]) == 1
