@@ -1,4 +1,7 @@
-"""`/healthz` and `/status` (SPEC §6): counts and reachability, never ids, URLs or secrets."""
+"""`/healthz`, `/status` (SPEC §6), `/metrics` and `/openapi.json`.
+
+Nothing here shows ids of customers or subscriptions, URLs or secrets.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from models import inbox
 from models.db import is_reachable
@@ -13,6 +17,8 @@ from models.reports import currency_totals
 from models.tables import utcnow
 from service.auth import require_ops_token
 from service.extensions import Services, services
+from service.metrics import render
+from service.openapi import build_openapi
 from workers.queue import queue_stats
 
 bp = Blueprint("ops", __name__)
@@ -21,6 +27,17 @@ bp = Blueprint("ops", __name__)
 @bp.get("/healthz")
 def healthz() -> Response:
     return jsonify({"ok": True})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(build_openapi())
+
+
+@bp.get("/metrics")
+@require_ops_token
+def metrics() -> Response:
+    return Response(render(services()), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/status")

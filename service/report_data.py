@@ -17,6 +17,8 @@ from reporting.periods import Period, boundaries, floor, snap
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 MAX_PERIODS = 1000
 MAX_COHORT_MONTHS = 120
+#: Dates outside these years are refused (and keep period arithmetic far from year 9999).
+MIN_YEAR, MAX_YEAR = 1970, 2200
 TRAILING_DAYS = 30
 
 
@@ -33,9 +35,22 @@ class Query:
     as_of: datetime | None = None
 
 
-def parse_query(args: dict[str, str]) -> Query:
+#: The parameters each report takes; any other is refused (a typo never goes unnoticed).
+PARAMETERS = {
+    "summary": frozenset({"currency", "as_of"}),
+    "movements": frozenset({"period", "start", "end", "currency", "as_of"}),
+    "cohorts": frozenset({"start", "end", "currency", "as_of"}),
+}
+
+
+def parse_query(args: dict[str, str], allowed: frozenset[str] = PARAMETERS["movements"]) -> Query:
     """Validate report parameters (strings, as from a query string or the CLI)."""
-    period_raw = (args.get("period") or "month").strip().lower()
+    unknown = sorted(set(args) - allowed)
+    if unknown:
+        raise BadQuery(
+            f"unknown parameter {unknown[0]!r}; this report takes {', '.join(sorted(allowed))}"
+        )
+    period_raw = args.get("period", "month").strip().lower()
     try:
         period = Period(period_raw)
     except ValueError:
@@ -184,22 +199,31 @@ def _periods_back(start: date, period: Period, n: int) -> date:
 
 
 def _date(raw: str | None, name: str) -> date | None:
-    if raw is None or raw == "":
+    if raw is None:  # absent: the default; present but empty is a bad date
         return None
     try:
-        return date.fromisoformat(raw.strip())
+        value = date.fromisoformat(raw.strip())
     except ValueError:
         raise BadQuery(f"{name} must be a date YYYY-MM-DD (got {raw!r})") from None
+    return _in_range(value, name)
+
+
+def _in_range(value: date, name: str) -> date:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise BadQuery(f"{name} must lie between {MIN_YEAR} and {MAX_YEAR}")
+    return value
 
 
 def _as_of(raw: str | None) -> datetime | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     text = raw.strip()
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(23, 59, 59), tzinfo=UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if len(text) == 10:  # a date: the end of that UTC day
+            parsed = datetime.combine(date.fromisoformat(text), time(23, 59, 59), tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise BadQuery(f"as_of must be a date or an ISO-8601 time (got {raw!r})") from None
+    _in_range(parsed.date(), "as_of")
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -20,10 +20,10 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 Report = Callable[[Session, report_data.Query, datetime], dict[str, Any]]
 
 
-def _respond(build: Report) -> Response:
+def _respond(name: str, build: Report) -> Response:
     """Parse the query string, build the report, and turn a bad parameter into a 400."""
     try:
-        query = report_data.parse_query(request.args.to_dict())
+        query = report_data.parse_query(request.args.to_dict(), report_data.PARAMETERS[name])
         with services().sessions() as session:
             return jsonify(build(session, query, utcnow()))
     except report_data.BadQuery as exc:
@@ -33,19 +33,19 @@ def _respond(build: Report) -> Response:
 @bp.get("/summary")
 @require_ops_token
 def summary() -> Response:
-    return _respond(report_data.summary_report)
+    return _respond("summary", report_data.summary_report)
 
 
 @bp.get("/movements")
 @require_ops_token
 def movements() -> Response:
-    return _respond(report_data.movements_report)
+    return _respond("movements", report_data.movements_report)
 
 
 @bp.get("/cohorts")
 @require_ops_token
 def cohorts() -> Response:
-    return _respond(report_data.cohorts_report)
+    return _respond("cohorts", report_data.cohorts_report)
 
 
 @bp.get("/customers/<customer_id>")

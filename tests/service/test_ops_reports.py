@@ -184,6 +184,9 @@ def test_customer_report_and_unknown_customer(db, settings, client, auth) -> Non
     "query",
     [
         "period=year",
+        "period=",
+        "start=",
+        "as_of=",
         "start=2024-13-01",
         "end=yesterday",
         "currency=dollars",
@@ -240,3 +243,10 @@ def test_cohorts_report(db, settings, client, auth) -> None:
         ("2024-04", 0, 0),
     ]
     assert eur["cohorts"][1]["months"][-1]["revenue_retention"] == round(21100 / 9800, 6)
+
+
+def test_unknown_parameters_are_refused(client, auth) -> None:
+    response = client.get("/reports/summary?currnecy=eur", headers=auth)
+    assert response.status_code == 400
+    assert "unknown parameter 'currnecy'" in response.json["error"]["message"]
+    assert client.get("/reports/summary?period=month", headers=auth).status_code == 400

@@ -1,0 +1,275 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at `/openapi.json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reporting.metrics import KINDS
+
+_INT = {"type": "integer"}
+_RATE = {"type": ["number", "null"]}
+_DATE = {"type": "string", "format": "date"}
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+_KIND_MAP = {
+    "type": "object",
+    "properties": {k: _INT for k in KINDS},
+    "required": list(KINDS),
+    "additionalProperties": False,
+}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required or list(props)}
+
+
+ERROR = _obj({"error": _obj({"code": _STR, "message": _STR})})
+
+PERIOD_ROW = _obj(
+    {
+        "period_start": _DATE,
+        "period_end": _DATE,
+        "starting_mrr": _INT,
+        "new": _INT,
+        "expansion": _INT,
+        "contraction": _INT,
+        "churn": _INT,
+        "reactivation": _INT,
+        "ending_mrr": _INT,
+        "starting_customers": _INT,
+        "ending_customers": _INT,
+        "new_customers": _INT,
+        "reactivated_customers": _INT,
+        "churned_customers": _INT,
+        "customer_churn_rate": _RATE,
+        "gross_mrr_churn_rate": _RATE,
+        "net_mrr_churn_rate": _RATE,
+        "nrr": _RATE,
+        "grr": _RATE,
+        "quick_ratio": _RATE,
+        "expansion_by_kind": _KIND_MAP,
+        "contraction_by_kind": _KIND_MAP,
+        "churn_by_reason": {"type": "object", "additionalProperties": _INT},
+        "delinquent_churn": _INT,
+    }
+)
+
+MOVEMENTS = _obj(
+    {
+        "currency": _STR,
+        "period": {"enum": ["day", "week", "month"]},
+        "start": _DATE,
+        "end": _DATE,
+        "periods": {"type": "array", "items": PERIOD_ROW},
+    }
+)
+
+SUMMARY = _obj(
+    {
+        "currency": _STR,
+        "mrr": _INT,
+        "arr": _INT,
+        "customers": _INT,
+        "arpa": {"type": ["integer", "null"]},
+        "scheduled_churn": {"type": ["integer", "null"]},
+        "customer_churn_rate": _RATE,
+        "gross_mrr_churn_rate": _RATE,
+        "net_mrr_churn_rate": _RATE,
+        "trailing_30d": {"type": "object"},
+        "ltv": {"type": ["integer", "null"]},
+        "projection": {"type": "array", "items": _INT, "minItems": 12, "maxItems": 12},
+        "as_of": _STR,
+        "currencies": {
+            "type": "array",
+            "items": _obj({"currency": _STR, "mrr": _INT, "customers": _INT}),
+        },
+    }
+)
+
+COHORTS = _obj(
+    {
+        "currency": _STR,
+        "start": _DATE,
+        "end": _DATE,
+        "cohorts": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "cohort": _STR,
+                    "customers": _INT,
+                    "new_mrr": _INT,
+                    "months": {
+                        "type": "array",
+                        "items": _obj(
+                            {
+                                "month": _STR,
+                                "offset": _INT,
+                                "customers": _INT,
+                                "customer_retention": _RATE,
+                                "mrr": _INT,
+                                "revenue_retention": _RATE,
+                            }
+                        ),
+                    },
+                }
+            ),
+        },
+    }
+)
+
+CUSTOMER = _obj(
+    {
+        "customer_id": _STR,
+        "mrr": {"type": "object", "additionalProperties": _INT},
+        "subscriptions": {"type": "array", "items": {"type": "object"}},
+        "timeline": {"type": "array", "items": _obj({"at": _STR, "currency": _STR, "mrr": _INT})},
+        "movements": {"type": "array", "items": {"type": "object"}},
+    }
+)
+
+STATUS = _obj(
+    {
+        "redis": {"type": "boolean"},
+        "database": {"type": "boolean"},
+        "queue": {"type": "object"},
+        "inbox": {"type": ["object", "null"]},
+        "last_event": {"type": ["object", "null"]},
+        "lag_s": {"type": ["number", "null"]},
+        "mrr": {"type": "object", "additionalProperties": _INT},
+        "warnings": {"type": "array", "items": _STR},
+    },
+    required=["redis", "database", "queue", "inbox", "last_event", "lag_s", "mrr", "warnings"],
+)
+
+
+def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+CURRENCY = _param(
+    "currency",
+    {"type": "string", "pattern": "^[a-zA-Z]{3}$"},
+    "ISO currency; default: the one with the most MRR",
+)
+PERIOD = _param("period", {"enum": ["day", "week", "month"]}, "default month")
+START = _param("start", _DATE, "snapped outward to a period start")
+END = _param("end", _DATE, "exclusive; snapped outward")
+AS_OF = _param("as_of", {"type": "string", "format": "date"}, "default: now")
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _report(summary: str, schema: dict[str, Any], params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": params,
+            "responses": {
+                "200": _json(schema, "the report"),
+                "400": _json(ERROR, "a bad period, date or currency"),
+                "401": _json(ERROR, "missing or wrong bearer token"),
+                "503": _json(ERROR, "OPS_TOKEN is not configured"),
+            },
+        }
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "stripe-mrr",
+            "version": "1",
+            "description": "Stripe subscription webhooks → exact MRR ledger → churn and "
+            "expansion. Amounts are integers in minor units; rates are decimals.",
+        },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/healthz": {
+                "get": {
+                    "summary": "liveness",
+                    "responses": {"200": _json(_obj({"ok": {"const": True}}), "the process is up")},
+                }
+            },
+            "/webhooks/stripe": {
+                "post": {
+                    "summary": "Stripe webhook intake (Stripe-Signature on the raw body)",
+                    "parameters": [
+                        {
+                            "name": "Stripe-Signature",
+                            "in": "header",
+                            "required": True,
+                            "schema": _STR,
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            _obj(
+                                {
+                                    "received": {"type": "boolean"},
+                                    "id": _STR,
+                                    "duplicate": {"type": "boolean"},
+                                }
+                            ),
+                            "stored",
+                        ),
+                        "400": _json(ERROR, "bad signature or not a Stripe event"),
+                        "413": _json(ERROR, "body larger than MAX_BODY_BYTES"),
+                        "503": _json(ERROR, "the inbox cannot be written"),
+                    },
+                }
+            },
+            "/status": _report("pipeline status for ops", STATUS, []),
+            "/reports/summary": _report(
+                "MRR, ARR, ARPA, churn, LTV, projection", SUMMARY, [CURRENCY, AS_OF]
+            ),
+            "/reports/movements": _report(
+                "one row per period", MOVEMENTS, [PERIOD, START, END, CURRENCY, AS_OF]
+            ),
+            "/reports/cohorts": _report(
+                "retention by month of first new", COHORTS, [START, END, CURRENCY, AS_OF]
+            ),
+            "/reports/customers/{customer_id}": {
+                "get": {
+                    "summary": "a customer's MRR timeline and movements",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        {"name": "customer_id", "in": "path", "required": True, "schema": _STR}
+                    ],
+                    "responses": {
+                        "200": _json(CUSTOMER, "the customer"),
+                        "401": _json(ERROR, "missing or wrong bearer token"),
+                        "404": _json(ERROR, "unknown customer"),
+                        "503": _json(ERROR, "OPS_TOKEN is not configured"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": _STR}},
+                        },
+                        "401": _json(ERROR, "missing or wrong bearer token"),
+                        "503": _json(ERROR, "OPS_TOKEN is not configured"),
+                    },
+                }
+            },
+        },
+    }
