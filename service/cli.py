@@ -132,6 +132,41 @@ def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[st
 
 
 @cli.command()
+@click.argument("kind", type=click.Choice(["summary", "movements", "cohorts"]), default="summary")
+@click.option("--json", "as_json", is_flag=True, help="Print the HTTP JSON document instead.")
+@click.option("--currency", help="ISO currency (default: the one with the most MRR).")
+@click.option("--period", type=click.Choice(["day", "week", "month"]), help="movements only")
+@click.option("--start", help="YYYY-MM-DD, snapped outward")
+@click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
+@click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
+def report(kind: str, as_json: bool, **options: str | None) -> None:
+    """Print a report as a table (or, with --json, the same document as over HTTP)."""
+    from models.db import session_factory
+    from models.tables import utcnow
+    from service import report_data
+
+    args = {k: v for k, v in options.items() if v is not None}
+    try:
+        query = report_data.parse_query(args, report_data.PARAMETERS[kind])
+        factory = session_factory(_settings().database_url)
+        build = {
+            "summary": report_data.summary_report,
+            "movements": report_data.movements_report,
+            "cohorts": report_data.cohorts_report,
+        }[kind]
+        with factory() as session:
+            doc = build(session, query, utcnow())
+    except report_data.BadQuery as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from service.render import print_report
+
+    print_report(kind, doc)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
 def rebuild(as_json: bool) -> None:
     """Recompute the whole ledger from the inbox (safe while workers run)."""
@@ -267,7 +302,15 @@ def run(host: str, port: int) -> None:
 
 
 def main() -> None:
-    cli(prog_name="mrr")
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        cli(prog_name="mrr")
+    except (OperationalError, ProgrammingError) as exc:
+        # A missing table is the usual first-run mistake; say how to fix it.
+        hint = " (run `mrr migrate` first?)" if "table" in str(exc.orig).lower() else ""
+        click.echo(f"Error: database: {exc.orig}{hint}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

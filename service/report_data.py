@@ -145,6 +145,14 @@ def cohorts_report(session: Session, query: Query, now: datetime) -> dict[str, A
     }
 
 
+#: The reports `mrr report` and `/reports/<name>` share, by name.
+REPORTS = {
+    "summary": summary_report,
+    "movements": movements_report,
+    "cohorts": cohorts_report,
+}
+
+
 def customer_report(session: Session, customer_id: str) -> dict[str, Any] | None:
     """A customer's MRR timeline and movements; None for a customer never seen."""
     subs = reports.customer_subscriptions(session, customer_id)

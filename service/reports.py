@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy.orm import Session
 
 from models.tables import utcnow
 from service import report_data
@@ -17,15 +12,13 @@ from service.extensions import services
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
-Report = Callable[[Session, report_data.Query, datetime], dict[str, Any]]
 
-
-def _respond(name: str, build: Report) -> Response:
-    """Parse the query string, build the report, and turn a bad parameter into a 400."""
+def _respond(name: str) -> Response:
+    """Parse the query string, build report `name`, and turn a bad parameter into a 400."""
     try:
         query = report_data.parse_query(request.args.to_dict(), report_data.PARAMETERS[name])
         with services().sessions() as session:
-            return jsonify(build(session, query, utcnow()))
+            return jsonify(report_data.REPORTS[name](session, query, utcnow()))
     except report_data.BadQuery as exc:
         raise ApiError(400, "bad_query", str(exc)) from None
 
@@ -33,19 +26,19 @@ def _respond(name: str, build: Report) -> Response:
 @bp.get("/summary")
 @require_ops_token
 def summary() -> Response:
-    return _respond("summary", report_data.summary_report)
+    return _respond("summary")
 
 
 @bp.get("/movements")
 @require_ops_token
 def movements() -> Response:
-    return _respond("movements", report_data.movements_report)
+    return _respond("movements")
 
 
 @bp.get("/cohorts")
 @require_ops_token
 def cohorts() -> Response:
-    return _respond("cohorts", report_data.cohorts_report)
+    return _respond("cohorts")
 
 
 @bp.get("/customers/<customer_id>")

@@ -130,3 +130,59 @@ def test_replay_of_a_missing_path_is_a_clear_error(env) -> None:
     result = CliRunner().invoke(cli, ["replay", "--sync", "/no/such/fixtures"])
     assert result.exit_code == 1
     assert "no such file or directory" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "args"),
+    [
+        ("summary", ["--currency", "usd", "--as-of", "2024-03-25"]),
+        ("summary", ["--as-of", "2024-06-30"]),
+        ("movements", ["--currency", "usd", "--start", "2024-01-01", "--end", "2024-07-01"]),
+        (
+            "movements",
+            [
+                "--currency",
+                "eur",
+                "--period",
+                "week",
+                "--start",
+                "2024-02-01",
+                "--end",
+                "2024-04-15",
+            ],
+        ),
+        ("cohorts", ["--currency", "usd", "--start", "2024-01-01", "--end", "2024-07-01"]),
+    ],
+)
+def test_report_json_is_the_http_document(kind, args, env, db, client, auth) -> None:
+    code, out, _ = run("replay", "--sync", str(FIXTURES))
+    assert code == 0
+    code, out, err = run("report", kind, "--json", *args)
+    assert code == 0, err
+    cli_doc = json.loads(out)  # exactly one JSON document on stdout
+    query = "&".join(
+        f"{a[2:].replace('-', '_')}={b}" for a, b in zip(args[::2], args[1::2], strict=True)
+    )
+    http_doc = client.get(f"/reports/{kind}?{query}", headers=auth).json
+    assert cli_doc == http_doc
+
+
+def test_report_tables_show_the_same_numbers(env, db) -> None:
+    run("replay", "--sync", str(FIXTURES))
+    code, out, _ = run(
+        "report", "movements", "--currency", "usd", "--start", "2024-01-01", "--end", "2024-07-01"
+    )
+    assert code == 0
+    assert "288.33" in out and "311.67" in out  # January new and February ending MRR
+    code, out, _ = run("report", "summary", "--currency", "eur")
+    assert code == 0 and "211.00" in out
+    code, out, _ = run(
+        "report", "cohorts", "--currency", "usd", "--start", "2024-01-01", "--end", "2024-03-01"
+    )
+    assert code == 0 and "108.09 %" in out  # February revenue retention of January
+
+
+def test_report_bad_parameters_are_usage_errors(env, db) -> None:
+    result = CliRunner().invoke(cli, ["report", "movements", "--start", "2024-02-30"])
+    assert result.exit_code == 2
+    assert "start must be a date" in result.stderr

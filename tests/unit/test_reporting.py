@@ -211,3 +211,12 @@ def test_cohorts_retention_with_expansion_above_one() -> None:
     ]
     assert table[1]["months"][0]["customer_retention"] is None  # an empty cohort
     assert len(table[2]["months"]) == 1
+
+
+def test_terminal_money_respects_zero_decimal_currencies() -> None:
+    from service.render import money
+
+    assert money(123456) == "1,234.56"
+    assert money(-5, "eur") == "-0.05"
+    assert money(5000, "jpy") == "5,000"
+    assert money(None) == "—"
