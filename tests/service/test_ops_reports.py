@@ -250,3 +250,29 @@ def test_unknown_parameters_are_refused(client, auth) -> None:
     assert response.status_code == 400
     assert "unknown parameter 'currnecy'" in response.json["error"]["message"]
     assert client.get("/reports/summary?period=month", headers=auth).status_code == 400
+
+
+def test_status_reports_redis_and_database_outages(settings, tmp_path, auth) -> None:
+    redis_down = create_app(settings.with_overrides(redis_url="redis://127.0.0.1:1/0"))
+    doc = redis_down.test_client().get("/status", headers=auth).json
+    assert doc["redis"] is False and doc["database"] is True
+    assert doc["inbox"]["received"] == 0
+    assert any("redis unreachable" in w for w in doc["warnings"])
+    db_down = create_app(
+        settings.with_overrides(database_url=f"sqlite:///{tmp_path}/missing/dir/x.db")
+    )
+    doc = db_down.test_client().get("/status", headers=auth).json
+    assert doc["database"] is False and doc["redis"] is True
+    assert doc["inbox"] is None
+    assert doc["warnings"] == ["database unreachable"]
+
+
+def test_status_counts_oldest_pending_and_queue(post_event, client, auth) -> None:
+    for event in load_fixture_events()[:3]:
+        post_event(event)
+    doc = client.get("/status", headers=auth).json
+    assert doc["inbox"]["pending"] == 3 and doc["inbox"]["received"] == 3
+    assert doc["inbox"]["oldest_pending_age_s"] >= 0
+    assert doc["queue"]["depth"] == 3
+    assert doc["last_event"]["processed_at"] is None
+    assert doc["lag_s"] is None
