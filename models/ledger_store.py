@@ -115,11 +115,7 @@ def write_ledger(session: Session, ledger: CustomerLedger, applied: Iterable[Inb
             kind=m.kind.value if m.kind else None,
             churn_reason=m.churn_reason,
             churn_feedback=m.churn_feedback,
-            reason_key=(
-                churn_reason_key(m.churn_feedback, m.churn_reason)
-                if m.type is MovementType.CHURN
-                else None
-            ),
+            reason_key=_reason_key(m),
             delinquent=m.delinquent,
         )
         for m in ledger.movements
@@ -166,16 +162,20 @@ def write_ledger(session: Session, ledger: CustomerLedger, applied: Iterable[Inb
 RollupKey = tuple[str, date, str, str, str, bool]
 
 
+def _reason_key(m: Movement) -> str | None:
+    """What `churn_by_reason` groups a churn by; None for other movements."""
+    if m.type is not MovementType.CHURN:
+        return None
+    return churn_reason_key(m.churn_feedback, m.churn_reason)
+
+
 def _rollup_key(m: Movement) -> RollupKey:
-    reason = (
-        churn_reason_key(m.churn_feedback, m.churn_reason) if m.type is MovementType.CHURN else ""
-    )
     return (
         m.currency,
         at(m.occurred_at).date(),
         m.type.value,
         m.kind.value if m.kind else "",
-        reason,
+        _reason_key(m) or "",
         m.delinquent,
     )
 

@@ -76,16 +76,7 @@ def resolve_currency(session: Session, requested: str | None) -> tuple[str, list
 
 def movements_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
     currency, _ = resolve_currency(session, query.currency)
-    as_of = (query.as_of or now).date()
-    end = query.end or as_of + timedelta(days=1)
-    start = query.start or _periods_back(
-        floor(end - timedelta(days=1), query.period), query.period, 11
-    )
-    if start >= end:
-        raise BadQuery("start must be before end (end is exclusive)")
-    lo, hi = snap(start, end, query.period)
-    if len(boundaries(lo, hi, query.period)) > MAX_PERIODS:
-        raise BadQuery(f"at most {MAX_PERIODS} periods per request")
+    lo, hi = _range(query, now, query.period, MAX_PERIODS)
     opening = reports.opening(session, currency, lo)
     rows = period_rows(opening, reports.buckets(session, currency, lo, hi), lo, hi, query.period)
     return {
@@ -127,16 +118,7 @@ def summary_report(session: Session, query: Query, now: datetime) -> dict[str, A
 def cohorts_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
     """Cohorts by month of first `new`; default: the 12 months up to `as_of`'s month."""
     currency, _ = resolve_currency(session, query.currency)
-    as_of = (query.as_of or now).date()
-    end = query.end or as_of + timedelta(days=1)
-    start = query.start or _periods_back(
-        floor(end - timedelta(days=1), Period.MONTH), Period.MONTH, 11
-    )
-    if start >= end:
-        raise BadQuery("start must be before end (end is exclusive)")
-    lo, hi = snap(start, end, Period.MONTH)
-    if len(boundaries(lo, hi, Period.MONTH)) > MAX_COHORT_MONTHS:
-        raise BadQuery(f"at most {MAX_COHORT_MONTHS} cohort months per request")
+    lo, hi = _range(query, now, Period.MONTH, MAX_COHORT_MONTHS)
     return {
         "currency": currency,
         "start": lo.isoformat(),
@@ -200,10 +182,20 @@ def customer_report(session: Session, customer_id: str) -> dict[str, Any] | None
     }
 
 
-def _periods_back(start: date, period: Period, n: int) -> date:
-    for _ in range(n):
-        start = floor(start - timedelta(days=1), period)
-    return start
+def _range(query: Query, now: datetime, period: Period, most: int) -> tuple[date, date]:
+    """The snapped [start, end) of a report; default: the 12 periods up to `as_of`."""
+    end = query.end or (query.as_of or now).date() + timedelta(days=1)
+    start = query.start
+    if start is None:
+        start = floor(end - timedelta(days=1), period)
+        for _ in range(11):
+            start = floor(start - timedelta(days=1), period)
+    if start >= end:
+        raise BadQuery("start must be before end (end is exclusive)")
+    lo, hi = snap(start, end, period)
+    if len(boundaries(lo, hi, period)) > most:
+        raise BadQuery(f"at most {most} periods per request")
+    return lo, hi
 
 
 def _date(raw: str | None, name: str) -> date | None:
