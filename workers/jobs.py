@@ -42,10 +42,13 @@ def apply_with(factory: sessionmaker[Session], settings: Settings, event_id: str
         return _apply(factory, settings, event_id)
     except Exception as exc:
         final = _is_last_attempt()
-        with transaction(factory) as session:
-            inbox.record_failure(session, event_id, f"{type(exc).__name__}: {exc}", final)
         log.warning("event %s failed (final=%s): %s", event_id, final, exc)
-        raise
+        try:
+            with transaction(factory) as session:
+                inbox.record_failure(session, event_id, f"{type(exc).__name__}: {exc}", final)
+        except Exception:  # the database may be what failed: keep the original error
+            log.exception("could not record the failure of event %s", event_id)
+        raise exc from None
 
 
 def _apply(factory: sessionmaker[Session], settings: Settings, event_id: str) -> str:
