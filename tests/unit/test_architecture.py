@@ -1,4 +1,4 @@
-"""The pure core stays pure: importing it loads no web, database or queue library."""
+"""The layers import only downward: the pure core loads no infrastructure, workers no Flask."""
 
 from __future__ import annotations
 
@@ -10,29 +10,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_ledger_and_reporting_import_no_infrastructure() -> None:
+def loaded_after(imports: list[str], forbidden: set[str]) -> list[str]:
+    """Modules under the `forbidden` top-level packages loaded by importing `imports`."""
     code = (
         "import json, sys\n"
-        "import ledger.events, ledger.mrr, ledger.snapshot, ledger.timeline\n"
-        "import reporting.metrics, reporting.periods\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'flask', 'sqlalchemy', 'redis', 'rq', 'stripe', 'requests', 'models', 'workers', "
-        "'service'})))\n"
+        + "".join(f"import {name}\n" for name in imports)
+        + f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r})))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert json.loads(out.stdout) == []
+    return list(json.loads(out.stdout))
+
+
+def test_ledger_and_reporting_import_no_infrastructure() -> None:
+    core = [
+        "ledger.events",
+        "ledger.mrr",
+        "ledger.snapshot",
+        "ledger.timeline",
+        "reporting.metrics",
+        "reporting.periods",
+        "reporting.cohorts",
+    ]
+    infrastructure = {
+        "flask",
+        "sqlalchemy",
+        "redis",
+        "rq",
+        "stripe",
+        "requests",
+        "models",
+        "workers",
+        "service",
+    }
+    assert loaded_after(core, infrastructure) == []
 
 
 def test_workers_never_import_flask() -> None:
-    code = (
-        "import json, sys\n"
-        "import workers.jobs, workers.sweeper, workers.enrich, workers.queue\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'flask', 'service'})))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert json.loads(out.stdout) == []
+    jobs = ["workers.jobs", "workers.sweeper", "workers.enrich", "workers.queue"]
+    assert loaded_after(jobs, {"flask", "service"}) == []
