@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy import insert as insert_into
 from sqlalchemy.orm import Session
 
@@ -62,21 +62,20 @@ def customer_rows(session: Session, customer_id: str) -> list[InboxEvent]:
 def customers_with_events(session: Session) -> list[str]:
     """Every customer that has a stored subscription event, sorted."""
     return list(
-        session.scalars(
-            select(InboxEvent.customer_id)
-            .where(
-                InboxEvent.customer_id.is_not(None),
-                InboxEvent.type.in_(SUBSCRIPTION_EVENT_TYPES),
-            )
-            .distinct()
-            .order_by(InboxEvent.customer_id)
-        )
+        session.scalars(_customers_with_events().distinct().order_by(InboxEvent.customer_id))
+    )
+
+
+def _customers_with_events() -> Select[str | None]:
+    """Customer ids of stored subscription events (one row per event)."""
+    return select(InboxEvent.customer_id).where(
+        InboxEvent.customer_id.is_not(None), InboxEvent.type.in_(SUBSCRIPTION_EVENT_TYPES)
     )
 
 
 def delete_orphans(session: Session) -> int:
     """Delete derived rows of customers without stored events; returns customers affected."""
-    known = select(InboxEvent.customer_id).where(InboxEvent.customer_id.is_not(None))
+    known = _customers_with_events()
     orphans = session.scalar(
         select(func.count(func.distinct(SubscriptionRow.customer_id))).where(
             SubscriptionRow.customer_id.not_in(known)

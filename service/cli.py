@@ -149,13 +149,8 @@ def report(kind: str, as_json: bool, **options: str | None) -> None:
     try:
         query = report_data.parse_query(args, report_data.PARAMETERS[kind])
         factory = session_factory(_settings().database_url)
-        build = {
-            "summary": report_data.summary_report,
-            "movements": report_data.movements_report,
-            "cohorts": report_data.cohorts_report,
-        }[kind]
         with factory() as session:
-            doc = build(session, query, utcnow())
+            doc = report_data.REPORTS[kind](session, query, utcnow())
     except report_data.BadQuery as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
