@@ -29,7 +29,7 @@ _LIFECYCLE_RANK = {
 }
 
 
-def is_applied_type(event_type: str) -> bool:
+def is_subscription_event(event_type: str) -> bool:
     """Whether events of this type move the ledger (every other type is stored and ignored)."""
     return event_type in SUBSCRIPTION_EVENT_TYPES
 
@@ -67,7 +67,7 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     event_type = payload.get("type")
     if not isinstance(event_id, str) or not isinstance(event_type, str):
         raise InvalidEvent("event has no string id or type")
-    if not is_applied_type(event_type):
+    if not is_subscription_event(event_type):
         raise InvalidEvent(f"event {event_id} of type {event_type} does not carry a subscription")
     created = payload.get("created")
     if not isinstance(created, int) or isinstance(created, bool):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 
 from models.db import make_engine
-from models.settings import Settings
 from models.tables import Base
+from pipeline.settings import Settings
 
 config = context.config
 url = config.attributes.get("database_url") or Settings.from_env().database_url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -99,6 +99,24 @@ def lock_customer(session: Session, customer_id: str) -> None:
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"mrr:customer:{customer_id}"},
         )
+
+
+def try_lock_customers(session: Session, customer_ids: Sequence[str]) -> list[str]:
+    """Lock whichever of the customers no other transaction holds, without waiting;
+    returns those locked. One round trip on PostgreSQL; on SQLite every customer is
+    already held through the database write lock."""
+    if not customer_ids:
+        return []
+    if session.get_bind().dialect.name != "postgresql":
+        return list(customer_ids)
+    rows = session.execute(
+        text(
+            "SELECT c FROM unnest(CAST(:ids AS text[])) AS c "
+            "WHERE pg_try_advisory_xact_lock(hashtextextended('mrr:customer:' || c, 0))"
+        ),
+        {"ids": list(customer_ids)},
+    )
+    return [r[0] for r in rows]
 
 
 def dialect_insert(session: Session) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ledger.events import is_applied_type
+from ledger.events import is_subscription_event
 from ledger.snapshot import customer_id_of
 from models.db import dialect_insert
 from models.tables import EventStatus, InboxEvent, utcnow
@@ -26,6 +25,17 @@ class Stored:
     pending: bool
 
 
+@dataclass(frozen=True)
+class Head:
+    """The bookkeeping columns of an inbox row (no payload)."""
+
+    id: str
+    type: str
+    customer_id: str | None
+    status: str
+    attempts: int
+
+
 def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
     """Insert a verified event unless its id is already stored (insert-or-ignore).
 
@@ -36,7 +46,7 @@ def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, Mapping) else None
     created = event.get("created")
-    applied = is_applied_type(event_type)
+    applied = is_subscription_event(event_type)
     now = utcnow()
     values = {
         "id": event_id,
@@ -66,6 +76,36 @@ def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
     return Stored(event_id, False, status == EventStatus.PENDING)
 
 
+def heads(session: Session, event_ids: Sequence[str]) -> dict[str, Head]:
+    """Bookkeeping of the given events, by id (absent ids are not stored)."""
+    e = InboxEvent
+    rows = session.execute(
+        select(e.id, e.type, e.customer_id, e.status, e.attempts).where(e.id.in_(event_ids))
+    )
+    return {r.id: Head(r.id, r.type, r.customer_id, r.status, r.attempts) for r in rows}
+
+
+def pending_customers(session: Session, scan: int) -> list[str]:
+    """Customers of the oldest `scan` pending events, oldest first, each once."""
+    e = InboxEvent
+    rows = session.scalars(
+        select(e.customer_id)
+        .where(e.status == EventStatus.PENDING, e.customer_id.is_not(None))
+        .order_by(e.received_at)
+        .limit(scan)
+    )
+    return list(dict.fromkeys(c for c in rows if c is not None))
+
+
+def mark_ignored(session: Session, event_ids: Sequence[str]) -> None:
+    """Events of types the ledger does not use are done as soon as they are seen."""
+    session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.id.in_(event_ids))
+        .values(status=EventStatus.IGNORED, processed_at=utcnow())
+    )
+
+
 def mark_enqueued(session: Session, event_ids: Sequence[str], at: datetime | None = None) -> None:
     if event_ids:
         session.execute(
@@ -77,47 +117,58 @@ def mark_enqueued(session: Session, event_ids: Sequence[str], at: datetime | Non
 
 def due_for_sweep(
     session: Session, older_than_s: int, now: datetime | None = None, limit: int = 1000
-) -> list[str]:
-    """Pending event ids never enqueued, or last enqueued more than `older_than_s` ago."""
+) -> dict[str, int]:
+    """Pending events never enqueued, or last enqueued more than `older_than_s` ago,
+    oldest first, with the attempts each has already used."""
     cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
     stale = func.coalesce(InboxEvent.enqueued_at, InboxEvent.received_at) < cutoff
-    rows = session.scalars(
-        select(InboxEvent.id)
+    rows = session.execute(
+        select(InboxEvent.id, InboxEvent.attempts)
         .where(InboxEvent.status == EventStatus.PENDING, stale)
         .order_by(InboxEvent.received_at)
         .limit(limit)
     )
-    return list(rows)
+    return {event_id: attempts for event_id, attempts in rows}
 
 
-def record_failure(session: Session, event_id: str, error: str, final: bool) -> None:
-    """Count a failed attempt; the last one marks the event `failed` (SPEC §8)."""
-    values: dict[str, Any] = {
-        "attempts": InboxEvent.attempts + 1,
-        "last_error": error[:4000],
-    }
-    if final:
-        values["status"] = EventStatus.FAILED
-    session.execute(
+def record_failure(session: Session, event_id: str, error: str, attempts_allowed: int) -> bool:
+    """Count a failed attempt of a pending event; the last allowed one marks it `failed`
+    (SPEC §8). Returns whether the event has now failed for good."""
+    row = session.execute(
         update(InboxEvent)
         .where(InboxEvent.id == event_id, InboxEvent.status == EventStatus.PENDING)
-        .values(**values)
-    )
+        .values(attempts=InboxEvent.attempts + 1, last_error=error[:4000])
+        .returning(InboxEvent.attempts)
+    ).first()
+    if row is None:
+        return False
+    final = int(row.attempts) >= attempts_allowed
+    if final:
+        session.execute(
+            update(InboxEvent).where(InboxEvent.id == event_id).values(status=EventStatus.FAILED)
+        )
+    return final
 
 
 def counts(session: Session) -> dict[str, int]:
-    """SPEC §6 inbox counts: received = processed + failed + pending (ignored are processed)."""
+    """SPEC §6 inbox counts: received = processed + failed + pending.
+
+    Ignored types count as processed, quarantined events as failed (each also has a
+    count of its own).
+    """
     by_status = dict(
         session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all()
     )
     processed = by_status.get(EventStatus.PROCESSED, 0) + by_status.get(EventStatus.IGNORED, 0)
-    failed = by_status.get(EventStatus.FAILED, 0)
+    quarantined = by_status.get(EventStatus.QUARANTINED, 0)
+    failed = by_status.get(EventStatus.FAILED, 0) + quarantined
     pending = by_status.get(EventStatus.PENDING, 0)
     return {
         "received": processed + failed + pending,
         "processed": processed,
         "ignored": by_status.get(EventStatus.IGNORED, 0),
         "failed": failed,
+        "quarantined": quarantined,
         "pending": pending,
     }
 
@@ -150,7 +201,3 @@ def events_with_warnings(session: Session) -> int:
         )
         or 0
     )
-
-
-def decode_warnings(raw: str | None) -> list[str]:
-    return list(json.loads(raw)) if raw else []

@@ -1,19 +1,22 @@
-"""Reading a customer's events and writing its derived ledger, in the caller's transaction."""
+"""Reading customers' events and writing their derived ledgers, in the caller's transaction.
+
+Every function takes many customers at once: a worker applies a batch of customers in
+one transaction with a fixed number of statements, whatever the batch's size.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import Select, Table, bindparam, delete, func, select, text, update
 from sqlalchemy import insert as insert_into
 from sqlalchemy.orm import Session
 
-from ledger.errors import InvalidEvent
-from ledger.events import SUBSCRIPTION_EVENT_TYPES, SubscriptionEvent, parse_event
+from ledger.events import SUBSCRIPTION_EVENT_TYPES
 from ledger.timeline import CustomerLedger, Movement, MovementType
 from models.db import dialect_insert
 from models.tables import (
@@ -32,28 +35,20 @@ def at(unix_seconds: int) -> datetime:
     return datetime.fromtimestamp(unix_seconds, UTC)
 
 
-def parse_rows(rows: Iterable[InboxEvent]) -> tuple[list[SubscriptionEvent], dict[str, str]]:
-    """Parse stored events; the invalid ones come back apart with their error (never applied)."""
-    events: list[SubscriptionEvent] = []
-    invalid: dict[str, str] = {}
-    for row in rows:
-        try:
-            events.append(parse_event(json.loads(row.payload)))
-        except (InvalidEvent, ValueError) as exc:
-            invalid[row.id] = str(exc)
-    return events, invalid
+def customer_rows(session: Session, customers: Collection[str]) -> list[InboxEvent]:
+    """Every stored subscription event of the customers that the ledger may use.
 
-
-def customer_rows(session: Session, customer_id: str) -> list[InboxEvent]:
-    """Every stored subscription event of the customer, whatever its status.
-
-    The ledger is a function of every event received; status is only bookkeeping.
+    The ledger is a function of the events received, whatever their bookkeeping
+    status; only quarantined events are left out of it (SPEC §8).
     """
+    if not customers:
+        return []
     return list(
         session.scalars(
             select(InboxEvent).where(
-                InboxEvent.customer_id == customer_id,
+                InboxEvent.customer_id.in_(sorted(customers)),
                 InboxEvent.type.in_(SUBSCRIPTION_EVENT_TYPES),
+                InboxEvent.status != EventStatus.QUARANTINED,
             )
         )
     )
@@ -86,76 +81,122 @@ def delete_orphans(session: Session) -> int:
     return int(orphans or 0)
 
 
-def write_ledger(session: Session, ledger: CustomerLedger, applied: Iterable[InboxEvent]) -> None:
-    """Replace the customer's ledger rows with `ledger` and mark `applied` events processed.
+def write_ledgers(
+    session: Session,
+    ledgers: Sequence[CustomerLedger],
+    applied: Iterable[InboxEvent],
+) -> None:
+    """Replace the customers' ledger rows with `ledgers` and mark `applied` events processed.
 
-    `applied` are the inbox rows `ledger` was derived from (loaded under the customer lock).
-
-    Idempotent: writing the same ledger twice leaves the same rows. Does not commit.
+    `applied` are the inbox rows the ledgers were derived from (loaded under the
+    customers' locks). Idempotent: writing the same ledgers twice leaves the same rows.
+    A fixed number of statements for any number of customers. Does not commit.
     """
-    customer = ledger.customer_id
-    _apply_rollup_delta(session, customer, ledger)
-    session.execute(delete(LedgerMovement).where(LedgerMovement.customer_id == customer))
-    session.execute(delete(SubscriptionRow).where(SubscriptionRow.customer_id == customer))
-    session.execute(delete(CustomerBalance).where(CustomerBalance.customer_id == customer))
-    session.add_all(
-        LedgerMovement(
-            customer_id=m.customer_id,
-            currency=m.currency,
-            seq=m.seq,
-            occurred_at=at(m.occurred_at),
-            occurred_day=at(m.occurred_at).date(),
-            event_id=m.event_id,
-            subscription_id=m.subscription_id,
-            type=m.type.value,
-            amount=m.amount,
-            mrr_before=m.mrr_before,
-            mrr_after=m.mrr_after,
-            kind=m.kind.value if m.kind else None,
-            churn_reason=m.churn_reason,
-            churn_feedback=m.churn_feedback,
-            reason_key=_reason_key(m),
-            delinquent=m.delinquent,
-        )
-        for m in ledger.movements
-    )
-    session.add_all(
-        SubscriptionRow(
-            id=s.id,
-            customer_id=s.customer_id,
-            currency=s.currency,
-            status=s.status,
-            mrr=s.mrr,
-            scheduled_to_cancel=s.scheduled_to_cancel,
-            last_event_id=s.last_event_id,
-            last_event_at=at(s.last_event_created),
-            warnings=json.dumps(list(s.warnings)) if s.warnings else None,
-        )
+    if not ledgers:
+        return
+    customers = sorted(ledger.customer_id for ledger in ledgers)
+    _apply_rollup_delta(session, customers, ledgers)
+    for table in (LedgerMovement, SubscriptionRow, CustomerBalance):
+        session.execute(delete(table).where(table.customer_id.in_(customers)))
+    movements = [_movement_row(m) for ledger in ledgers for m in ledger.movements]
+    subscriptions = [
+        {
+            "id": s.id,
+            "customer_id": s.customer_id,
+            "currency": s.currency,
+            "status": s.status,
+            "mrr": s.mrr,
+            "scheduled_to_cancel": s.scheduled_to_cancel,
+            "last_event_id": s.last_event_id,
+            "last_event_at": at(s.last_event_created),
+            "warnings": json.dumps(list(s.warnings)) if s.warnings else None,
+        }
+        for ledger in ledgers
         for s in ledger.subscriptions
-    )
-    session.add_all(
-        CustomerBalance(
-            customer_id=b.customer_id,
-            currency=b.currency,
-            mrr=b.mrr,
-            scheduled_churn=b.scheduled_churn,
-            first_new_at=at(b.first_new_at) if b.first_new_at is not None else None,
-        )
-        for b in ledger.balances
-    )
+    ]
     now = utcnow()
-    for row in applied:
-        warnings = ledger.warnings.get(row.id)
-        encoded = json.dumps(list(warnings)) if warnings else None
-        values: dict[str, object] = {}
+    balances = [
+        {
+            "customer_id": b.customer_id,
+            "currency": b.currency,
+            "mrr": b.mrr,
+            "scheduled_churn": b.scheduled_churn,
+            "first_new_at": at(b.first_new_at) if b.first_new_at is not None else None,
+            "updated_at": now,
+        }
+        for ledger in ledgers
+        for b in ledger.balances
+    ]
+    for table, rows in (
+        (LedgerMovement, movements),
+        (SubscriptionRow, subscriptions),
+        (CustomerBalance, balances),
+    ):
+        if rows:
+            session.execute(insert_into(table), rows)
+    warnings: dict[str, tuple[str, ...]] = {}
+    for ledger in ledgers:
+        warnings.update(ledger.warnings)
+    changes = []
+    # In id order, as every writer of inbox rows, so two never wait on each other in a cycle.
+    for row in sorted(applied, key=lambda r: r.id):
+        found = warnings.get(row.id)
+        encoded = json.dumps(list(found)) if found else None
+        values: dict[str, Any] = {}
         if encoded != row.warnings:
             values["warnings"] = encoded
         if row.status != EventStatus.PROCESSED:  # pending, or failed earlier for a passing cause
             latency_ms = int((now - row.received_at).total_seconds() * 1000)
             values.update(status=EventStatus.PROCESSED, processed_at=now, apply_ms=latency_ms)
         if values:
-            session.execute(update(InboxEvent).where(InboxEvent.id == row.id).values(**values))
-    session.flush()
+            changes.append({"id": row.id, **values})
+    inbox = cast(Table, InboxEvent.__table__)
+    for keys, group in _by_keys(changes):
+        # Core, not ORM: an executemany by primary key, the loaded rows left as they are.
+        session.execute(
+            update(inbox)
+            .where(inbox.c.id == _bind("id"))
+            .values(**{k: _bind(k) for k in keys if k != "id"}),
+            group,
+        )
+
+
+def _bind(name: str) -> Any:
+    return bindparam(f"b_{name}")
+
+
+Params = dict[str, Any]
+
+
+def _by_keys(changes: list[Params]) -> Iterable[tuple[tuple[str, ...], list[Params]]]:
+    """Group parameter sets by the columns they set (one executemany per group)."""
+    groups: dict[tuple[str, ...], list[Params]] = defaultdict(list)
+    for change in changes:
+        keys = tuple(sorted(change))
+        groups[keys].append({f"b_{k}": v for k, v in change.items()})
+    return sorted(groups.items())
+
+
+def _movement_row(m: Movement) -> dict[str, Any]:
+    occurred = at(m.occurred_at)
+    return {
+        "customer_id": m.customer_id,
+        "currency": m.currency,
+        "seq": m.seq,
+        "occurred_at": occurred,
+        "occurred_day": occurred.date(),
+        "event_id": m.event_id,
+        "subscription_id": m.subscription_id,
+        "type": m.type.value,
+        "amount": m.amount,
+        "mrr_before": m.mrr_before,
+        "mrr_after": m.mrr_after,
+        "kind": m.kind.value if m.kind else None,
+        "churn_reason": m.churn_reason,
+        "churn_feedback": m.churn_feedback,
+        "reason_key": _reason_key(m),
+        "delinquent": m.delinquent,
+    }
 
 
 RollupKey = tuple[str, date, str, str, str, bool]
@@ -179,8 +220,10 @@ def _rollup_key(m: Movement) -> RollupKey:
     )
 
 
-def _apply_rollup_delta(session: Session, customer: str, ledger: CustomerLedger) -> None:
-    """Add (new movements − stored movements) of one customer to `ledger_daily`.
+def _apply_rollup_delta(
+    session: Session, customers: Sequence[str], ledgers: Sequence[CustomerLedger]
+) -> None:
+    """Add (new movements − stored movements) of the customers to `ledger_daily`.
 
     Keys are applied in sorted order so concurrent writers lock rollup rows in the same
     order and cannot deadlock. A rewrite that only appends touches only the new days.
@@ -189,7 +232,7 @@ def _apply_rollup_delta(session: Session, customer: str, ledger: CustomerLedger)
     key = _rollup_columns()
     old = session.execute(
         select(*key, func.sum(LedgerMovement.amount), func.count())
-        .where(LedgerMovement.customer_id == customer)
+        .where(LedgerMovement.customer_id.in_(customers))
         .group_by(*key)
     )
     for row in old:
@@ -197,34 +240,39 @@ def _apply_rollup_delta(session: Session, customer: str, ledger: CustomerLedger)
         entry = delta[(currency, day, type_, kind, reason, bool(delinquent))]
         entry[0] -= int(amount)
         entry[1] -= int(count)
-    for movement in ledger.movements:
-        entry = delta[_rollup_key(movement)]
-        entry[0] += movement.amount
-        entry[1] += 1
+    for ledger in ledgers:
+        for movement in ledger.movements:
+            entry = delta[_rollup_key(movement)]
+            entry[0] += movement.amount
+            entry[1] += 1
     changes = sorted((k, v) for k, v in delta.items() if v != [0, 0])
     if not changes:
         return
-    insert = dialect_insert(session)
-    for (currency, day, type_, kind, reason, delinquent), (amount, count) in changes:
-        stmt = insert(LedgerDaily).values(
-            currency=currency,
-            day=day,
-            type=type_,
-            kind=kind,
-            reason_key=reason,
-            delinquent=delinquent,
-            amount=amount,
-            count=count,
-        )
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["currency", "day", "type", "kind", "reason_key", "delinquent"],
-                set_={
-                    "amount": LedgerDaily.amount + stmt.excluded.amount,
-                    "count": LedgerDaily.count + stmt.excluded.count,
-                },
-            )
-        )
+    stmt = dialect_insert(session)(LedgerDaily)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["currency", "day", "type", "kind", "reason_key", "delinquent"],
+        set_={
+            "amount": LedgerDaily.amount + stmt.excluded.amount,
+            "count": LedgerDaily.count + stmt.excluded.count,
+        },
+    )
+    # One executemany; the driver runs the parameter sets in the (sorted) order given.
+    session.execute(
+        upsert,
+        [
+            {
+                "currency": currency,
+                "day": day,
+                "type": type_,
+                "kind": kind,
+                "reason_key": reason,
+                "delinquent": delinquent,
+                "amount": amount,
+                "count": count,
+            }
+            for (currency, day, type_, kind, reason, delinquent), (amount, count) in changes
+        ],
+    )
 
 
 def rebuild_rollups(session: Session) -> None:

@@ -60,7 +60,8 @@ class EventStatus(StrEnum):
     PENDING = "pending"
     PROCESSED = "processed"
     IGNORED = "ignored"  # a type the ledger does not use; counted as processed
-    FAILED = "failed"
+    FAILED = "failed"  # its job failed on every attempt
+    QUARANTINED = "quarantined"  # the ledger can never apply it as it is; left out of it
 
 
 class InboxEvent(Base):
@@ -168,6 +169,16 @@ class CustomerBalance(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_customer_balances_currency", "currency"),)
+
+
+class Lease(Base):
+    """A named lease held by one process at a time (e.g. the sweeper), until `expires_at`."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class StripeObject(Base):

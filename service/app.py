@@ -6,8 +6,8 @@ import logging
 
 from flask import Flask
 
-from models.settings import Settings
-from service import ops, reports, webhook
+from pipeline.settings import Settings
+from service import ops, report_api, webhook
 from service.errors import register_error_handlers
 from service.extensions import Services
 
@@ -32,7 +32,7 @@ def register_settings(app: Flask, settings: Settings) -> None:
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
-    app.register_blueprint(reports.bp)
+    app.register_blueprint(report_api.bp)
 
 
 def register_logging(app: Flask) -> None:

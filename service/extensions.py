@@ -9,8 +9,8 @@ from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import session_factory
-from models.settings import Settings
-from workers.queue import make_queue
+from pipeline.queue import make_queue
+from pipeline.settings import Settings
 
 
 @dataclass

@@ -13,13 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from models import inbox
 from models.db import is_reachable
-from models.reports import currency_totals
+from models.queries import currency_totals
 from models.tables import utcnow
+from pipeline.queue import queue_stats
 from service.auth import require_ops_token
 from service.extensions import Services, services
-from service.metrics import render
 from service.openapi import build_openapi
-from workers.queue import queue_stats
+from service.prometheus import render
 
 bp = Blueprint("ops", __name__)
 

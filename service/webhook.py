@@ -7,22 +7,18 @@ down) without harm, because the sweeper re-enqueues pending rows.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import stripe
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from models.db import transaction
-from models.inbox import store_event
+from pipeline import intake
 from service.errors import json_error
 from service.extensions import services
-from workers.queue import enqueue_apply
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__)
@@ -63,23 +59,6 @@ def verify_signature(
     raise SignatureError("no signature matches the configured secret(s)")
 
 
-def parse_event_body(payload: bytes) -> dict[str, Any]:
-    """A verified body must be a JSON object with string `id`, `type` and `object: event`."""
-    try:
-        event = json.loads(payload)
-    except ValueError:
-        raise ValueError("body is not valid JSON") from None
-    if not isinstance(event, dict):
-        raise ValueError("body is not a JSON object")
-    if event.get("object") != "event":
-        raise ValueError('body is not a Stripe event ("object" is not "event")')
-    if not isinstance(event.get("id"), str) or not event["id"]:
-        raise ValueError("event has no string id")
-    if not isinstance(event.get("type"), str) or not event["type"]:
-        raise ValueError("event has no string type")
-    return event
-
-
 @bp.post("/webhooks/stripe")
 def stripe_webhook() -> Response:
     svc = services()
@@ -102,28 +81,17 @@ def stripe_webhook() -> Response:
     except SignatureError as exc:
         return json_error(400, "bad_signature", str(exc))
     try:
-        event = parse_event_body(payload)
-    except ValueError as exc:
+        event = intake.parse_envelope(payload)
+    except intake.BadEvent as exc:
         return json_error(400, "bad_event", str(exc))
     try:
-        with transaction(svc.sessions) as session:
-            stored = store_event(session, event, payload.decode("utf-8"))
+        stored = intake.store(svc.sessions, event, payload.decode("utf-8"))
     except SQLAlchemyError as exc:
         log.error("inbox write failed for %s: %s", event["id"], exc)
         return json_error(503, "inbox_unavailable", "the inbox cannot be written; retry later")
     if stored.inserted and stored.pending:
-        enqueue_or_leave_to_sweeper(svc.queue, [stored.event_id])
+        intake.enqueue(svc.queue, [stored.event_id])
     return jsonify({"received": True, "id": stored.event_id, "duplicate": not stored.inserted})
-
-
-def enqueue_or_leave_to_sweeper(queue: Any, event_ids: Sequence[str]) -> bool:
-    """Enqueue after commit; a Redis failure is logged, never raised (the sweeper catches up)."""
-    try:
-        enqueue_apply(queue, event_ids)
-        return True
-    except Exception as exc:
-        log.warning("enqueue failed, the sweeper will retry %d event(s): %s", len(event_ids), exc)
-        return False
 
 
 def _timestamp(header: str) -> int:

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrations import upgrade
 from models.db import dispose_engines, make_engine, session_factory
-from models.settings import Settings
 from models.tables import Base
+from pipeline.queue import make_queue, redis_for
+from pipeline.settings import Settings
 from service.app import create_app
 from workers import context
-from workers.queue import make_queue, redis_for
 
 SECRET = "whsec_test_secret"
 OPS_TOKEN = "ops-test-token"

@@ -1,1 +1,4 @@
-"""RQ side: queue factory, the apply-one-event job, the sweeper. Never imports Flask."""
+"""RQ glue: the worker runtime (no fork), the job entry point, and the sweeper thread.
+
+Every job calls into `pipeline/`; nothing here imports Flask or the CLI.
+"""

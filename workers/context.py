@@ -1,13 +1,19 @@
-"""Per-process collaborators of the jobs, built on first use and never at import."""
+"""Per-process collaborators of the jobs, built on first use and never at import.
+
+The worker never forks (see `workers.runtime`), so what is built here is used only by
+the process that built it.
+"""
 
 from __future__ import annotations
 
 import threading
 
+from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import session_factory
-from models.settings import Settings
+from pipeline.queue import make_queue
+from pipeline.settings import Settings
 
 _lock = threading.Lock()
 _settings: Settings | None = None
@@ -30,3 +36,8 @@ def settings() -> Settings:
 
 def sessions() -> sessionmaker[Session]:
     return session_factory(settings().database_url)
+
+
+def queue() -> Queue:
+    current = settings()
+    return make_queue(current.redis_url, current.queue_name)

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from service.cli import cli
-from service.replay import ReplayError, read_events
+from cli.main import cli
+from cli.replay import ReplayError, read_events
 from tests.conftest import FIXTURES, SECRET, load_fixture_events
 from tests.integration.expected import EXPECTED_MOVEMENTS
 from tests.integration.helpers import movement_rows

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from redis import Redis
 from sqlalchemy import delete, func, select, text
 
+from cli.main import cli
 from models.db import make_engine, transaction
 from models.inbox import store_event
 from models.tables import (
@@ -27,13 +28,12 @@ from models.tables import (
     SubscriptionRow,
     utcnow,
 )
-from service.cli import cli
+from pipeline.queue import JOB_TIMEOUT_S, enqueue_apply, make_queue
+from pipeline.sweep import sweep
 from tests.conftest import empty_tables
 from tests.integration.helpers import ledger_snapshot
 from tests.lifecycles import random_events
-from workers.jobs import apply_with
-from workers.queue import enqueue_apply, make_queue
-from workers.sweeper import sweep
+from pipeline.apply import apply_event_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def worker_env(settings) -> dict[str, str]:
 
 def start_worker(settings, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", "--burst", "--no-sweep", *extra],
+        [sys.executable, "-m", "cli.main", "worker", "--burst", "--no-sweep", *extra],
         env=worker_env(settings),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -96,7 +96,7 @@ def ordered_reference(db, settings, events) -> dict:
     """The ledger of in-order delivery, each event applied as it arrives."""
     for event in sorted(events, key=lambda e: (e["created"], e["id"])):
         for event_id in store_all(db, [event]):
-            apply_with(db, settings, event_id)
+            apply_event_ids(db, settings, [event_id], batch=0)
     return ledger_snapshot(db)
 
 
@@ -206,8 +206,9 @@ def test_sigkill_mid_job_leaves_no_partial_ledger(db, settings, database_url) ->
         )
     assert pending == len(ids)
 
-    # Recovery: the sweeper re-enqueues what is still pending; a new worker applies it.
-    later = utcnow() + timedelta(seconds=settings.sweep_after_s + 1)
+    # Recovery: once the killed job is older than a job timeout, the sweeper re-enqueues
+    # what is still pending; a new worker applies it.
+    later = utcnow() + timedelta(seconds=JOB_TIMEOUT_S + settings.sweep_after_s + 31)
     assert sweep(db, queue, settings.sweep_after_s, now=later) == len(ids)
     again = start_worker(settings)
     _, err = again.communicate(timeout=120)

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from models.db import transaction
 from models.inbox import store_event
 from models.tables import EventStatus, InboxEvent, StripeObject, SubscriptionRow
+from pipeline.enrich import subscription_expand
 from tests import factories as f
 from tests.conftest import FIXTURES
 from tests.integration.helpers import movement_rows
-from workers.enrich import subscription_expand
-from workers.jobs import apply_with
+from pipeline.apply import apply_event_ids
 
 API = "http://stripe.mock"
 T = 1704067200
@@ -47,7 +47,7 @@ def keyed(settings):
 def apply(db, settings, event: dict) -> None:
     with transaction(db) as session:
         store_event(session, event, json.dumps(event))
-    apply_with(db, settings, event["id"])
+    apply_event_ids(db, settings, [event["id"]], batch=0)
 
 
 def tiered_event(event_id: str, customer: str, quantity: int = 5, legacy: bool = False) -> dict:
@@ -197,7 +197,7 @@ def test_a_stripe_outage_fails_the_job_for_a_retry(db, keyed) -> None:
     with transaction(db) as session:
         store_event(session, event, json.dumps(event))
     with pytest.raises(Exception, match="boom"):
-        apply_with(db, keyed, "evt_500")
+        apply_event_ids(db, keyed, ["evt_500"], batch=0)
     with db() as session:
         row = session.get(InboxEvent, "evt_500")
         assert row.attempts == 1 and "boom" in row.last_error

@@ -10,14 +10,14 @@ from redis import Redis
 from sqlalchemy import select
 
 from models.tables import EventStatus, InboxEvent
+from pipeline.queue import make_queue
+from pipeline.sweep import sweep
 from service.app import create_app
 from tests import factories as f
 from tests.conftest import OPS_TOKEN, empty_tables, load_fixture_events, sign
 from tests.integration.expected import EXPECTED_MOVEMENTS, WARNED_WITHOUT_API
 from tests.integration.helpers import ledger_snapshot, movement_rows
-from workers import queue as queue_module
-from workers.queue import make_queue
-from workers.sweeper import sweep
+from pipeline import queue as queue_module
 
 
 def status(client) -> dict:
@@ -37,6 +37,7 @@ def test_ordered_delivery_gives_the_hand_computed_ledger(post_event, run_worker,
         "processed": 21,
         "ignored": 1,
         "failed": 0,
+        "quarantined": 0,
         "pending": 0,
         "oldest_pending_age_s": 0,
     }

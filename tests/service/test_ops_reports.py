@@ -10,7 +10,7 @@ from models.db import transaction
 from models.inbox import store_event
 from service.app import create_app
 from tests.conftest import OPS_TOKEN, load_fixture_events
-from workers.jobs import apply_with
+from pipeline.apply import apply_event_ids
 
 PROTECTED = [
     "/status",
@@ -30,7 +30,7 @@ def apply_fixtures(db, settings) -> None:
         if stored.pending:
             ids.append(stored.event_id)
     for event_id in ids:
-        apply_with(db, settings, event_id)
+        apply_event_ids(db, settings, [event_id], batch=0)
 
 
 def test_healthz_is_open(client) -> None:

@@ -11,13 +11,13 @@ import stripe
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.settings import Settings
 from models.tables import EventStatus, InboxEvent
+from pipeline.queue import make_queue
+from pipeline.settings import Settings
 from service.app import create_app
 from service.webhook import SignatureError, verify_signature
 from tests import factories as f
 from tests.conftest import SECRET, sign
-from workers.queue import make_queue
 
 
 def an_event(event_id: str = "evt_w1", event_type: str = "customer.subscription.created") -> dict:
@@ -216,7 +216,7 @@ def test_verify_signature_rejects_every_secret_mismatch() -> None:
 
 
 def test_app_refuses_to_boot_without_a_webhook_secret(settings: Settings) -> None:
-    from models.settings import SettingsError
+    from pipeline.settings import SettingsError
 
     with pytest.raises(SettingsError):
         create_app(settings.with_overrides(webhook_secrets=()))

@@ -48,5 +48,5 @@ def test_ledger_and_reporting_import_no_infrastructure() -> None:
 
 
 def test_workers_never_import_flask() -> None:
-    jobs = ["workers.jobs", "workers.sweeper", "workers.enrich", "workers.queue"]
+    jobs = ["workers.jobs", "pipeline.sweep", "pipeline.enrich", "pipeline.queue"]
     assert loaded_after(jobs, {"flask", "service"}) == []

@@ -214,7 +214,7 @@ def test_cohorts_retention_with_expansion_above_one() -> None:
 
 
 def test_terminal_money_respects_zero_decimal_currencies() -> None:
-    from service.render import money
+    from cli.render import money
 
     assert money(123456) == "1,234.56"
     assert money(-5, "eur") == "-0.05"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.settings import Settings, SettingsError
+from pipeline.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def test_web_process_requires_a_secret() -> None:
 
 
 def test_env_example_lists_every_variable_read() -> None:
-    source = (ROOT / "models" / "settings.py").read_text()
+    source = (ROOT / "pipeline" / "settings.py").read_text()
     read = set(re.findall(r'get\("([A-Z_]+)"\)', source))
     listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read and read <= listed

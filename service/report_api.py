@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from models.tables import utcnow
-from service import report_data
+from pipeline import reports as report_docs
 from service.auth import require_ops_token
 from service.errors import ApiError
 from service.extensions import services
@@ -16,10 +16,10 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 def _respond(name: str) -> Response:
     """Parse the query string, build report `name`, and turn a bad parameter into a 400."""
     try:
-        query = report_data.parse_query(request.args.to_dict(), report_data.PARAMETERS[name])
+        query = report_docs.parse_query(request.args.to_dict(), report_docs.PARAMETERS[name])
         with services().sessions() as session:
-            return jsonify(report_data.REPORTS[name](session, query, utcnow()))
-    except report_data.BadQuery as exc:
+            return jsonify(report_docs.REPORTS[name](session, query, utcnow()))
+    except report_docs.BadQuery as exc:
         raise ApiError(400, "bad_query", str(exc)) from None
 
 
@@ -45,7 +45,7 @@ def cohorts() -> Response:
 @require_ops_token
 def customer(customer_id: str) -> Response:
     with services().sessions() as session:
-        doc = report_data.customer_report(session, customer_id)
+        doc = report_docs.customer_report(session, customer_id)
     if doc is None:
         raise ApiError(404, "unknown_customer", "no subscription events for this customer")
     return jsonify(doc)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import reports
+from models import queries
 from reporting.cohorts import cohort_table
 from reporting.metrics import exact_rates, period_row, period_rows, summary
 from reporting.periods import Period, boundaries, floor, snap
@@ -69,7 +69,7 @@ def parse_query(args: dict[str, str], allowed: frozenset[str] = PARAMETERS["move
 
 def resolve_currency(session: Session, requested: str | None) -> tuple[str, list[Any]]:
     """The requested currency, else the one with the most MRR (`usd` on an empty ledger)."""
-    totals = reports.currency_totals(session)
+    totals = queries.currency_totals(session)
     currency = requested or (totals[0].currency if totals else "usd")
     return currency, totals
 
@@ -77,8 +77,8 @@ def resolve_currency(session: Session, requested: str | None) -> tuple[str, list
 def movements_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
     currency, _ = resolve_currency(session, query.currency)
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
-    opening = reports.opening(session, currency, lo)
-    rows = period_rows(opening, reports.buckets(session, currency, lo, hi), lo, hi, query.period)
+    opening = queries.opening(session, currency, lo)
+    rows = period_rows(opening, queries.buckets(session, currency, lo, hi), lo, hi, query.period)
     return {
         "currency": currency,
         "period": query.period.value,
@@ -98,12 +98,12 @@ def summary_report(session: Session, query: Query, now: datetime) -> dict[str, A
         customers = current.customers if current else 0
         scheduled: int | None = current.scheduled_churn if current else 0
     else:
-        state = reports.opening(session, currency, day + timedelta(days=1))
+        state = queries.opening(session, currency, day + timedelta(days=1))
         mrr, customers = state.mrr, state.customers
         scheduled = None  # only known for the present
     lo, hi = day - timedelta(days=TRAILING_DAYS - 1), day + timedelta(days=1)
     trailing = period_row(
-        reports.opening(session, currency, lo), reports.buckets(session, currency, lo, hi), lo, hi
+        queries.opening(session, currency, lo), queries.buckets(session, currency, lo, hi), lo, hi
     )
     net, customer_churn = exact_rates(trailing)
     doc = summary(currency, mrr, customers, scheduled or 0, trailing, net, customer_churn)
@@ -123,7 +123,7 @@ def cohorts_report(session: Session, query: Query, now: datetime) -> dict[str, A
         "currency": currency,
         "start": lo.isoformat(),
         "end": hi.isoformat(),
-        "cohorts": cohort_table(reports.cohort_flows(session, currency, lo, hi), lo, hi),
+        "cohorts": cohort_table(queries.cohort_flows(session, currency, lo, hi), lo, hi),
     }
 
 
@@ -137,10 +137,10 @@ REPORTS = {
 
 def customer_report(session: Session, customer_id: str) -> dict[str, Any] | None:
     """A customer's MRR timeline and movements; None for a customer never seen."""
-    subs = reports.customer_subscriptions(session, customer_id)
+    subs = queries.customer_subscriptions(session, customer_id)
     if not subs:
         return None
-    movements = reports.customer_movements(session, customer_id)
+    movements = queries.customer_movements(session, customer_id)
     mrr: dict[str, int] = {}
     for s in subs:
         mrr[s.currency] = mrr.get(s.currency, 0) + s.mrr

@@ -19,10 +19,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 
-from models.reports import currency_totals
+from models.queries import currency_totals
 from models.tables import EventStatus, InboxEvent
+from pipeline.queue import queue_stats
 from service.extensions import Services
-from workers.queue import queue_stats
 
 #: Apply-latency histogram buckets, seconds.
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

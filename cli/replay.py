@@ -17,7 +17,7 @@ from typing import Any
 
 import stripe
 
-from service.webhook import parse_event_body
+from pipeline.intake import BadEvent, parse_envelope
 
 SUFFIXES = (".json", ".jsonl", ".ndjson")
 
@@ -86,8 +86,8 @@ def _read_file(path: Path) -> Iterator[SourcedEvent]:
 
 def _check(event: Any, where: str) -> dict[str, Any]:
     try:
-        return parse_event_body(json.dumps(event).encode())
-    except ValueError as exc:
+        return parse_envelope(json.dumps(event))
+    except BadEvent as exc:
         raise ReplayError(f"{where}: {exc}") from None
 
 

@@ -20,11 +20,10 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.mrr import Catalog, Need, needs
-from ledger.snapshot import Coupon, Tier, parse_coupon, parse_tiers
-from models import ledger_store
+from ledger.snapshot import Coupon, Snapshot, Tier, parse_coupon, parse_tiers
 from models.db import transaction
-from models.settings import Settings
 from models.tables import StripeObject, utcnow
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,32 +44,35 @@ def subscription_expand(api_version: str) -> list[str]:
     return expand
 
 
-def catalog_for(factory: sessionmaker[Session], settings: Settings, customer_id: str) -> Catalog:
-    """A catalog with everything the customer's events need that Stripe can tell us.
+def fetch_missing(factory: sessionmaker[Session], settings: Settings, wanted: set[Need]) -> int:
+    """Fetch what the ledger lacks from Stripe and cache it; returns how many objects.
 
-    Reads the cache; with an API key, fetches and caches what is missing. A Stripe
-    error other than "no such object" raises, so the job is retried.
+    Call it with no database lock held: it waits on the network. Nothing happens
+    without an API key. A Stripe error other than "no such object" raises, so the job
+    is retried.
     """
-    with transaction(factory) as session:
-        events, _ = ledger_store.parse_rows(ledger_store.customer_rows(session, customer_id))
-        snapshots = [e.snapshot for e in events]
-        catalog = _cached(session, snapshots)
-    missing = _missing(snapshots, catalog)
-    if not missing or settings.stripe_api_key is None:
-        return catalog
+    if not wanted or settings.stripe_api_key is None:
+        return 0
     client = stripe_client(settings)
     fetched: dict[tuple[str, str], Any] = {}
-    for need in sorted(missing, key=lambda n: (n.kind, n.id)):
+    for need in sorted(wanted, key=lambda n: (n.kind, n.id)):
         fetched.update(_fetch(client, need))
     # Coupons named by freshly fetched discounts.
+    with factory() as session:
+        known = set(
+            _load(
+                session,
+                {("coupon", v["coupon"]) for (k, _), v in fetched.items() if k == "discount"},
+            )
+        )
     for kind, _id in list(fetched):
         if kind == "discount":
             coupon_id = fetched[(kind, _id)]["coupon"]
-            if ("coupon", coupon_id) not in fetched and coupon_id not in catalog.coupons:
+            if ("coupon", coupon_id) not in fetched and ("coupon", coupon_id) not in known:
                 fetched.update(_fetch(client, Need("coupon", coupon_id)))
     with transaction(factory) as session:
         _store(session, fetched)
-        return _cached(session, snapshots)
+    return len(fetched)
 
 
 def stripe_client(settings: Settings) -> stripe.StripeClient:
@@ -84,16 +86,17 @@ def stripe_client(settings: Settings) -> stripe.StripeClient:
     )
 
 
-def _missing(snapshots: Iterable[Any], catalog: Catalog) -> set[Need]:
+def missing(snapshots: Iterable[Snapshot], catalog: Catalog) -> set[Need]:
+    """Everything the snapshots need that `catalog` lacks."""
     wanted: set[Need] = set()
     for snap in snapshots:
         wanted |= needs(snap, catalog)
     return wanted
 
 
-def _cached(session: Session, snapshots: list[Any]) -> Catalog:
+def cached_catalog(session: Session, snapshots: Iterable[Snapshot]) -> Catalog:
     """Catalog of every cached object the snapshots name (two small keyed queries)."""
-    first = _missing(snapshots, Catalog())
+    first = missing(snapshots, Catalog())
     rows = _load(session, {(n.kind, n.id) for n in first})
     discounts = {k[1]: json.loads(v)["coupon"] for k, v in rows.items() if k[0] == "discount"}
     more = {("coupon", c) for c in discounts.values()} - set(rows)

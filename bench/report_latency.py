@@ -31,8 +31,8 @@ from sqlalchemy import create_engine, select, text
 from migrations import upgrade
 from models.db import make_engine, normalize_url, session_factory
 from models.ledger_store import rebuild_rollups
-from models.settings import Settings
 from models.tables import Base, LedgerMovement
+from pipeline.settings import Settings
 from reporting.metrics import buckets_from_movements, opening_before, period_rows
 from reporting.periods import Period, snap
 from service.app import create_app

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from models.settings import Settings, SettingsError
+from pipeline.settings import Settings, SettingsError
 
 log = logging.getLogger("mrr")
 
@@ -61,7 +61,7 @@ def replay(
     paths: Sequence[str], url: str | None, secret: str | None, sync: bool, as_json: bool
 ) -> None:
     """Replay Stripe events from files (one event, a JSON array, or JSON lines; dirs recurse)."""
-    from service.replay import ReplayError, read_events
+    from cli.replay import ReplayError, read_events
 
     settings = _settings()
     try:
@@ -81,7 +81,7 @@ def replay(
 
 
 def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, int]:
-    from service.replay import post_signed
+    from cli.replay import post_signed
 
     if not secret:
         raise click.UsageError("--url needs --secret or STRIPE_WEBHOOK_SECRET")
@@ -98,36 +98,29 @@ def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, i
 
 
 def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[str, int]:
-    from models.db import session_factory, transaction
-    from models.inbox import store_event
-    from service.webhook import enqueue_or_leave_to_sweeper
-    from workers.jobs import apply_with
-    from workers.queue import make_queue
+    from models.db import session_factory
+    from pipeline import intake
+    from pipeline.apply import apply_inline
+    from pipeline.queue import make_queue
 
     factory = session_factory(settings.database_url)
-    counts = {"events": len(events), "stored": 0, "duplicates": 0, "applied": 0, "failed": 0}
+    counts = {"events": len(events), "stored": 0, "duplicates": 0}
     pending: list[str] = []
     with click.progressbar(events, label="storing", file=sys.stderr) as bar:
         for item in bar:
-            with transaction(factory) as session:
-                stored = store_event(session, item.event, item.raw)
+            stored = intake.store(factory, item.event, item.raw)
             counts["stored" if stored.inserted else "duplicates"] += 1
             if stored.pending:
                 pending.append(stored.event_id)
     if not sync:
-        queued = enqueue_or_leave_to_sweeper(
-            make_queue(settings.redis_url, settings.queue_name), pending
-        )
+        queued = intake.enqueue(make_queue(settings.redis_url, settings.queue_name), pending)
         counts["enqueued" if queued else "left_for_sweeper"] = len(pending)
         return counts
-    with click.progressbar(pending, label="applying", file=sys.stderr) as bar:
-        for event_id in bar:
-            try:
-                apply_with(factory, settings, event_id)
-                counts["applied"] += 1
-            except Exception as exc:
-                counts["failed"] += 1
-                log.error("%s: %s", event_id, exc)
+    with click.progressbar(length=len(pending), label="applying", file=sys.stderr) as bar:
+        applied, failed = apply_inline(factory, settings, pending, progress=bar.update)
+    for event_id, why in sorted(failed.items()):
+        log.error("%s: %s", event_id, why)
+    counts.update(applied=applied, failed=len(failed))
     return counts
 
 
@@ -143,20 +136,20 @@ def report(kind: str, as_json: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json, the same document as over HTTP)."""
     from models.db import session_factory
     from models.tables import utcnow
-    from service import report_data
+    from pipeline import reports as report_docs
 
     args = {k: v for k, v in options.items() if v is not None}
     try:
-        query = report_data.parse_query(args, report_data.PARAMETERS[kind])
+        query = report_docs.parse_query(args, report_docs.PARAMETERS[kind])
         factory = session_factory(_settings().database_url)
         with factory() as session:
-            doc = report_data.REPORTS[kind](session, query, utcnow())
-    except report_data.BadQuery as exc:
+            doc = report_docs.REPORTS[kind](session, query, utcnow())
+    except report_docs.BadQuery as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(doc))
         return
-    from service.render import print_report
+    from cli.render import print_report
 
     print_report(kind, doc)
 
@@ -167,14 +160,14 @@ def rebuild(as_json: bool) -> None:
     """Recompute the whole ledger from the inbox (safe while workers run)."""
     from models.db import session_factory
     from models.ledger_store import customers_with_events
-    from workers.jobs import rebuild_all
+    from pipeline.apply import rebuild_all
 
     settings = _settings()
     factory = session_factory(settings.database_url)
     with factory() as session:
         customers = customers_with_events(session)
     with click.progressbar(length=len(customers), label="rebuilding", file=sys.stderr) as bar:
-        result = rebuild_all(factory, settings, customers, progress=lambda _c: bar.update(1))
+        result = rebuild_all(factory, settings, customers, progress=bar.update)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -194,51 +187,32 @@ def rebuild(as_json: bool) -> None:
     help="Also re-enqueue stale pending inbox rows every SWEEP_AFTER_S/2 s.",
 )
 def worker(burst: bool, with_scheduler: bool, sweep: bool) -> None:
-    """Run an RQ worker on the `mrr` queue (JSON serializer)."""
-    from rq import Worker
-    from rq.serializers import JSONSerializer
+    """Run a worker on the `mrr` queue: no fork, JSON serializer, scheduler and sweeper threads."""
+    from workers.runtime import run_worker
 
-    from models.db import session_factory
-    from workers import context
-    from workers.queue import make_queue, redis_for
-    from workers.sweeper import sweep_forever
-
-    settings = _settings()
-    context.configure(settings)
-    queue = make_queue(settings.redis_url, settings.queue_name)
-    if sweep and not burst:
-        thread = threading.Thread(
-            target=sweep_forever,
-            args=(
-                session_factory(settings.database_url),
-                lambda: make_queue(settings.redis_url, settings.queue_name),
-                settings.sweep_after_s,
-            ),
-            daemon=True,
-            name="sweeper",
-        )
-        thread.start()
-    Worker([queue], connection=redis_for(settings.redis_url), serializer=JSONSerializer).work(
-        burst=burst, with_scheduler=with_scheduler
-    )
+    run_worker(_settings(), burst=burst, with_scheduler=with_scheduler, sweep=sweep)
 
 
 @cli.command()
 @click.option("--loop", is_flag=True, help="Keep sweeping every SWEEP_AFTER_S/2 seconds.")
 def sweep(loop: bool) -> None:
-    """Re-enqueue inbox rows still pending after SWEEP_AFTER_S."""
+    """Re-enqueue inbox rows still pending after SWEEP_AFTER_S whose job is gone."""
     from models.db import session_factory
-    from workers.queue import make_queue
-    from workers.sweeper import sweep as sweep_once
-    from workers.sweeper import sweep_forever
+    from pipeline.queue import make_queue
+    from pipeline.sweep import sweep as sweep_once
+    from pipeline.sweep import sweep_forever
 
     settings = _settings()
     factory = session_factory(settings.database_url)
     if loop:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         sweep_forever(
             factory,
             lambda: make_queue(settings.redis_url, settings.queue_name),
             settings.sweep_after_s,
+            stop,
         )
         return
     n = sweep_once(
@@ -260,7 +234,7 @@ def run(host: str, port: int) -> None:
     from migrations import upgrade
 
     upgrade(settings.database_url)
-    mrr = [sys.executable, "-m", "service.cli"]
+    mrr = [sys.executable, "-m", "cli.main"]
     procs = [
         subprocess.Popen([*mrr, "worker"]),
         subprocess.Popen(

@@ -1,0 +1,1 @@
+"""The `mrr` console script (SPEC §5): thin click commands over `pipeline/`."""

@@ -1,0 +1,303 @@
+"""Apply stored events to the ledger: the use case behind the worker's job, `mrr replay
+--sync` and `mrr rebuild`.
+
+A customer's ledger is always rewritten whole from every stored event of that customer
+(SPEC §2), so applying is idempotent and order-proof. To run near what RQ allows, a job
+applies its own event *and* other pending events in the same transaction: each batch
+loads, parses and prices every event once and writes all its customers with a fixed
+number of statements. Jobs of the other events it applied are then dropped from the
+queue by the worker (`pipeline.queue.absorb`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.errors import InvalidEvent, LedgerError
+from ledger.events import SubscriptionEvent, is_subscription_event, parse_event
+from ledger.mrr import Need
+from ledger.timeline import derive_ledger
+from models import inbox, ledger_store
+from models.db import lock_customer, transaction, try_lock_customers
+from models.tables import EventStatus, InboxEvent
+from pipeline import enrich
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Most events one batch loads (its own customers' whole histories are always taken).
+BATCH_EVENTS = 200
+#: Pending events scanned, oldest first, to find other customers for a batch.
+SCAN_PENDING = 4 * BATCH_EVENTS
+
+
+class EventNotFound(LedgerError):
+    """The job names an event that is not in the inbox."""
+
+
+@dataclass
+class Outcome:
+    """What one call applied: events it marked processed, beyond the ones asked for."""
+
+    customers: int = 0
+    events: int = 0
+    #: Pending events of other customers applied in the same batch.
+    others: list[str] = field(default_factory=list)
+    #: Events asked for that were already applied (or ignored) before this call.
+    already: int = 0
+
+
+def apply_event_ids(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    event_ids: Sequence[str],
+    *,
+    batch: int = BATCH_EVENTS,
+    attempts_allowed: int = 1,
+) -> Outcome:
+    """Apply the given stored events, and with them up to `batch` other pending events.
+
+    A failure is counted in the inbox row of each event asked for (the last allowed
+    attempt marks it `failed`) and raised, so RQ retries the job. An event that cannot
+    be parsed raises `InvalidEvent` after the rest of the batch is written.
+    """
+    try:
+        return _apply(factory, settings, event_ids, batch)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("events %s failed: %s", ", ".join(event_ids), error)
+        try:
+            with transaction(factory) as session:
+                for event_id in event_ids:
+                    inbox.record_failure(session, event_id, error, attempts_allowed)
+        except Exception:  # the database may be what failed: keep the original error
+            log.exception("could not record the failure of %s", ", ".join(event_ids))
+        raise exc from None
+
+
+def _apply(
+    factory: sessionmaker[Session], settings: Settings, event_ids: Sequence[str], batch: int
+) -> Outcome:
+    with transaction(factory) as session:
+        heads = inbox.heads(session, event_ids)
+        absent = sorted(set(event_ids) - set(heads))
+        if absent:
+            raise EventNotFound(f"event {absent[0]} is not in the inbox")
+        todo = [h for h in heads.values() if h.status == EventStatus.PENDING]
+        ignored = [h.id for h in todo if not is_subscription_event(h.type)]
+        if ignored:
+            inbox.mark_ignored(session, ignored)
+        todo = [h for h in todo if is_subscription_event(h.type)]
+        for head in todo:
+            if head.customer_id is None:  # it cannot be parsed: say why
+                raise InvalidEvent(_parse_error(session, head.id))
+        others: list[str] = []
+        if todo and batch > 0:
+            own = {h.customer_id for h in todo}
+            candidates = [c for c in inbox.pending_customers(session, SCAN_PENDING) if c not in own]
+            # Workers draw different customers, so two batches rarely want the same one.
+            random.shuffle(candidates)
+            others = candidates[:batch]
+    outcome = Outcome(already=len(event_ids) - len(todo))
+    if not todo:
+        return outcome
+    own_customers = sorted({h.customer_id for h in todo if h.customer_id is not None})
+    written = apply_customers(factory, settings, own_customers, others, batch=batch)
+    outcome.customers = len(written.customers)
+    outcome.events = len(written.processed)
+    outcome.others = sorted(written.processed - set(event_ids))
+    for head in todo:
+        if head.id in written.invalid:
+            # The job fails visibly and is retried; the customer's ledger is written without it.
+            raise InvalidEvent(written.invalid[head.id])
+    return outcome
+
+
+def _parse_error(session: Session, event_id: str) -> str:
+    row = session.get(InboxEvent, event_id)
+    assert row is not None
+    try:
+        parse_event(json.loads(row.payload))
+    except (InvalidEvent, ValueError) as exc:
+        return str(exc)
+    return f"event {event_id} names no customer"
+
+
+@dataclass
+class Written:
+    """What `apply_customers` wrote: the customers, the events marked processed, and the
+    stored events of those customers that cannot be parsed (with the reason)."""
+
+    customers: list[str] = field(default_factory=list)
+    processed: set[str] = field(default_factory=set)
+    invalid: dict[str, str] = field(default_factory=dict)
+
+
+class _FetchFirst(Exception):
+    """Leave the transaction (rolled back) to fetch Stripe details without a lock held."""
+
+    def __init__(self, wanted: set[Need]) -> None:
+        super().__init__("Stripe details needed")
+        self.wanted = wanted
+
+
+def apply_customers(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    customers: Sequence[str],
+    others: Sequence[str] = (),
+    *,
+    batch: int = BATCH_EVENTS,
+    force: bool = False,
+) -> Written:
+    """Rewrite the ledgers of `customers` (waiting for their locks) and of those of
+    `others` whose locks are free, up to about `batch` events, in one transaction.
+
+    A customer whose stored events are all applied already is left as it is, unless
+    `force` (`mrr rebuild`). Stripe details the payloads lack are fetched with no lock
+    held: with an API key, a cache miss sends the batch round a second time, and the
+    other customers that need something wait for their own jobs.
+    """
+    fetched = False
+    while True:
+        try:
+            with transaction(factory) as session:
+                return _write(session, settings, customers, others, batch, force, fetched)
+        except _FetchFirst as need:
+            enrich.fetch_missing(factory, settings, need.wanted)
+            fetched = True
+            others = ()
+
+
+def _write(
+    session: Session,
+    settings: Settings,
+    customers: Sequence[str],
+    others: Sequence[str],
+    batch: int,
+    force: bool,
+    fetched: bool,
+) -> Written:
+    locked = _lock(session, customers, others)
+    rows = _within_batch(ledger_store.customer_rows(session, locked), set(customers), batch)
+    written = Written()
+    by_customer: dict[str, list[SubscriptionEvent]] = defaultdict(list)
+    parsed: list[InboxEvent] = []
+    for row in rows:
+        try:
+            event = parse_event(json.loads(row.payload))
+        except (InvalidEvent, ValueError) as exc:
+            written.invalid[row.id] = str(exc)
+            continue
+        by_customer[event.customer].append(event)
+        parsed.append(row)
+    # Customers whose every stored event is applied already have the ledger they would get.
+    stale = {r.customer_id for r in rows if r.status != EventStatus.PROCESSED}
+    chosen = sorted(c for c in by_customer if force or c in stale)
+    snapshots = [e.snapshot for c in chosen for e in by_customer[c]]
+    catalog = enrich.cached_catalog(session, snapshots)
+    if not fetched and settings.stripe_api_key is not None:
+        own = set(customers)
+        unmet = {c: enrich.missing([e.snapshot for e in by_customer[c]], catalog) for c in chosen}
+        wanted = {need for c in chosen if c in own for need in unmet[c]}
+        if wanted:
+            raise _FetchFirst(wanted)
+        # Another customer that lacks a detail is left to its own job, which fetches it.
+        chosen = [c for c in chosen if c in own or not unmet[c]]
+    ledgers = [derive_ledger(c, by_customer[c], catalog) for c in chosen]
+    keep = set(chosen)
+    applied = [r for r in parsed if r.customer_id in keep]
+    ledger_store.write_ledgers(session, ledgers, applied)
+    written.customers = chosen
+    written.processed = {r.id for r in applied}
+    return written
+
+
+def _lock(session: Session, customers: Sequence[str], others: Sequence[str]) -> list[str]:
+    """Lock the customers (waiting) and whichever of `others` are free (never waiting)."""
+    for customer in sorted(set(customers)):
+        lock_customer(session, customer)
+    free = try_lock_customers(session, [c for c in others if c not in set(customers)])
+    return sorted(set(customers)) + free
+
+
+def _within_batch(rows: list[InboxEvent], own: set[str], batch: int) -> list[InboxEvent]:
+    """The rows of the own customers, then whole customers of the others up to `batch`."""
+    by_customer: dict[str | None, list[InboxEvent]] = defaultdict(list)
+    for row in rows:
+        by_customer[row.customer_id].append(row)
+    kept = [r for c in own for r in by_customer.pop(c, [])]
+    for customer in sorted(by_customer, key=str):
+        group = by_customer[customer]
+        if len(kept) + len(group) > batch and kept:
+            continue
+        kept.extend(group)
+    return kept
+
+
+def rebuild_all(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    customers: Collection[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 50,
+) -> dict[str, int]:
+    """Recompute every customer's ledger from the inbox (`mrr rebuild`).
+
+    Safe beside running workers: each customer is rewritten under its lock, so reports
+    never see a half-built ledger. Derived rows of customers with no stored events left
+    are deleted and the daily rollup recounted at the end. `customers` defaults to every
+    customer in the inbox; `progress` is called with the number done after each chunk.
+    """
+    if customers is None:
+        with factory() as session:
+            customers = ledger_store.customers_with_events(session)
+    ordered = sorted(customers)
+    events = 0
+    for start in range(0, len(ordered), chunk):
+        part = ordered[start : start + chunk]
+        written = apply_customers(factory, settings, part, batch=0, force=True)
+        events += len(written.processed)
+        if progress is not None:
+            progress(len(part))
+    with transaction(factory) as session:
+        orphans = ledger_store.delete_orphans(session)
+        ledger_store.rebuild_rollups(session)  # and repair any drift of the rollup
+    return {"customers": len(ordered), "events": events, "orphans_deleted": orphans}
+
+
+def apply_inline(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    event_ids: Sequence[str],
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 50,
+) -> tuple[int, dict[str, str]]:
+    """Apply stored events without a queue (`mrr replay --sync`): no retries, so an event
+    that cannot be parsed is marked `failed` at once. Returns (applied, failed: id → why)."""
+    with factory() as session:
+        heads = inbox.heads(session, event_ids)
+    customers = sorted({h.customer_id for h in heads.values() if h.customer_id is not None})
+    processed: set[str] = set()
+    failed: dict[str, str] = {}
+    for start in range(0, len(customers), chunk):
+        written = apply_customers(factory, settings, customers[start : start + chunk], batch=0)
+        processed |= written.processed
+        failed.update(written.invalid)
+        if progress is not None:
+            progress(len(customers[start : start + chunk]))
+    with transaction(factory) as session:
+        for head in heads.values():
+            if head.customer_id is None and is_subscription_event(head.type):
+                failed[head.id] = _parse_error(session, head.id)
+        failed = {e: why for e, why in failed.items() if e in heads}
+        for event_id, why in failed.items():
+            inbox.record_failure(session, event_id, f"InvalidEvent: {why}", attempts_allowed=1)
+    return len(processed & set(heads)), failed

@@ -1,0 +1,163 @@
+"""The RQ queue every entry point uses: JSON-serialized jobs (never pickle from Redis),
+each carrying one event id, retried by RQ's scheduler.
+
+The attempt budget of an event lives in its inbox row (`attempts`), not in Redis: a
+job is enqueued with the retries its event has left, so neither the sweeper nor a
+Redis loss can hand an event a fresh budget.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+#: Pauses (seconds) before the retries of a failed apply; attempts in all = 1 + retries.
+RETRY_INTERVALS = (2, 10, 30)
+#: Failed jobs stay inspectable for a week.
+FAILURE_TTL_S = 7 * 24 * 3600
+#: Results are only read by tests and operators; an hour is plenty.
+RESULT_TTL_S = 3600
+#: A job applies one batch of events; a minute is far beyond any healthy batch, and it
+#: bounds how long a job that died with its worker still looks "running".
+JOB_TIMEOUT_S = 60
+#: The job function, by name: the queue never imports the worker.
+APPLY_JOB = "workers.jobs.apply_event"
+#: RQ statuses of a job that will still run, whatever the sweeper does.
+_WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+
+_connections: dict[str, Redis] = {}
+_lock = threading.Lock()
+
+
+def max_attempts() -> int:
+    return 1 + len(RETRY_INTERVALS)
+
+
+def redis_for(url: str) -> Redis:
+    """The process-wide Redis client for `url`, with short timeouts so a dead Redis fails fast."""
+    with _lock:
+        conn = _connections.get(url)
+        if conn is None:
+            conn = _connections[url] = Redis.from_url(
+                url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30
+            )
+        return conn
+
+
+def make_queue(redis_url: str, name: str) -> Queue:
+    return Queue(
+        name,
+        connection=redis_for(redis_url),
+        serializer=JSONSerializer,
+        default_timeout=JOB_TIMEOUT_S,
+    )
+
+
+def job_id(event_id: str) -> str:
+    return f"apply-{event_id}"
+
+
+def enqueue_apply(
+    queue: Queue, event_ids: Sequence[str], attempts_made: Mapping[str, int] | None = None
+) -> None:
+    """Enqueue one idempotent apply job per event, with the retries the event has left.
+
+    `attempts_made` maps event ids to the attempts their inbox rows already count
+    (none for a newly stored event). One round trip to Redis for all of them.
+    """
+    made = attempts_made or {}
+    with queue.connection.pipeline() as pipe:
+        for event_id in event_ids:
+            retries = max_attempts() - 1 - made.get(event_id, 0)
+            queue.enqueue(
+                APPLY_JOB,
+                event_id,
+                job_id=job_id(event_id),
+                retry=Retry(max=retries, interval=list(RETRY_INTERVALS[-retries:]))
+                if retries > 0
+                else None,
+                failure_ttl=FAILURE_TTL_S,
+                result_ttl=RESULT_TTL_S,
+                description=f"apply {event_id}",
+                pipeline=pipe,
+            )
+        pipe.execute()
+
+
+def jobs_in_flight(queue: Queue, event_ids: Iterable[str], now: datetime) -> set[str]:
+    """The events whose apply job will still run: queued, scheduled for a retry, or
+    started less than a job timeout ago (a job older than that died with its worker)."""
+    ids = list(event_ids)
+    jobs = Job.fetch_many(
+        [job_id(e) for e in ids], connection=queue.connection, serializer=queue.serializer
+    )
+    horizon = now - timedelta(seconds=JOB_TIMEOUT_S + 30)
+    alive = set()
+    for event_id, job in zip(ids, jobs, strict=True):
+        if job is None:
+            continue
+        status = job.get_status(refresh=False)
+        if status in _WAITING:
+            alive.add(event_id)
+        elif status == JobStatus.STARTED:
+            started = job.last_heartbeat or job.started_at
+            if started is not None and _aware(started) > horizon:
+                alive.add(event_id)
+    return alive
+
+
+#: Remove a job from its queue and delete it, but only while it is still merely queued.
+_ABSORB = """
+local removed = 0
+for i, job_key in ipairs(KEYS) do
+  if i > 1 and redis.call('HGET', job_key, 'status') == 'queued' then
+    removed = removed + redis.call('LREM', KEYS[1], 1, ARGV[i - 1])
+    redis.call('DEL', job_key)
+  end
+end
+return removed
+"""
+
+
+def absorb(queue: Queue, event_ids: Sequence[str]) -> int:
+    """Drop the still-queued jobs of events another job has just applied; returns how many.
+
+    A batch applies other pending events beside its own; their jobs would only find
+    them applied. Atomic per call (a Lua script): a job a worker already took is left
+    alone and finds its event applied. Uses RQ's key layout (`Job.key_for`, `Queue.key`).
+    """
+    if not event_ids:
+        return 0
+    ids = [job_id(e) for e in event_ids]
+    script = queue.connection.register_script(_ABSORB)
+    return int(script(keys=[queue.key, *(Job.key_for(i) for i in ids)], args=ids))
+
+
+def queue_stats(queue: Queue) -> dict[str, int | bool]:
+    """Depth, failed and scheduled jobs, live workers; `reachable` False when Redis is down."""
+    from rq import Worker
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+    try:
+        return {
+            "reachable": bool(queue.connection.ping()),
+            "depth": queue.count,
+            "started": StartedJobRegistry(queue=queue).count,
+            "scheduled": ScheduledJobRegistry(queue=queue).count,  # type: ignore[no-untyped-call]
+            "failed_jobs": FailedJobRegistry(queue=queue).count,
+            "workers": Worker.count(queue=queue),
+        }
+    except Exception:
+        return {"reachable": False}
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -1,0 +1,165 @@
+"""The `mrr worker` process: an RQ worker that never forks.
+
+Why not RQ's default `Worker`: it forks a work horse per job, and the horse inherits
+whatever the parent holds — pooled PostgreSQL connections (of the sweeper), the Redis
+pubsub socket, an HTTP session. Two processes then speak on one socket, which fails
+jobs at best and hands one process the other's rows at worst (SQLAlchemy's "Using
+Connection Pools with Multiprocessing or os.fork()"). Forking per job also costs a
+re-import of the job's modules every time. So:
+
+* jobs run in the worker process itself (`SimpleWorker`); the job timeout still holds,
+  through RQ's SIGALRM death penalty on the main thread, and PostgreSQL's statement
+  timeout bounds what a signal cannot interrupt;
+* RQ's scheduler, which RQ forks off as a child, runs as a thread here instead, and
+  keeps going through a Redis outage instead of dying until the next maintenance;
+* the worker re-registers itself when Redis has lost its registration (a restart), so
+  `/status` counts it again within seconds;
+* the sweeper runs as a thread, sweeping only while it holds the database lease;
+* everything a job needs is imported once, at start.
+
+Nothing is ever forked, so nothing pooled can cross a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from rq import SimpleWorker
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
+
+import workers.jobs  # noqa: F401  (imported once, at start: jobs never import at run time)
+from pipeline.queue import make_queue, redis_for
+from pipeline.settings import Settings
+from pipeline.sweep import sweep_forever
+from workers import context
+
+log = logging.getLogger(__name__)
+
+#: Seconds between RQ's registry clean-ups (RQ's default is ten minutes).
+MAINTENANCE_S = 60
+#: Seconds a dead worker stays registered (RQ: 420); idle workers renew it every 45 s.
+WORKER_TTL_S = 60
+#: Seconds between checks that Redis still knows this worker.
+REGISTRATION_CHECK_S = 5.0
+
+
+class ThreadedScheduler(RQScheduler):
+    """RQ's scheduler (moves due retries back to the queue) as a thread of the worker.
+
+    Every scheduler tries for the queue's lock each round; the holder enqueues due jobs.
+    Errors (Redis away) are logged and the loop goes on, so the scheduler is back as
+    soon as Redis is.
+    """
+
+    def start(self) -> threading.Thread:  # a thread, not a process
+        self._status = self.Status.STARTED
+        self._stop_requested = False
+        thread = threading.Thread(target=self._loop, name="rq-scheduler", daemon=True)
+        self._process = thread  # type: ignore[assignment]
+        thread.start()
+        return thread
+
+    def _loop(self) -> None:
+        registered = False
+        while not self._stop_requested:
+            try:
+                if not registered:
+                    self.register_birth()
+                    registered = True
+                if not self._acquired_locks:
+                    self.acquire_locks()  # type: ignore[no-untyped-call]
+                if self._acquired_locks:
+                    self.heartbeat()  # type: ignore[no-untyped-call]
+                    self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                log.warning("scheduler: %s; trying again", exc)
+                self._acquired_locks = set()
+                self._scheduled_job_registries = []
+                registered = False
+            time.sleep(self.interval)
+        try:
+            self.stop()  # type: ignore[no-untyped-call]
+        except Exception:  # Redis away at shutdown: the locks expire by themselves
+            log.debug("scheduler stop", exc_info=True)
+
+
+class MrrWorker(SimpleWorker):
+    """`SimpleWorker` with a threaded scheduler and self-healing registration."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_S)
+        kwargs.setdefault("worker_ttl", WORKER_TTL_S)
+        super().__init__(*args, **kwargs)
+        self._registration_checked = 0.0
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = "%H:%M:%S",
+        log_format: str = "%(asctime)s %(message)s",
+    ) -> None:
+        if burst:  # enqueue what is due once, in this thread, as RQ does
+            super()._start_scheduler(burst, logging_level, date_format, log_format)
+            return
+        self.scheduler = ThreadedScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level or "INFO",
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.start()
+
+    def stop_scheduler(self) -> None:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        scheduler.request_stop()  # type: ignore[no-untyped-call]
+        thread = scheduler._process
+        if isinstance(thread, threading.Thread):
+            thread.join(timeout=5)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if (
+            pipeline is None
+            and time.monotonic() - self._registration_checked > REGISTRATION_CHECK_S
+        ):
+            self._registration_checked = time.monotonic()
+            if not self.connection.hexists(self.key, "birth"):
+                log.warning("worker %s: Redis lost its registration; registering again", self.name)
+                self.connection.delete(self.key)
+                self.register_birth()  # type: ignore[no-untyped-call]
+        super().heartbeat(timeout, pipeline)
+
+
+def run_worker(settings: Settings, *, burst: bool, with_scheduler: bool, sweep: bool) -> bool:
+    """Run the worker until stopped (or, with `burst`, until the queue is empty)."""
+    context.configure(settings)
+    stop = threading.Event()
+    if sweep and not burst:
+        threading.Thread(
+            target=sweep_forever,
+            args=(
+                context.sessions(),
+                lambda: make_queue(settings.redis_url, settings.queue_name),
+                settings.sweep_after_s,
+                stop,
+            ),
+            daemon=True,
+            name="sweeper",
+        ).start()
+    worker = MrrWorker(
+        [make_queue(settings.redis_url, settings.queue_name)],
+        connection=redis_for(settings.redis_url),
+        serializer=JSONSerializer,
+    )
+    try:
+        return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+    finally:
+        stop.set()
