@@ -12,6 +12,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+#: Seconds a pooled PostgreSQL connection is reused before it is replaced. No pre-ping:
+#: a dead connection fails one request or job (a 503 or a retry) and the pool is
+#: invalidated, instead of every checkout paying a round trip.
+POOL_RECYCLE_S = 1800
 #: Seconds a SQLite writer waits for the database lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -37,7 +41,7 @@ def make_engine(url: str) -> Engine:
     """
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_recycle=POOL_RECYCLE_S)
     engine = create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     )
@@ -78,6 +82,13 @@ def dispose_engines() -> None:
 
 def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine_for(url), expire_on_commit=False)
+
+
+def engine_of(factory: sessionmaker[Session]) -> Engine:
+    """The engine a session factory binds to (for Core statements outside a session)."""
+    bind = factory.kw["bind"]
+    assert isinstance(bind, Engine)
+    return bind
 
 
 @contextmanager

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ledger.events import is_subscription_event
 from ledger.snapshot import customer_id_of
-from models.db import dialect_insert
 from models.tables import EventStatus, InboxEvent, utcnow
 
 
@@ -41,20 +45,163 @@ def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
 
     Types the ledger does not use are stored as `ignored`. Does not commit.
     """
+    values = _row_values(event, raw)
+    inserted = session.execute(_insert(session.get_bind().dialect.name), values).scalar()
+    if inserted is not None:
+        return Stored(values["id"], True, values["status"] == EventStatus.PENDING)
+    status = session.scalar(select(InboxEvent.status).where(InboxEvent.id == values["id"]))
+    return Stored(values["id"], False, status == EventStatus.PENDING)
+
+
+class InboxUnavailable(Exception):
+    """The inbox could not be written (the database is down or refused); retry later."""
+
+
+def store_events_committed(
+    engine: Engine, items: Sequence[tuple[Mapping[str, Any], str]]
+) -> list[Stored]:
+    """Store many events with one multi-row insert, committed before this returns.
+
+    Ids stored already (duplicate deliveries) cost one more query. Results follow
+    `items`' order. For the webhook's hot path see `InboxWriter`.
+    """
+    rows = [_row_values(event, raw) for event, raw in items]
+    unique = _unique(rows)
+    with engine.begin() as conn:
+        inserted = set(conn.execute(_insert(engine.dialect.name), unique).scalars())
+        known = [r["id"] for r in unique if r["id"] not in inserted]
+        statuses = dict(conn.execute(_statuses_of, {"ids": known}).all()) if known else {}
+    return _outcomes(rows, inserted, statuses)
+
+
+class InboxWriter:
+    """The intake's own database connection, for group commits of webhook deliveries.
+
+    On PostgreSQL it holds one raw psycopg connection in autocommit mode for the life of
+    the process and writes a whole batch with one prepared `INSERT … SELECT FROM unnest`:
+    one round trip, committed (durable) when it returns. Going through a pooled SQLAlchemy
+    connection per batch cost three times the CPU (check-out, reset, begin/commit), which
+    was most of the webhook's time. Opened on first use, in the process that writes, and
+    opened again after an error or a fork. Elsewhere (SQLite) it is `store_events_committed`.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None  # the pool's wrapper, detached from the pool
+        self._dbapi: Any = None  # the psycopg connection inside it
+        self._pid = 0
+
+    def store(self, items: Sequence[tuple[Mapping[str, Any], str]]) -> list[Stored]:
+        """Store the events, committed on return; raises `InboxUnavailable`."""
+        if self.engine.dialect.name != "postgresql":
+            try:
+                return store_events_committed(self.engine, items)
+            except SQLAlchemyError as exc:
+                raise InboxUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        rows = [_row_values(event, raw) for event, raw in items]
+        unique = _unique(rows)
+        try:
+            conn = self._connection()
+            with conn.cursor() as cur:
+                cur.execute(_UNNEST_INSERT, tuple([r[c] for r in unique] for c in _UNNEST_COLUMNS))
+                inserted = {r[0] for r in cur.fetchall()}
+                known = [r["id"] for r in unique if r["id"] not in inserted]
+                statuses: dict[str, str] = {}
+                if known:
+                    cur.execute(_STATUSES_SQL, (known,))
+                    statuses = dict(cur.fetchall())
+        except Exception as exc:
+            self.close()
+            raise InboxUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return _outcomes(rows, inserted, statuses)
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._pid != os.getpid():
+            self._conn = self.engine.raw_connection()
+            self._dbapi = self._conn.driver_connection
+            # Out of the pool for good: in autocommit mode it must never serve anyone else,
+            # and it is closed, not returned, when dropped.
+            self._conn.detach()
+            self._dbapi.autocommit = True
+            self._pid = os.getpid()
+            weakref.finalize(self, self._dbapi.close)  # closed with the writer, not leaked
+        return self._dbapi
+
+    def close(self) -> None:
+        if self._conn is not None:
+            if self._pid == os.getpid():  # a connection of a parent process is left alone
+                self._conn.close()
+            self._conn = self._dbapi = None
+
+
+def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first row of each id (a batch may carry one event twice)."""
+    return list({row["id"]: row for row in reversed(rows)}.values())
+
+
+def _outcomes(
+    rows: list[dict[str, Any]], inserted: set[str], statuses: Mapping[str, str]
+) -> list[Stored]:
+    seen: set[str] = set()
+    stored = []
+    for row in rows:
+        new = row["id"] in inserted and row["id"] not in seen
+        seen.add(row["id"])
+        status = row["status"] if new else statuses.get(row["id"], EventStatus.PENDING)
+        stored.append(Stored(row["id"], new, status == EventStatus.PENDING))
+    return stored
+
+
+#: Columns the intake writes, with their PostgreSQL types for `unnest`.
+_UNNEST_COLUMNS = {
+    "id": "text",
+    "type": "text",
+    "created": "bigint",
+    "api_version": "text",
+    "customer_id": "text",
+    "payload": "text",
+    "status": "text",
+    "received_at": "timestamptz",
+    "enqueued_at": "timestamptz",
+    "processed_at": "timestamptz",
+    "attempts": "integer",
+}
+#: One statement text whatever the batch size (one array per column), so PostgreSQL
+#: plans it once and psycopg prepares it once per connection. Binary parameters (%b):
+#: a text array in text format would escape every quote of every JSON payload.
+_UNNEST_INSERT = (
+    f"INSERT INTO inbox_events ({', '.join(_UNNEST_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _UNNEST_COLUMNS.values())}) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+
+_STATUSES_SQL = "SELECT id, status FROM inbox_events WHERE id = ANY(%s)"
+_statuses_of = select(InboxEvent.id, InboxEvent.status).where(
+    InboxEvent.id.in_(bindparam("ids", expanding=True))
+)
+
+
+@lru_cache(maxsize=4)
+def _insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (id) DO NOTHING RETURNING id, built once per dialect."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(InboxEvent).on_conflict_do_nothing(index_elements=["id"]).returning(InboxEvent.id)
+
+
+def _row_values(event: Mapping[str, Any], raw: str) -> dict[str, Any]:
     event_id = str(event["id"])
     event_type = str(event["type"])
     data = event.get("data")
     obj = data.get("object") if isinstance(data, Mapping) else None
     created = event.get("created")
+    api_version = event.get("api_version")
     applied = is_subscription_event(event_type)
     now = utcnow()
-    values = {
+    return {
         "id": event_id,
         "type": event_type,
         "created": created if isinstance(created, int) and not isinstance(created, bool) else None,
-        "api_version": event.get("api_version")
-        if isinstance(event.get("api_version"), str)
-        else None,
+        "api_version": api_version if isinstance(api_version, str) else None,
         "customer_id": customer_id_of(obj) if isinstance(obj, Mapping) else None,
         "payload": raw,
         "status": EventStatus.PENDING if applied else EventStatus.IGNORED,
@@ -63,17 +210,10 @@ def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
         "enqueued_at": now if applied else None,
         "processed_at": None if applied else now,
         "attempts": 0,
+        "apply_ms": None,
+        "last_error": None,
+        "warnings": None,
     }
-    inserted = session.scalar(
-        dialect_insert(session)(InboxEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(InboxEvent.id)
-    )
-    if inserted is not None:
-        return Stored(event_id, True, applied)
-    status = session.scalar(select(InboxEvent.status).where(InboxEvent.id == event_id))
-    return Stored(event_id, False, status == EventStatus.PENDING)
 
 
 def heads(session: Session, event_ids: Sequence[str]) -> dict[str, Head]:

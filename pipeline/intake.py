@@ -1,30 +1,46 @@
 """Intake: a verified Stripe event into the inbox, then onto the queue (SPEC §2).
 
 The webhook, `mrr replay` and `mrr backfill` all come through here. Persist-then-ack:
-the caller answers only after `store` has committed, so an acknowledged event can never
-be lost; the enqueue after the commit may fail (Redis down) without harm, because the
-sweeper enqueues pending rows again.
+the caller answers only after the event is committed, so an acknowledged event can
+never be lost; the enqueue after the commit may fail (Redis down) without harm, because
+the sweeper enqueues pending rows again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import transaction
-from models.inbox import Stored, store_event
-from pipeline.queue import enqueue_apply
+from models.db import engine_of
+from models.inbox import InboxUnavailable, InboxWriter, Stored, store_events_committed
+from pipeline.queue import enqueue_new
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "BadEvent",
+    "GroupCommit",
+    "InboxUnavailable",
+    "IntakeTimeout",
+    "enqueue",
+    "parse_envelope",
+    "store",
+]
 
 
 class BadEvent(ValueError):
     """A body that is not a Stripe event; nothing is stored."""
+
+
+class IntakeTimeout(RuntimeError):
+    """The inbox write this request waits on did not finish in time (a 503: retry)."""
 
 
 def parse_envelope(payload: bytes | str) -> dict[str, Any]:
@@ -45,28 +61,95 @@ def parse_envelope(payload: bytes | str) -> dict[str, Any]:
 
 
 def store(factory: sessionmaker[Session], event: dict[str, Any], raw: str) -> Stored:
-    """Store one event in its own committed transaction (insert-or-ignore by id)."""
-    with transaction(factory) as session:
-        return store_event(session, event, raw)
+    """Store one event, committed when this returns (insert-or-ignore by id)."""
+    return store_events_committed(engine_of(factory), [(event, raw)])[0]
 
 
 def enqueue(queue: Queue, event_ids: Sequence[str]) -> bool:
-    """Enqueue after commit; a Redis failure is logged, never raised (the sweeper catches up)."""
+    """Enqueue newly stored events after their commit; a Redis failure is logged, never
+    raised (the sweeper catches up). Returns whether they reached the queue."""
     if not event_ids:
         return True
     try:
-        enqueue_apply(queue, event_ids)
+        enqueue_new(queue, event_ids)
         return True
     except Exception as exc:
         log.warning("enqueue failed, the sweeper will retry %d event(s): %s", len(event_ids), exc)
         return False
 
 
-def store_and_enqueue(
-    factory: sessionmaker[Session], queue: Queue, event: dict[str, Any], raw: str
-) -> Stored:
-    """Store, commit, then enqueue a newly stored event that awaits a worker."""
-    stored = store(factory, event, raw)
-    if stored.inserted and stored.pending:
-        enqueue(queue, [stored.event_id])
-    return stored
+@dataclass(eq=False)
+class _Slot:
+    event: dict[str, Any]
+    raw: str
+    wake: threading.Event = field(default_factory=threading.Event)
+    leader: bool = False
+    done: bool = False
+    result: Stored | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Stores the events of concurrent requests with one insert, one commit and one
+    enqueue per batch (group commit), and answers each request once its event is durable.
+
+    No thread of its own and no added delay: the first request to arrive writes; those
+    arriving meanwhile queue up and the next of them writes them all in one round trip.
+    Under the gevent web worker a batch is whatever came in during the previous write;
+    with a single request at a time it is a batch of one, through the same code.
+    """
+
+    MAX_BATCH = 256
+    #: Seconds a request waits for the batch holding its event before answering 503.
+    WAIT_S = 30.0
+
+    def __init__(self, factory: sessionmaker[Session], queue: Callable[[], Queue]) -> None:
+        self.writer = InboxWriter(engine_of(factory))
+        self.queue = queue
+        self._lock = threading.Lock()
+        self._pending: list[_Slot] = []
+        self._writing = False
+
+    def submit(self, event: dict[str, Any], raw: str) -> Stored:
+        """Store `event` (committed on return), then enqueue it if it is new and pending.
+
+        Raises `InboxUnavailable` (the database) or `IntakeTimeout`.
+        """
+        slot = _Slot(event, raw)
+        with self._lock:
+            self._pending.append(slot)
+            if not self._writing:
+                self._writing = slot.leader = True
+        if not slot.leader and not slot.wake.wait(self.WAIT_S):
+            raise IntakeTimeout("the inbox write did not finish in time")
+        if not slot.done:  # this request writes the batch it heads
+            self._write_batch()
+        if slot.error is not None:
+            raise slot.error
+        assert slot.result is not None
+        return slot.result
+
+    def _write_batch(self) -> None:
+        with self._lock:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+        try:
+            results = self.writer.store([(s.event, s.raw) for s in batch])
+            for slot, stored in zip(batch, results, strict=True):
+                slot.result = stored
+            enqueue(self.queue(), [s.event_id for s in results if s.inserted and s.pending])
+        except Exception as exc:
+            for slot in batch:
+                slot.error = exc
+        finally:
+            with self._lock:
+                for slot in batch:
+                    if slot.result is None and slot.error is None:  # the writer was killed
+                        slot.error = IntakeTimeout("the inbox write was interrupted")
+                    slot.done = True
+                    slot.wake.set()
+                if self._pending:  # hand the writing to the oldest waiting request
+                    self._pending[0].leader = True
+                    self._pending[0].wake.set()
+                else:
+                    self._writing = False

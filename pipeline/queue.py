@@ -9,13 +9,16 @@ Redis loss can hand an event a fresh budget.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import now, utcformat
 
 #: Pauses (seconds) before the retries of a failed apply; attempts in all = 1 + retries.
 RETRY_INTERVALS = (2, 10, 30)
@@ -31,6 +34,8 @@ APPLY_JOB = "workers.jobs.apply_event"
 #: RQ statuses of a job that will still run, whatever the sweeper does.
 _WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 
+#: RQ's set of queue keys (`Queue.redis_queues_keys`).
+_QUEUES_KEY = Queue.redis_queues_keys
 _connections: dict[str, Redis] = {}
 _lock = threading.Lock()
 
@@ -88,6 +93,83 @@ def enqueue_apply(
                 pipeline=pipe,
             )
         pipe.execute()
+
+
+class FastEnqueue:
+    """Enqueue new events' apply jobs with one short script call per batch: the webhook's path.
+
+    RQ's own `enqueue` spends most of its time in redis-py packing a ~50-argument
+    MULTI/HSET/RPUSH transaction per job (about 0.5 ms of CPU per job, more than the
+    rest of the webhook). Here RQ still builds the job (`Queue.create_job`, `Job.data`,
+    `Job.to_dict`); the fields that are the same for every job are written into the
+    script once, so a call sends only what varies. It stores exactly the hash and queue
+    entry RQ's `enqueue` stores; a test compares the two field by field.
+    """
+
+    VARYING = ("data", "created_at", "enqueued_at", "description")
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self._lock = threading.Lock()
+        self._job = queue.create_job(
+            APPLY_JOB,
+            args=["template"],
+            job_id=job_id("template"),
+            retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
+            failure_ttl=FAILURE_TTL_S,
+            result_ttl=RESULT_TTL_S,
+            description="apply template",
+        )
+        # What enqueueing adds to a created job (RQ's Queue._prepare_for_queue).
+        self._job.origin = queue.name
+        self._job.enqueued_at = self._job.created_at
+        if self._job.timeout is None:
+            self._job.timeout = queue._default_timeout
+        template = self._job.to_dict()
+        template["status"] = JobStatus.QUEUED.value
+        constant = {k: v for k, v in template.items() if k not in self.VARYING}
+        pairs = ", ".join(f"{_lua(k)}, {_lua(v)}" for k, v in sorted(constant.items()))
+        self.script = queue.connection.register_script(
+            "redis.call('SADD', KEYS[1], ARGV[1])\n"
+            "for n = 3, #KEYS do\n"
+            "  local i = 2 + (n - 3) * 5\n"
+            f"  redis.call('HSET', KEYS[n], {pairs}, 'data', ARGV[i + 1], "
+            "'created_at', ARGV[i + 2], 'enqueued_at', ARGV[i + 3], 'description', ARGV[i + 4])\n"
+            "  redis.call('RPUSH', KEYS[2], ARGV[i])\n"
+            "end\n"
+        )
+
+    def __call__(self, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        keys = [_QUEUES_KEY, self.queue.key]
+        args: list[Any] = [self.queue.key]
+        stamp = utcformat(now())
+        with self._lock:
+            for event_id in event_ids:
+                self._job.args = [event_id]  # RQ serializes the call again
+                keys.append(Job.key_for(job_id(event_id)))
+                args += [job_id(event_id), zlib.compress(self._job.data), stamp, stamp]
+                args.append(f"apply {event_id}")
+        self.script(keys=keys, args=args)
+
+
+_fast: dict[tuple[int, str, tuple[int, ...]], FastEnqueue] = {}
+
+
+def enqueue_new(queue: Queue, event_ids: Sequence[str]) -> None:
+    """Enqueue jobs for newly stored events (a full retry budget each), one round trip."""
+    key = (id(queue.connection), queue.name, RETRY_INTERVALS)
+    with _lock:
+        fast = _fast.get(key)
+        if fast is None:
+            fast = _fast[key] = FastEnqueue(queue)
+    fast(event_ids)
+
+
+def _lua(value: object) -> str:
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def jobs_in_flight(queue: Queue, event_ids: Iterable[str], now: datetime) -> set[str]:

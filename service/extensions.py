@@ -1,4 +1,8 @@
-"""The app's collaborators, kept in `app.extensions["mrr"]` and built by `create_app`."""
+"""The app's collaborators, kept in `app.extensions["mrr"]` and built by `create_app`.
+
+Nothing here connects at build time: the engine and the Redis client open their first
+connection on first use, in the process that serves requests.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import session_factory
+from pipeline.intake import GroupCommit
 from pipeline.queue import make_queue
 from pipeline.settings import Settings
 
@@ -17,7 +22,12 @@ from pipeline.settings import Settings
 class Services:
     settings: Settings
     sessions: sessionmaker[Session]
+    #: The process's group commit of webhook deliveries.
+    intake: GroupCommit = field(init=False, repr=False)
     _queue: Queue | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.intake = GroupCommit(self.sessions, lambda: self.queue)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 
 import stripe
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from pipeline import intake
@@ -85,12 +84,10 @@ def stripe_webhook() -> Response:
     except intake.BadEvent as exc:
         return json_error(400, "bad_event", str(exc))
     try:
-        stored = intake.store(svc.sessions, event, payload.decode("utf-8"))
-    except SQLAlchemyError as exc:
+        stored = svc.intake.submit(event, payload.decode("utf-8"))
+    except (intake.InboxUnavailable, intake.IntakeTimeout) as exc:
         log.error("inbox write failed for %s: %s", event["id"], exc)
         return json_error(503, "inbox_unavailable", "the inbox cannot be written; retry later")
-    if stored.inserted and stored.pending:
-        intake.enqueue(svc.queue, [stored.event_id])
     return jsonify({"received": True, "id": stored.event_id, "duplicate": not stored.inserted})
 
 

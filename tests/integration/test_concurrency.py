@@ -28,12 +28,12 @@ from models.tables import (
     SubscriptionRow,
     utcnow,
 )
+from pipeline.apply import apply_event_ids
 from pipeline.queue import JOB_TIMEOUT_S, enqueue_apply, make_queue
 from pipeline.sweep import sweep
 from tests.conftest import empty_tables
 from tests.integration.helpers import ledger_snapshot
 from tests.lifecycles import random_events
-from pipeline.apply import apply_event_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

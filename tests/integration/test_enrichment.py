@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from models.db import transaction
 from models.inbox import store_event
 from models.tables import EventStatus, InboxEvent, StripeObject, SubscriptionRow
+from pipeline.apply import apply_event_ids
 from pipeline.enrich import subscription_expand
 from tests import factories as f
 from tests.conftest import FIXTURES
 from tests.integration.helpers import movement_rows
-from pipeline.apply import apply_event_ids
 
 API = "http://stripe.mock"
 T = 1704067200

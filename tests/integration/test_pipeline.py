@@ -10,6 +10,7 @@ from redis import Redis
 from sqlalchemy import select
 
 from models.tables import EventStatus, InboxEvent
+from pipeline import queue as queue_module
 from pipeline.queue import make_queue
 from pipeline.sweep import sweep
 from service.app import create_app
@@ -17,7 +18,6 @@ from tests import factories as f
 from tests.conftest import OPS_TOKEN, empty_tables, load_fixture_events, sign
 from tests.integration.expected import EXPECTED_MOVEMENTS, WARNED_WITHOUT_API
 from tests.integration.helpers import ledger_snapshot, movement_rows
-from pipeline import queue as queue_module
 
 
 def status(client) -> dict:

@@ -8,9 +8,9 @@ import pytest
 
 from models.db import transaction
 from models.inbox import store_event
+from pipeline.apply import apply_event_ids
 from service.app import create_app
 from tests.conftest import OPS_TOKEN, load_fixture_events
-from pipeline.apply import apply_event_ids
 
 PROTECTED = [
     "/status",
