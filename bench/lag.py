@@ -61,52 +61,49 @@ def main() -> None:
     wanted = int(args.rate * seconds)
     events = lifecycle_events(max(wanted // 8, 4), seed=11)[:wanted]
     raws = [json.dumps(e) for e in events]
-    with tempfile.TemporaryDirectory() as tmp, private_redis(Path(tmp)) as redis:
-        with bench_database("lag") as url:
-            port = free_port()
-            env = {
-                "DATABASE_URL": url,
-                "REDIS_URL": redis.url,
-                "STRIPE_WEBHOOK_SECRET": SECRET,
-                "OPS_TOKEN": TOKEN,
-                "PORT": str(port),
-            }
-            log = Path(tmp) / "processes.log"
-            procs = [start_process("web", env, log)]
-            procs += [start_process("worker", env, log) for _ in range(2)]
-            ops = WebClient(port, SECRET, TOKEN)
-            try:
-                wait_until(lambda: ops.get_json("/status")["queue"]["workers"] == 2, 60, "workers")
-                start = time.perf_counter() + 0.5
-                results: list[list[int]] = [[] for _ in range(SENDERS)]
-                threads = [
-                    threading.Thread(
-                        target=lambda k=k: results[k].extend(
-                            paced_post(port, raws[k::SENDERS], args.rate, start, k)
-                        )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        private_redis(Path(tmp)) as redis,
+        bench_database("lag") as url,
+    ):
+        port = free_port()
+        env = {
+            "DATABASE_URL": url,
+            "REDIS_URL": redis.url,
+            "STRIPE_WEBHOOK_SECRET": SECRET,
+            "OPS_TOKEN": TOKEN,
+            "PORT": str(port),
+        }
+        log = Path(tmp) / "processes.log"
+        procs = [start_process("web", env, log)]
+        procs += [start_process("worker", env, log) for _ in range(2)]
+        ops = WebClient(port, SECRET, TOKEN)
+        try:
+            wait_until(lambda: ops.get_json("/status")["queue"]["workers"] == 2, 60, "workers")
+            start = time.perf_counter() + 0.5
+            results: list[list[int]] = [[] for _ in range(SENDERS)]
+            threads = [
+                threading.Thread(
+                    target=lambda k=k: results[k].extend(
+                        paced_post(port, raws[k::SENDERS], args.rate, start, k)
                     )
-                    for k in range(SENDERS)
-                ]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-                sent_in = time.perf_counter() - start
-                assert all(s == 200 for r in results for s in r), "a webhook was refused"
-                wait_until(
-                    lambda: ops.get_json("/status")["inbox"]["pending"] == 0, 120, "drain", 0.5
                 )
-                with session_factory(url)() as session:
-                    lags = [
-                        ms
-                        for ms in session.scalars(select(InboxEvent.apply_ms))
-                        if ms is not None
-                    ]
-            finally:
-                ops.close()
-                for proc in procs:
-                    stop_process(proc)
-                dispose_engines()
+                for k in range(SENDERS)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            sent_in = time.perf_counter() - start
+            assert all(s == 200 for r in results for s in r), "a webhook was refused"
+            wait_until(lambda: ops.get_json("/status")["inbox"]["pending"] == 0, 120, "drain", 0.5)
+            with session_factory(url)() as session:
+                lags = [ms for ms in session.scalars(select(InboxEvent.apply_ms)) if ms is not None]
+        finally:
+            ops.close()
+            for proc in procs:
+                stop_process(proc)
+            dispose_engines()
     lags.sort()
     p50 = statistics.median(lags)
     p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]

@@ -41,49 +41,52 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny run, no target (CI)")
     args = parser.parse_args()
     total = 2_000 if args.smoke else args.events
-    with tempfile.TemporaryDirectory() as tmp, private_redis(Path(tmp)) as redis:
-        with bench_database("memory") as url:
-            factory = session_factory(url)
-            ids: list[str] = []
-            for start in range(0, total // 10 + 1, 500):
-                events = lifecycle_events(500, seed=start + 1)
-                for e in events:  # distinct customers and ids per chunk
-                    obj = e["data"]["object"]
-                    obj["customer"] = f"m{start}_{obj['customer']}"
-                    obj["id"] = f"m{start}_{obj['id']}"
-                    e["id"] = f"m{start}_{e['id']}"
-                stored = store_events_committed(
-                    engine_of(factory), [(e, json.dumps(e)) for e in events]
-                )
-                ids += [s.event_id for s in stored if s.inserted]
-                if len(ids) >= total:
-                    break
-            ids = ids[:total]
-            queue = make_queue(redis.url, "mrr")
-            env = {"DATABASE_URL": url, "REDIS_URL": redis.url, "SWEEP_AFTER_S": "3600"}
-            proc = start_process("worker", env, Path(tmp) / "worker.log")
-            try:
-                wait_until(lambda: Worker.count(queue=queue) == 1, 60, "the worker")
-                for start in range(0, len(ids), 5_000):
-                    enqueue_apply(queue, ids[start : start + 5_000])
-                samples: list[tuple[int, int]] = []  # (events applied, RSS KiB)
-                while True:
-                    with factory() as session:
-                        done = int(
-                            session.scalar(
-                                select(func.count())
-                                .select_from(InboxEvent)
-                                .where(InboxEvent.status == EventStatus.PROCESSED)
-                            )
-                            or 0
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        private_redis(Path(tmp)) as redis,
+        bench_database("memory") as url,
+    ):
+        factory = session_factory(url)
+        ids: list[str] = []
+        for start in range(0, total // 10 + 1, 500):
+            events = lifecycle_events(500, seed=start + 1)
+            for e in events:  # distinct customers and ids per chunk
+                obj = e["data"]["object"]
+                obj["customer"] = f"m{start}_{obj['customer']}"
+                obj["id"] = f"m{start}_{obj['id']}"
+                e["id"] = f"m{start}_{e['id']}"
+            stored = store_events_committed(
+                engine_of(factory), [(e, json.dumps(e)) for e in events]
+            )
+            ids += [s.event_id for s in stored if s.inserted]
+            if len(ids) >= total:
+                break
+        ids = ids[:total]
+        queue = make_queue(redis.url, "mrr")
+        env = {"DATABASE_URL": url, "REDIS_URL": redis.url, "SWEEP_AFTER_S": "3600"}
+        proc = start_process("worker", env, Path(tmp) / "worker.log")
+        try:
+            wait_until(lambda: Worker.count(queue=queue) == 1, 60, "the worker")
+            for start in range(0, len(ids), 5_000):
+                enqueue_apply(queue, ids[start : start + 5_000])
+            samples: list[tuple[int, int]] = []  # (events applied, RSS KiB)
+            while True:
+                with factory() as session:
+                    done = int(
+                        session.scalar(
+                            select(func.count())
+                            .select_from(InboxEvent)
+                            .where(InboxEvent.status == EventStatus.PROCESSED)
                         )
-                    samples.append((done, rss_kib(proc.pid)))
-                    if done >= len(ids) - _unapplied(factory):
-                        break
-                    time.sleep(0.2)
-            finally:
-                stop_process(proc)
-                dispose_engines()
+                        or 0
+                    )
+                samples.append((done, rss_kib(proc.pid)))
+                if done >= len(ids) - _unapplied(factory):
+                    break
+                time.sleep(0.2)
+        finally:
+            stop_process(proc)
+            dispose_engines()
     warm = next(rss for done, rss in samples if done >= len(ids) // 10)
     peak = max(rss for _, rss in samples)
     last = samples[-1][1]
