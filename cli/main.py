@@ -98,12 +98,11 @@ def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, i
 
 
 def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[str, int]:
-    from models.db import session_factory
     from pipeline import intake
     from pipeline.apply import apply_inline
     from pipeline.queue import make_queue
 
-    factory = session_factory(settings.database_url)
+    factory = settings.sessions()
     counts = {"events": len(events), "stored": 0, "duplicates": 0}
     pending: list[str] = []
     with click.progressbar(events, label="storing", file=sys.stderr) as bar:
@@ -117,10 +116,12 @@ def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[st
         counts["enqueued" if queued else "left_for_sweeper"] = len(pending)
         return counts
     with click.progressbar(length=len(pending), label="applying", file=sys.stderr) as bar:
-        applied, failed = apply_inline(factory, settings, pending, progress=bar.update)
-    for event_id, why in sorted(failed.items()):
+        result = apply_inline(factory, settings, pending, progress=bar.update)
+    for event_id, why in sorted({**result.failed, **result.quarantined}.items()):
         log.error("%s: %s", event_id, why)
-    counts.update(applied=applied, failed=len(failed))
+    counts.update(
+        applied=result.applied, failed=len(result.failed), quarantined=len(result.quarantined)
+    )
     return counts
 
 
@@ -134,14 +135,13 @@ def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[st
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
 def report(kind: str, as_json: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json, the same document as over HTTP)."""
-    from models.db import session_factory
     from models.tables import utcnow
     from pipeline import reports as report_docs
 
     args = {k: v for k, v in options.items() if v is not None}
     try:
         query = report_docs.parse_query(args, report_docs.PARAMETERS[kind])
-        factory = session_factory(_settings().database_url)
+        factory = _settings().sessions()
         with factory() as session:
             doc = report_docs.REPORTS[kind](session, query, utcnow())
     except report_docs.BadQuery as exc:
@@ -164,12 +164,11 @@ def report(kind: str, as_json: bool, **options: str | None) -> None:
 )
 def rebuild(as_json: bool, jobs: int | None) -> None:
     """Recompute the whole ledger from the inbox (safe while workers run)."""
-    from models.db import session_factory
     from models.ledger_store import customers_with_events
     from pipeline.apply import rebuild_all
 
     settings = _settings()
-    factory = session_factory(settings.database_url)
+    factory = settings.sessions()
     with factory() as session:
         customers = customers_with_events(session)
     with click.progressbar(length=len(customers), label="rebuilding", file=sys.stderr) as bar:
@@ -202,16 +201,71 @@ def worker(burst: bool, with_scheduler: bool, sweep: bool) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def failed(as_json: bool) -> None:
+    """List failed and quarantined events: ids, types and reasons (never payloads)."""
+    from pipeline.redrive import problems
+
+    found = problems(_settings().sessions())
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "events": [
+                        {
+                            "id": p.id,
+                            "type": p.type,
+                            "status": p.status,
+                            "attempts": p.attempts,
+                            "reason": p.reason,
+                            "received_at": p.received_at.isoformat(),
+                        }
+                        for p in found
+                    ]
+                }
+            )
+        )
+        return
+    from cli.render import print_table, problems_table
+
+    print_table(problems_table(found))
+
+
+@cli.command()
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every failed or quarantined event.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def retry(event_ids: Sequence[str], everything: bool, as_json: bool) -> None:
+    """Drive failed or quarantined events through the pipeline again (after a fix)."""
+    from pipeline.queue import make_queue
+    from pipeline.redrive import retry as redrive
+
+    if bool(event_ids) == everything:
+        raise click.UsageError("name event ids, or give --all")
+    settings = _settings()
+    queue = make_queue(settings.redis_url, settings.queue_name)
+    ids = redrive(settings.sessions(), queue, None if everything else list(event_ids))
+    unknown = sorted(set(event_ids) - set(ids))
+    if as_json:
+        click.echo(json.dumps({"retried": ids, "not_failed": unknown}))
+    else:
+        click.echo(f"re-enqueued {len(ids)} event(s)", err=True)
+        for event_id in unknown:
+            click.echo(f"{event_id}: not a failed or quarantined event", err=True)
+    if unknown:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--loop", is_flag=True, help="Keep sweeping every SWEEP_AFTER_S/2 seconds.")
 def sweep(loop: bool) -> None:
     """Re-enqueue inbox rows still pending after SWEEP_AFTER_S whose job is gone."""
-    from models.db import session_factory
     from pipeline.queue import make_queue
     from pipeline.sweep import sweep as sweep_once
     from pipeline.sweep import sweep_forever
 
     settings = _settings()
-    factory = session_factory(settings.database_url)
+    factory = settings.sessions()
     if loop:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):

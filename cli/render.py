@@ -135,6 +135,18 @@ def cohorts_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def problems_table(found: list[Any]) -> Table:
+    """Failed and quarantined events (`mrr failed`): ids and reasons, never payloads."""
+    table = Table(title=f"Failed or quarantined events ({len(found)})")
+    for col in ("event", "type", "status", "attempts", "received", "reason"):
+        table.add_column(col, overflow="fold")
+    for p in found:
+        table.add_row(
+            p.id, p.type, p.status, str(p.attempts), p.received_at.isoformat()[:19], p.reason or ""
+        )
+    return table
+
+
 RENDERERS = {"summary": summary_table, "movements": movements_table, "cohorts": cohorts_table}
 
 
@@ -143,8 +155,12 @@ PIPE_WIDTH = 200
 
 
 def print_report(kind: str, doc: dict[str, Any], console: Console | None = None) -> None:
+    print_table(RENDERERS[kind](doc), console)
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
     if console is None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=PIPE_WIDTH)
-    console.print(RENDERERS[kind](doc))
+    console.print(table)

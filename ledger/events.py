@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from itertools import pairwise, permutations
 from typing import Any
 
-from ledger.errors import InvalidEvent
+from ledger.errors import InvalidEvent, InvalidValue
 from ledger.snapshot import Snapshot, parse_subscription
 
 SUBSCRIPTION_EVENT_TYPES = frozenset(
@@ -21,6 +21,9 @@ SUBSCRIPTION_EVENT_TYPES = frozenset(
         "customer.subscription.trial_will_end",
     }
 )
+
+#: Event times the ledger accepts: 2000-01-01 to 2200-01-01 (UTC, unix seconds).
+MIN_CREATED, MAX_CREATED = 946_684_800, 7_258_118_400
 
 #: Within one `created` second: created < updated/paused/resumed/trial_will_end < deleted.
 _LIFECYCLE_RANK = {
@@ -72,6 +75,8 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     created = payload.get("created")
     if not isinstance(created, int) or isinstance(created, bool):
         raise InvalidEvent(f"event {event_id} has no integer created time")
+    if not MIN_CREATED <= created < MAX_CREATED:
+        raise InvalidValue(f"event {event_id} has a created time out of range: {created}")
     data = payload.get("data")
     if not isinstance(data, dict):
         raise InvalidEvent(f"event {event_id} has no data object")

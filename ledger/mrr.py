@@ -13,7 +13,8 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 
-from ledger.snapshot import Coupon, DiscountRef, Item, Price, Snapshot, Tier
+from ledger.errors import InvalidValue
+from ledger.snapshot import MAX_MRR, Coupon, DiscountRef, Item, Price, Snapshot, Tier
 
 #: Factor that turns one billing interval's amount into a month's.
 _MONTHS_PER_INTERVAL = {
@@ -135,6 +136,8 @@ def subscription_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> Mr
         if first_licensed is not None:
             total = _apply_coupon(total, coupon, snapshot.currency, first_licensed)
     total = max(total, Fraction(0))
+    if total > MAX_MRR:
+        raise InvalidValue(f"subscription {snapshot.id} has an MRR beyond {MAX_MRR} minor units")
     return Mrr(round(total), snapshot.currency, tuple(warnings))
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
 
-from ledger.errors import InvalidEvent
+from ledger.errors import InvalidEvent, InvalidValue
 
 Json = Mapping[str, Any]
 
@@ -39,6 +39,11 @@ KNOWN_STATUSES = frozenset(
     }
 )
 INTERVALS = frozenset({"day", "week", "month", "year"})
+#: Longest id or text the ledger stores (the columns' width).
+MAX_TEXT = 255
+#: Largest MRR of one subscription, in minor units: beyond any real subscription, and
+#: sums of many stay far inside a 64-bit column.
+MAX_MRR = 10**15
 
 
 @dataclass(frozen=True)
@@ -148,13 +153,14 @@ def parse_subscription(obj: Any) -> Snapshot:
         raise InvalidEvent("data.object is not a JSON object")
     if obj.get("object") != "subscription":
         raise InvalidEvent(f"data.object is a {obj.get('object')!r}, not a subscription")
-    sub_id = _required_str(obj, "id", "subscription")
+    sub_id = storable(_required_str(obj, "id", "subscription"), "subscription id")
     customer = customer_id_of(obj)
     if customer is None:
         raise InvalidEvent(f"subscription {sub_id} has no customer")
+    storable(customer, f"subscription {sub_id} customer")
     status = _required_str(obj, "status", f"subscription {sub_id}")
     if status not in KNOWN_STATUSES:
-        raise InvalidEvent(f"subscription {sub_id} has unknown status {status!r}")
+        raise InvalidValue(f"subscription {sub_id} has unknown status {status[:40]!r}")
 
     items = _parse_items(obj, sub_id)
     discounts = _subscription_discounts(obj)
@@ -173,19 +179,43 @@ def parse_subscription(obj: Any) -> Snapshot:
 
     details = obj.get("cancellation_details")
     details = details if isinstance(details, dict) else {}
+    reason, feedback = _opt_str(details.get("reason")), _opt_str(details.get("feedback"))
+    where = f"subscription {sub_id} cancellation_details"
     cancel_at = obj.get("cancel_at")
     return Snapshot(
         id=sub_id,
         customer=customer,
         status=status,
-        currency=currency.lower(),
+        currency=currency_code(currency, f"subscription {sub_id}"),
         items=items,
         discounts=discounts,
         cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
         cancel_at=cancel_at if isinstance(cancel_at, int) else None,
-        cancellation_reason=_opt_str(details.get("reason")),
-        cancellation_feedback=_opt_str(details.get("feedback")),
+        cancellation_reason=reason and storable(reason, f"{where}.reason"),
+        cancellation_feedback=feedback and storable(feedback, f"{where}.feedback"),
     )
+
+
+def currency_code(raw: str, where: str) -> str:
+    """A three-letter ISO currency code, lower case, as Stripe writes it."""
+    code = raw.lower()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise InvalidValue(f"{where} has an invalid currency {raw[:40]!r}")
+    return code
+
+
+def storable(value: str, what: str) -> str:
+    """`value` if the ledger can store it as text: at most 255 characters, no NUL, and
+    valid Unicode (a lone surrogate cannot be encoded); else `InvalidValue`."""
+    if len(value) > MAX_TEXT:
+        raise InvalidValue(f"{what} is longer than {MAX_TEXT} characters")
+    if "\x00" in value:
+        raise InvalidValue(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue(f"{what} is not valid Unicode") from None
+    return value
 
 
 def parse_price(obj: Any, where: str) -> Price:
@@ -195,16 +225,22 @@ def parse_price(obj: Any, where: str) -> Price:
     recurring = obj.get("recurring")
     recurring = recurring if isinstance(recurring, dict) else obj
     interval = recurring.get("interval")
+    if interval is None:
+        raise InvalidEvent(f"{where} has no recurring interval")
     if interval not in INTERVALS:
-        raise InvalidEvent(f"{where} has no recurring interval (got {interval!r})")
+        raise InvalidValue(
+            f"{where} has no recurring interval of day, week, month or year "
+            f"(got {str(interval)[:40]!r})"
+        )
     interval_count = recurring.get("interval_count", 1)
     if interval_count is None:
         interval_count = 1
-    if not _is_int(interval_count) or interval_count < 1:
-        raise InvalidEvent(f"{where} has a bad interval_count {interval_count!r}")
+    if not _is_int(interval_count) or not 1 <= interval_count <= MAX_INTERVAL_COUNT:
+        raise InvalidValue(f"{where} has a bad interval_count {str(interval_count)[:40]!r}")
     currency = obj.get("currency")
     if not isinstance(currency, str) or not currency:
         raise InvalidEvent(f"{where} has no currency")
+    currency = currency_code(currency, where)
 
     unit_amount = _decimal(obj.get("unit_amount_decimal"), where, ".unit_amount_decimal")
     if unit_amount is None:
@@ -219,8 +255,8 @@ def parse_price(obj: Any, where: str) -> Price:
     rounding = "down"
     if isinstance(transform, dict):
         raw_divide = transform.get("divide_by")
-        if not _is_int(raw_divide) or raw_divide < 1:
-            raise InvalidEvent(f"{where} has a bad transform divide_by {raw_divide!r}")
+        if not _is_int(raw_divide) or not 1 <= raw_divide <= MAX_QUANTITY:
+            raise InvalidValue(f"{where} has a bad transform divide_by {str(raw_divide)[:40]!r}")
         divide_by = raw_divide
         rounding = "up" if transform.get("round") == "up" else "down"
 
@@ -234,7 +270,7 @@ def parse_price(obj: Any, where: str) -> Price:
     return Price(
         id=_opt_str(obj.get("id")),
         product=_opt_str(product),
-        currency=currency.lower(),
+        currency=currency,
         interval=str(interval),
         interval_count=interval_count,
         usage_type=str(usage_type),
@@ -253,12 +289,12 @@ def parse_tiers(raw: Sequence[Any], where: str) -> tuple[Tier, ...]:
     tiers = []
     for n, tier in enumerate(raw):
         if not isinstance(tier, dict):
-            raise InvalidEvent(f"{where} tier {n} is not an object")
+            raise InvalidValue(f"{where} tier {n} is not an object")
         up_to = tier.get("up_to")
         if up_to == "inf":
             up_to = None
         if up_to is not None and not _is_int(up_to):
-            raise InvalidEvent(f"{where} tier {n} has a bad up_to {up_to!r}")
+            raise InvalidValue(f"{where} tier {n} has a bad up_to {str(up_to)[:40]!r}")
         unit = _decimal(tier.get("unit_amount_decimal"), where, f" tier {n}")
         if unit is None:
             unit = _decimal(tier.get("unit_amount"), where, f" tier {n}")
@@ -329,11 +365,11 @@ def _parse_items(obj: Json, sub_id: str) -> tuple[Item, ...]:
             return (Item(None, price, _quantity(obj.get("quantity"), sub_id)),)
         raise InvalidEvent(f"subscription {sub_id} has no items")
     if not isinstance(data, list):
-        raise InvalidEvent(f"subscription {sub_id} items.data is not a list")
+        raise InvalidValue(f"subscription {sub_id} items.data is not a list")
     items = []
     for n, raw in enumerate(data):
         if not isinstance(raw, dict):
-            raise InvalidEvent(f"subscription {sub_id} item {n} is not an object")
+            raise InvalidValue(f"subscription {sub_id} item {n} is not an object")
         where = f"subscription {sub_id} item {raw.get('id') or n}"
         price_obj = raw.get("price")
         # Some old payloads carry a plan-shaped `price`; parse_price reads either.
@@ -367,8 +403,8 @@ def _subscription_discounts(obj: Json) -> tuple[DiscountRef, ...]:
 def _quantity(raw: Any, where: str) -> int | None:
     if raw is None:
         return None
-    if not _is_int(raw) or raw < 0:
-        raise InvalidEvent(f"{where} has a bad quantity {raw!r}")
+    if not _is_int(raw) or not 0 <= raw <= MAX_QUANTITY:
+        raise InvalidValue(f"{where} has a bad quantity {str(raw)[:40]!r}")
     return raw
 
 
@@ -377,6 +413,9 @@ def _quantity(raw: Any, where: str) -> int | None:
 MAX_AMOUNT = Decimal(10) ** 15
 #: Most characters of a decimal amount (Stripe sends at most 12 decimal places).
 MAX_DECIMAL_CHARS = 32
+#: Largest quantity (or transform divisor) and interval count accepted.
+MAX_QUANTITY = 10**15
+MAX_INTERVAL_COUNT = 1000
 
 
 def _decimal(raw: Any, where: str, field: str = "") -> Decimal | None:
@@ -390,19 +429,23 @@ def _decimal(raw: Any, where: str, field: str = "") -> Decimal | None:
         return None
     if isinstance(raw, int | str):
         if isinstance(raw, str) and len(raw) > MAX_DECIMAL_CHARS:
-            raise InvalidEvent(f"{where}{field} is too long a number: {raw[:40]!r}…")
+            raise InvalidValue(f"{where}{field} is too long a number: {raw[:40]!r}…")
         try:
             value = Decimal(raw)
         except InvalidOperation:
-            raise InvalidEvent(f"{where}{field} is not a number: {raw!r}") from None
+            raise InvalidValue(f"{where}{field} is not a number: {str(raw)[:40]!r}") from None
     elif isinstance(raw, float):
         value = Decimal(str(raw))
     else:
-        raise InvalidEvent(f"{where}{field} is not a number: {raw!r}")
+        raise InvalidValue(f"{where}{field} is not a number: {str(raw)[:40]!r}")
     if not value.is_finite():
-        raise InvalidEvent(f"{where}{field} is not a finite number: {raw!r}")
-    if abs(value) > MAX_AMOUNT or (value and value.adjusted() < -MAX_DECIMAL_CHARS):
-        raise InvalidEvent(f"{where}{field} is out of range: {raw!r}")
+        raise InvalidValue(f"{where}{field} is not a finite number: {str(raw)[:40]!r}")
+    # The exponent first: arithmetic on "1e999999999" overflows the decimal context.
+    magnitude = value.adjusted()
+    if value and not -MAX_DECIMAL_CHARS <= magnitude <= MAX_AMOUNT.adjusted():
+        raise InvalidValue(f"{where}{field} is out of range: {str(raw)[:40]!r}")
+    if value.copy_abs() > MAX_AMOUNT:
+        raise InvalidValue(f"{where}{field} is out of range: {str(raw)[:40]!r}")
     return value
 
 

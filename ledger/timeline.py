@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
 
+from ledger.errors import InvalidValue
 from ledger.events import SubscriptionEvent, order_events
 from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
 from ledger.snapshot import Snapshot
@@ -144,7 +145,11 @@ def derive_ledger(
     for second, batch in groupby(ordered, key=lambda e: e.created):
         changes: dict[str, tuple[_Priced | None, _Priced]] = {}
         for event in batch:
-            result = subscription_mrr(event.snapshot, catalog)
+            try:
+                result = subscription_mrr(event.snapshot, catalog)
+            except InvalidValue as exc:
+                exc.event_id = event.id  # the caller quarantines that event, not the customer
+                raise
             if result.warnings:
                 warnings[event.id] = result.warnings
             sub_id = event.snapshot.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -19,7 +20,7 @@ POOL_RECYCLE_S = 1800
 #: Seconds a SQLite writer waits for the database lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, Limits], Engine] = {}
 _engines_lock = threading.Lock()
 
 
@@ -32,18 +33,46 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class Limits:
+    """How long the service waits on the database before it gives up and says so."""
+
+    #: Seconds to open a connection (a database that accepts and never answers).
+    connect_timeout_s: int = 5
+    #: Seconds any one statement may run on PostgreSQL (lock waits included).
+    statement_timeout_s: int = 30
+    #: Seconds to wait for a pooled connection when every one is in use.
+    pool_timeout_s: int = 10
+
+
+def make_engine(url: str, limits: Limits = Limits()) -> Engine:
     """A new engine for `url`.
 
-    SQLite: every transaction starts with `BEGIN IMMEDIATE`, so writers serialize on the
-    database lock (waiting up to the busy timeout) instead of failing when a read lock
-    cannot be upgraded, and the journal is WAL so readers do not block the writer.
+    Errors never carry the SQL statement's parameters (`hide_parameters`): they end up in
+    logs and in `last_error`, and the parameters are event payloads.
+
+    PostgreSQL: connect and statement timeouts from `limits`. SQLite: every transaction
+    starts with `BEGIN IMMEDIATE`, so writers serialize on the database lock (waiting up
+    to the busy timeout) instead of failing when a read lock cannot be upgraded, and the
+    journal is WAL so readers do not block the writer.
     """
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_recycle=POOL_RECYCLE_S)
+        return create_engine(
+            url,
+            pool_recycle=POOL_RECYCLE_S,
+            pool_timeout=limits.pool_timeout_s,
+            hide_parameters=True,
+            connect_args={
+                "connect_timeout": limits.connect_timeout_s,
+                "options": f"-c statement_timeout={limits.statement_timeout_s * 1000}",
+            },
+        )
     engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        url,
+        hide_parameters=True,
+        pool_timeout=limits.pool_timeout_s,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
     )
 
     @event.listens_for(engine, "connect")
@@ -63,12 +92,12 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str, limits: Limits = Limits()) -> Engine:
     """The process-wide engine for `url`, built on first use (never at import)."""
     with _engines_lock:
-        engine = _engines.get(url)
+        engine = _engines.get((url, limits))
         if engine is None:
-            engine = _engines[url] = make_engine(url)
+            engine = _engines[(url, limits)] = make_engine(url, limits)
         return engine
 
 
@@ -80,8 +109,17 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
-def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(url), expire_on_commit=False)
+def session_factory(url: str, limits: Limits = Limits()) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(url, limits), expire_on_commit=False)
+
+
+def describe(exc: BaseException) -> str:
+    """An error for logs and `last_error`: its type and the driver's primary message,
+    never the SQL statement's parameters (event payloads, customer data)."""
+    orig = getattr(exc, "orig", None) or exc
+    diag = getattr(orig, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(orig).split("\n", 1)[0]
+    return f"{type(orig).__name__}: {message}"[:1000]
 
 
 def engine_of(factory: sessionmaker[Session]) -> Engine:

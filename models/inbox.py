@@ -10,13 +10,15 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ledger.events import is_subscription_event
 from ledger.snapshot import customer_id_of
+from models.db import describe
 from models.tables import EventStatus, InboxEvent, utcnow
 
 
@@ -54,7 +56,11 @@ def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
 
 
 class InboxUnavailable(Exception):
-    """The inbox could not be written (the database is down or refused); retry later."""
+    """The inbox could not be written (the database is down or timed out): retry later."""
+
+
+class InboxRefused(Exception):
+    """The database refused the row itself (a value it can never store): never retry."""
 
 
 def store_events_committed(
@@ -96,8 +102,10 @@ class InboxWriter:
         if self.engine.dialect.name != "postgresql":
             try:
                 return store_events_committed(self.engine, items)
+            except (DataError, IntegrityError) as exc:
+                raise InboxRefused(describe(exc)) from exc
             except SQLAlchemyError as exc:
-                raise InboxUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise InboxUnavailable(describe(exc)) from exc
         rows = [_row_values(event, raw) for event, raw in items]
         unique = _unique(rows)
         try:
@@ -110,9 +118,11 @@ class InboxWriter:
                 if known:
                     cur.execute(_STATUSES_SQL, (known,))
                     statuses = dict(cur.fetchall())
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise InboxRefused(describe(exc)) from exc
         except Exception as exc:
             self.close()
-            raise InboxUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise InboxUnavailable(describe(exc)) from exc
         return _outcomes(rows, inserted, statuses)
 
     def _connection(self) -> Any:
@@ -235,6 +245,57 @@ def pending_customers(session: Session, scan: int) -> list[str]:
         .limit(scan)
     )
     return list(dict.fromkeys(c for c in rows if c is not None))
+
+
+def quarantine(session: Session, reasons: Mapping[str, str]) -> None:
+    """Set events aside that the ledger can never apply as they are (SPEC §8): kept with
+    their reason, left out of their customer's ledger until `mrr retry`."""
+    for event_id, reason in sorted(reasons.items()):
+        session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id == event_id)
+            .values(status=EventStatus.QUARANTINED, last_error=reason[:4000])
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failed or quarantined event, for operators: ids, type and reason, no payload."""
+
+    id: str
+    type: str
+    status: str
+    attempts: int
+    reason: str | None
+    received_at: datetime
+
+
+def problems(session: Session) -> list[Problem]:
+    """Every failed or quarantined event, oldest first."""
+    e = InboxEvent
+    rows = session.execute(
+        select(e.id, e.type, e.status, e.attempts, e.last_error, e.received_at)
+        .where(e.status.in_((EventStatus.FAILED, EventStatus.QUARANTINED)))
+        .order_by(e.received_at, e.id)
+    )
+    return [Problem(*row) for row in rows]
+
+
+def reset_for_retry(session: Session, event_ids: Sequence[str] | None) -> list[str]:
+    """Make failed or quarantined events pending again with a fresh attempt budget (all of
+    them when `event_ids` is None); returns the ids reset. Does not commit."""
+    e = InboxEvent
+    query = select(e.id).where(e.status.in_((EventStatus.FAILED, EventStatus.QUARANTINED)))
+    if event_ids is not None:
+        query = query.where(e.id.in_(event_ids))
+    ids = sorted(session.scalars(query))
+    if ids:
+        session.execute(
+            update(e)
+            .where(e.id.in_(ids))
+            .values(status=EventStatus.PENDING, attempts=0, last_error=None, enqueued_at=utcnow())
+        )
+    return ids
 
 
 def mark_ignored(session: Session, event_ids: Sequence[str]) -> None:

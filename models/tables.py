@@ -141,12 +141,17 @@ class LedgerDaily(Base):
 
 
 class SubscriptionRow(Base):
-    """A subscription as its latest event leaves it."""
+    """A subscription as its latest event leaves it, in its customer's ledger.
+
+    Keyed by customer too: Stripe never gives one subscription to two customers, but a
+    broken or hostile sender can, and then each customer's ledger counts what its own
+    events say instead of one customer's writes failing for good.
+    """
 
     __tablename__ = "subscriptions"
 
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(255), index=True)
     currency: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(32))
     mrr: Mapped[int] = mapped_column(BigInteger)

@@ -24,12 +24,12 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.errors import InvalidEvent, LedgerError
+from ledger.errors import InvalidEvent, InvalidValue, LedgerError
 from ledger.events import SubscriptionEvent, is_subscription_event, parse_event
-from ledger.mrr import Need
-from ledger.timeline import derive_ledger
+from ledger.mrr import Catalog, Need
+from ledger.timeline import CustomerLedger, derive_ledger
 from models import inbox, ledger_store
-from models.db import lock_customers, transaction, try_lock_customers
+from models.db import describe, lock_customers, transaction, try_lock_customers
 from models.tables import EventStatus, InboxEvent
 from pipeline import enrich
 from pipeline.settings import Settings
@@ -56,6 +56,8 @@ class Outcome:
     others: list[str] = field(default_factory=list)
     #: Events asked for that were already applied (or ignored) before this call.
     already: int = 0
+    #: Events asked for that the ledger can never apply: quarantined with their reason.
+    quarantined: list[str] = field(default_factory=list)
 
 
 def apply_event_ids(
@@ -75,7 +77,9 @@ def apply_event_ids(
     try:
         return _apply(factory, settings, event_ids, batch)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        # The ledger's own errors name the field; any other is described without the
+        # statement or its parameters (they would be the event's payload).
+        error = f"{type(exc).__name__}: {exc}" if isinstance(exc, LedgerError) else describe(exc)
         log.warning("events %s failed: %s", ", ".join(event_ids), error)
         try:
             with transaction(factory) as session:
@@ -117,6 +121,7 @@ def _apply(
     outcome.customers = len(written.customers)
     outcome.events = len(written.processed)
     outcome.others = sorted(written.processed - set(event_ids))
+    outcome.quarantined = sorted(set(written.quarantined) & {h.id for h in todo})
     for head in todo:
         if head.id in written.invalid:
             # The job fails visibly and is retried; the customer's ledger is written without it.
@@ -136,12 +141,15 @@ def _parse_error(session: Session, event_id: str) -> str:
 
 @dataclass
 class Written:
-    """What `apply_customers` wrote: the customers, the events marked processed, and the
-    stored events of those customers that cannot be parsed (with the reason)."""
+    """What `apply_customers` wrote: the customers, the events marked processed, the
+    stored events of those customers that cannot be parsed (with the reason), and
+    those it quarantined."""
 
     customers: list[str] = field(default_factory=list)
     processed: set[str] = field(default_factory=set)
     invalid: dict[str, str] = field(default_factory=dict)
+    #: Events the ledger can never apply as they are, with the reason: now quarantined.
+    quarantined: dict[str, str] = field(default_factory=dict)
 
 
 class _FetchFirst(Exception):
@@ -197,6 +205,9 @@ def _write(
     for row in rows:
         try:
             event = parse_event(json.loads(row.payload))
+        except InvalidValue as exc:
+            written.quarantined[row.id] = str(exc)
+            continue
         except (InvalidEvent, ValueError) as exc:
             written.invalid[row.id] = str(exc)
             continue
@@ -215,13 +226,32 @@ def _write(
             raise _FetchFirst(wanted)
         # Another customer that lacks a detail is left to its own job, which fetches it.
         chosen = [c for c in chosen if c in own or not unmet[c]]
-    ledgers = [derive_ledger(c, by_customer[c], catalog) for c in chosen]
+    ledgers = [_derive(c, by_customer[c], catalog, written.quarantined) for c in chosen]
     keep = set(chosen)
-    applied = [r for r in parsed if r.customer_id in keep]
+    applied = [r for r in parsed if r.customer_id in keep and r.id not in written.quarantined]
+    inbox.quarantine(session, written.quarantined)
     ledger_store.write_ledgers(session, ledgers, applied)
     written.customers = chosen
     written.processed = {r.id for r in applied}
     return written
+
+
+def _derive(
+    customer: str,
+    events: list[SubscriptionEvent],
+    catalog: Catalog,
+    quarantined: dict[str, str],
+) -> CustomerLedger:
+    """The customer's ledger, leaving out (and noting in `quarantined`) each event that
+    can only be priced out of range."""
+    while True:
+        try:
+            return derive_ledger(customer, events, catalog)
+        except InvalidValue as exc:
+            if exc.event_id is None:
+                raise
+            quarantined[exc.event_id] = str(exc)
+            events = [e for e in events if e.id != exc.event_id]
 
 
 def _lock(session: Session, customers: Sequence[str], others: Sequence[str]) -> list[str]:
@@ -289,10 +319,18 @@ def rebuild_all(
 
 def _rebuild_part(settings: Settings, customers: list[str]) -> int:
     """One chunk of a parallel rebuild, in a process of its own."""
-    from models.db import session_factory
 
-    factory = session_factory(settings.database_url)
+    factory = settings.sessions()
     return len(apply_customers(factory, settings, customers, batch=0, force=True).processed)
+
+
+@dataclass
+class Inline:
+    """What `apply_inline` did with the events it was given."""
+
+    applied: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    quarantined: dict[str, str] = field(default_factory=dict)
 
 
 def apply_inline(
@@ -301,25 +339,29 @@ def apply_inline(
     event_ids: Sequence[str],
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
-) -> tuple[int, dict[str, str]]:
+) -> Inline:
     """Apply stored events without a queue (`mrr replay --sync`): no retries, so an event
-    that cannot be parsed is marked `failed` at once. Returns (applied, failed: id → why)."""
+    that cannot be parsed is marked `failed` at once, and one that can never be applied
+    is quarantined, both with their reasons."""
     with factory() as session:
         heads = inbox.heads(session, event_ids)
     customers = sorted({h.customer_id for h in heads.values() if h.customer_id is not None})
     processed: set[str] = set()
-    failed: dict[str, str] = {}
+    result = Inline()
     for start in range(0, len(customers), chunk):
         written = apply_customers(factory, settings, customers[start : start + chunk], batch=0)
         processed |= written.processed
-        failed.update(written.invalid)
+        result.failed.update(written.invalid)
+        result.quarantined.update(written.quarantined)
         if progress is not None:
             progress(len(customers[start : start + chunk]))
     with transaction(factory) as session:
         for head in heads.values():
             if head.customer_id is None and is_subscription_event(head.type):
-                failed[head.id] = _parse_error(session, head.id)
-        failed = {e: why for e, why in failed.items() if e in heads}
-        for event_id, why in failed.items():
+                result.failed[head.id] = _parse_error(session, head.id)
+        result.failed = {e: why for e, why in result.failed.items() if e in heads}
+        for event_id, why in result.failed.items():
             inbox.record_failure(session, event_id, f"InvalidEvent: {why}", attempts_allowed=1)
-    return len(processed & set(heads)), failed
+    result.quarantined = {e: why for e, why in result.quarantined.items() if e in heads}
+    result.applied = len(processed & set(heads))
+    return result

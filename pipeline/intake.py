@@ -18,8 +18,15 @@ from typing import Any
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.snapshot import customer_id_of
 from models.db import engine_of
-from models.inbox import InboxUnavailable, InboxWriter, Stored, store_events_committed
+from models.inbox import (
+    InboxRefused,
+    InboxUnavailable,
+    InboxWriter,
+    Stored,
+    store_events_committed,
+)
 from pipeline.queue import enqueue_new
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BadEvent",
     "GroupCommit",
+    "InboxRefused",
     "InboxUnavailable",
     "IntakeTimeout",
     "enqueue",
@@ -44,10 +52,20 @@ class IntakeTimeout(RuntimeError):
     """The inbox write this request waits on did not finish in time (a 503: retry)."""
 
 
+#: Widths of the inbox columns an event's fields go into.
+MAX_ID, MAX_API_VERSION = 255, 64
+#: `created` must fit the inbox's 64-bit column.
+MAX_CREATED = 2**63 - 1
+
+
 def parse_envelope(payload: bytes | str) -> dict[str, Any]:
-    """A verified body must be a JSON object with string `id`, `type` and `object: event`."""
+    """A verified body must be a JSON object with string `id`, `type` and `object: event`,
+    and what goes into the inbox's columns must fit them (ids, type, API version,
+    customer id, `created`). Anything else can never be stored: `BadEvent` (a 400)."""
     try:
         event = json.loads(payload)
+    except RecursionError:
+        raise BadEvent("body is nested too deeply") from None
     except ValueError:
         raise BadEvent("body is not valid JSON") from None
     if not isinstance(event, dict):
@@ -58,7 +76,30 @@ def parse_envelope(payload: bytes | str) -> dict[str, Any]:
         raise BadEvent("event has no string id")
     if not isinstance(event.get("type"), str) or not event["type"]:
         raise BadEvent("event has no string type")
+    _storable(event["id"], "id", MAX_ID)
+    _storable(event["type"], "type", MAX_ID)
+    if isinstance(event.get("api_version"), str):
+        _storable(event["api_version"], "api_version", MAX_API_VERSION)
+    created = event.get("created")
+    if isinstance(created, int) and not -MAX_CREATED <= created <= MAX_CREATED:
+        raise BadEvent("event created is out of range")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    customer = customer_id_of(obj) if isinstance(obj, dict) else None
+    if customer is not None:
+        _storable(customer, "data.object.customer", MAX_ID)
     return event
+
+
+def _storable(value: str, name: str, limit: int) -> None:
+    if len(value) > limit:
+        raise BadEvent(f"event {name} is longer than {limit} characters")
+    if "\x00" in value:
+        raise BadEvent(f"event {name} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadEvent(f"event {name} is not valid Unicode") from None
 
 
 def store(factory: sessionmaker[Session], event: dict[str, Any], raw: str) -> Stored:
@@ -140,18 +181,33 @@ class GroupCommit:
         assert slot.result is not None
         return slot.result
 
+    def _store(self, batch: list[_Slot]) -> None:
+        """Store the batch; if the database refuses a row, store one by one, so only the
+        refused event is answered 400 and the others are stored."""
+        try:
+            results = self.writer.store([(s.event, s.raw) for s in batch])
+        except InboxRefused as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for slot in batch:
+                self._store([slot])
+            return
+        for slot, stored in zip(batch, results, strict=True):
+            slot.result = stored
+
     def _write_batch(self) -> None:
         with self._lock:
             batch = self._pending[: self.MAX_BATCH]
             del self._pending[: self.MAX_BATCH]
         try:
-            results = self.writer.store([(s.event, s.raw) for s in batch])
-            for slot, stored in zip(batch, results, strict=True):
-                slot.result = stored
+            self._store(batch)
+            results = [s.result for s in batch if s.result is not None]
             enqueue(self.queue(), [s.event_id for s in results if s.inserted and s.pending])
         except Exception as exc:
             for slot in batch:
-                slot.error = exc
+                if slot.result is None and slot.error is None:
+                    slot.error = exc
         finally:
             with self._lock:
                 for slot in batch:

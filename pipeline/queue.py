@@ -8,6 +8,8 @@ Redis loss can hand an event a fresh budget.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +36,7 @@ APPLY_JOB = "workers.jobs.apply_event"
 #: RQ statuses of a job that will still run, whatever the sweeper does.
 _WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 #: RQ's set of queue keys (`Queue.redis_queues_keys`).
 _QUEUES_KEY = Queue.redis_queues_keys
 _connections: dict[str, Redis] = {}
@@ -65,7 +68,12 @@ def make_queue(redis_url: str, name: str) -> Queue:
 
 
 def job_id(event_id: str) -> str:
-    return f"apply-{event_id}"
+    """The apply job's id: `apply-<event id>`, or a digest of an id RQ would refuse (RQ
+    allows letters, digits, `_` and `-` only; Stripe's `evt_…` ids always pass)."""
+    if _PLAIN_ID.fullmatch(event_id):
+        return f"apply-{event_id}"
+    # "applyx-": a plain id gives "apply-…", so the two forms can never collide.
+    return "applyx-" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def enqueue_apply(

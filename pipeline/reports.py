@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ledger.errors import InvalidValue
+from ledger.snapshot import storable
 from models import queries
 from reporting.cohorts import cohort_table
 from reporting.metrics import exact_rates, period_row, period_rows, summary
@@ -135,6 +137,15 @@ REPORTS = {
 }
 
 
+def valid_customer_id(customer_id: str) -> bool:
+    """Whether `customer_id` could be stored at all (a NUL or over-long id never was)."""
+    try:
+        storable(customer_id, "customer id")
+    except InvalidValue:
+        return False
+    return True
+
+
 def customer_report(session: Session, customer_id: str) -> dict[str, Any] | None:
     """A customer's MRR timeline and movements; None for a customer never seen."""
     subs = queries.customer_subscriptions(session, customer_id)
@@ -225,5 +236,9 @@ def _as_of(raw: str | None) -> datetime | None:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise BadQuery(f"as_of must be a date or an ISO-8601 time (got {raw!r})") from None
-    _in_range(parsed.date(), "as_of")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise BadQuery(f"as_of is out of range (got {raw!r})") from None
+    _in_range(parsed.date(), "as_of")  # in UTC: 1970-01-01T00:00+14:00 is 1969
+    return parsed

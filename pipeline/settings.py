@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import Limits, session_factory
+
 
 class SettingsError(ValueError):
     """An environment variable is missing or malformed; raised at boot, never later."""
@@ -31,6 +35,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     sweep_after_s: int = 30
     queue_name: str = "mrr"
+    db_connect_timeout_s: int = 5
+    db_statement_timeout_s: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -55,7 +61,21 @@ class Settings:
             max_body_bytes=_positive_int(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 1_048_576),
             sweep_after_s=_positive_int(get("SWEEP_AFTER_S"), "SWEEP_AFTER_S", 30),
             queue_name=get("MRR_QUEUE") or "mrr",
+            db_connect_timeout_s=_positive_int(
+                get("DB_CONNECT_TIMEOUT_S"), "DB_CONNECT_TIMEOUT_S", 5
+            ),
+            db_statement_timeout_s=_positive_int(
+                get("DB_STATEMENT_TIMEOUT_S"), "DB_STATEMENT_TIMEOUT_S", 30
+            ),
         )
+
+    @property
+    def db_limits(self) -> Limits:
+        return Limits(self.db_connect_timeout_s, self.db_statement_timeout_s)
+
+    def sessions(self) -> sessionmaker[Session]:
+        """This process's session factory for the configured database (built on first use)."""
+        return session_factory(self.database_url, self.db_limits)
 
     def require_webhook_secret(self) -> Settings:
         """The web process refuses to start without a signing secret (never verify-less)."""

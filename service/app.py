@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def register_settings(app: Flask, settings: Settings) -> None:
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit is read, so a chunked body over it is told apart (a 413).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["mrr"] = Services.build(settings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -28,6 +28,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return json_error(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # Logged with its traceback, answered without it: every error body is JSON.
+        app.logger.error("unhandled %s on %s", type(exc).__name__, request.path, exc_info=exc)
+        return json_error(500, "internal_error", "an unexpected error occurred")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -12,7 +12,6 @@ from flask import current_app
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import session_factory
 from pipeline.intake import GroupCommit
 from pipeline.queue import make_queue
 from pipeline.settings import Settings
@@ -31,7 +30,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        return cls(settings=settings, sessions=session_factory(settings.database_url))
+        return cls(settings=settings, sessions=settings.sessions())
 
     @property
     def queue(self) -> Queue:

@@ -95,7 +95,10 @@ def build_status(svc: Services, now: datetime | None = None) -> dict[str, Any]:
     if not doc["redis"]:
         warnings.append("redis unreachable: events are stored and will be swept when it returns")
     if counts["failed"]:
-        warnings.append(f"{counts['failed']} event(s) failed; see the failed job registry")
+        warnings.append(
+            f"{counts['failed']} event(s) failed or quarantined; `mrr failed` lists them, "
+            "`mrr retry` re-drives them"
+        )
     doc["warnings"] = warnings
     doc["events_priced_without_api_details"] = warned
     return doc

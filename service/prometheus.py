@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 
+from models.db import is_reachable
 from models.queries import currency_totals
 from models.tables import EventStatus, InboxEvent
 from pipeline.queue import queue_stats
@@ -47,6 +48,13 @@ class PipelineCollector(Collector):
         customers = GaugeMetricFamily(
             "mrr_customers", "Customers with MRR > 0", labels=["currency"]
         )
+        database_up = GaugeMetricFamily("mrr_database_up", "1 when the database answers")
+        up = is_reachable(self.svc.sessions)
+        database_up.add_metric([], 1 if up else 0)
+        if not up:  # the queue's figures still come, the inbox's cannot
+            yield database_up
+            yield from self._queue()
+            return
         e = InboxEvent
         with self.svc.sessions() as session:
             by_type = session.execute(
@@ -85,6 +93,10 @@ class PipelineCollector(Collector):
             + [("+Inf", int(count))],
             sum_value=int(sum_ms) / 1000,
         )
+        yield from (database_up, received, applied, failed, pending, latency, mrr, customers)
+        yield from self._queue()
+
+    def _queue(self) -> Iterator[Metric]:
         stats = queue_stats(self.svc.queue)
         queue = GaugeMetricFamily("mrr_queue_depth", "Jobs waiting in the RQ queue")
         failed_jobs = GaugeMetricFamily("mrr_failed_jobs", "Jobs in RQ's failed registry")
@@ -93,18 +105,7 @@ class PipelineCollector(Collector):
         if stats.get("reachable"):
             queue.add_metric([], int(stats["depth"]))
             failed_jobs.add_metric([], int(stats["failed_jobs"]))
-        yield from (
-            received,
-            applied,
-            failed,
-            pending,
-            latency,
-            mrr,
-            customers,
-            queue,
-            failed_jobs,
-            redis_up,
-        )
+        yield from (queue, failed_jobs, redis_up)
 
 
 def render(svc: Services) -> bytes:

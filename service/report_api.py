@@ -13,10 +13,18 @@ from service.extensions import services
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 
+def _args() -> dict[str, str]:
+    """The query string as single values; a parameter given twice is a 400, not a guess."""
+    repeated = sorted(k for k, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise ApiError(400, "bad_query", f"parameter {repeated[0]!r} is given more than once")
+    return request.args.to_dict()
+
+
 def _respond(name: str) -> Response:
     """Parse the query string, build report `name`, and turn a bad parameter into a 400."""
     try:
-        query = report_docs.parse_query(request.args.to_dict(), report_docs.PARAMETERS[name])
+        query = report_docs.parse_query(_args(), report_docs.PARAMETERS[name])
         with services().sessions() as session:
             return jsonify(report_docs.REPORTS[name](session, query, utcnow()))
     except report_docs.BadQuery as exc:
@@ -44,6 +52,10 @@ def cohorts() -> Response:
 @bp.get("/customers/<customer_id>")
 @require_ops_token
 def customer(customer_id: str) -> Response:
+    if request.args:
+        raise ApiError(400, "bad_query", "this report takes no parameters")
+    if not report_docs.valid_customer_id(customer_id):
+        raise ApiError(400, "bad_query", "not a valid customer id")
     with services().sessions() as session:
         doc = report_docs.customer_report(session, customer_id)
     if doc is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import stripe
 from flask import Blueprint, Response, jsonify, request
@@ -36,11 +36,15 @@ def verify_signature(
 ) -> None:
     """Check `header` against every secret (a secret roll signs with two).
 
-    The timestamp must lie within `tolerance_s` of now in **both** directions;
-    stripe-python only rejects old ones.
+    The header must carry exactly one timestamp (`t=`), and it must lie within
+    `tolerance_s` of now in **both** directions (stripe-python only rejects old ones).
+    stripe-python then verifies the HMAC of that same timestamp and the raw body, in
+    constant time: a second `t=` can never make an old signature look fresh.
     """
     if not header:
         raise SignatureError("missing Stripe-Signature header")
+    if not header.isascii():
+        raise SignatureError("Stripe-Signature header is not ASCII")
     timestamp = _timestamp(header)
     now = time.time() if now is None else now
     if abs(now - timestamp) > tolerance_s:
@@ -61,21 +65,21 @@ def verify_signature(
 @bp.post("/webhooks/stripe")
 def stripe_webhook() -> Response:
     svc = services()
-    settings = svc.settings
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        return _too_large(settings.max_body_bytes)
+    limit = svc.settings.max_body_bytes
+    # The app reads at most one byte more than the limit (MAX_CONTENT_LENGTH): that byte
+    # tells a chunked body over the limit from one exactly at it.
     try:
         payload = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        return _too_large(settings.max_body_bytes)
-    if len(payload) > settings.max_body_bytes:
-        return _too_large(settings.max_body_bytes)
+        return _too_large(limit)
+    if len(payload) > limit:
+        return _too_large(limit)
     try:
         verify_signature(
             payload,
             request.headers.get("Stripe-Signature"),
-            settings.webhook_secrets,
-            settings.webhook_tolerance_s,
+            svc.settings.webhook_secrets,
+            svc.settings.webhook_tolerance_s,
         )
     except SignatureError as exc:
         return json_error(400, "bad_signature", str(exc))
@@ -86,18 +90,22 @@ def stripe_webhook() -> Response:
     try:
         stored = svc.intake.submit(event, payload.decode("utf-8"))
     except (intake.InboxUnavailable, intake.IntakeTimeout) as exc:
-        log.error("inbox write failed for %s: %s", event["id"], exc)
+        log.error("inbox write failed for event %s: %s", event["id"], exc)
         return json_error(503, "inbox_unavailable", "the inbox cannot be written; retry later")
+    except intake.InboxRefused as exc:
+        log.warning("inbox refused event %s: %s", event["id"], exc)
+        return json_error(400, "bad_event", "the event cannot be stored")
     return jsonify({"received": True, "id": stored.event_id, "duplicate": not stored.inserted})
 
 
 def _timestamp(header: str) -> int:
-    parts: Mapping[str, str] = dict(
-        p.split("=", 1) for p in header.split(",") if "=" in p and p.startswith("t=")
-    )
+    """The one `t=` of the header (parsed as stripe-python parses it)."""
+    stamps = [kv[1] for kv in (item.split("=", 1) for item in header.split(",")) if kv[0] == "t"]
+    if len(stamps) != 1:
+        raise SignatureError("Stripe-Signature header must carry exactly one timestamp")
     try:
-        return int(parts["t"])
-    except (KeyError, ValueError):
+        return int(stamps[0])
+    except ValueError:
         raise SignatureError("Stripe-Signature header has no valid timestamp") from None
 
 

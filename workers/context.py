@@ -11,7 +11,6 @@ import threading
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import session_factory
 from pipeline.queue import make_queue
 from pipeline.settings import Settings
 
@@ -35,7 +34,7 @@ def settings() -> Settings:
 
 
 def sessions() -> sessionmaker[Session]:
-    return session_factory(settings().database_url)
+    return settings().sessions()
 
 
 def queue() -> Queue:

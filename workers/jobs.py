@@ -26,6 +26,8 @@ def apply_event(event_id: str) -> str:
             absorb(context.queue(), outcome.others)
         except Exception as exc:  # their jobs then run and find the events applied
             log.warning("could not drop %d absorbed job(s): %s", len(outcome.others), exc)
+    if outcome.quarantined:
+        return "quarantined: the ledger can never apply it as it is (see `mrr failed`)"
     if outcome.already:
         return "already applied"
     return f"applied {outcome.events} event(s) of {outcome.customers} customer(s)"

@@ -46,6 +46,7 @@ def test_replay_sync_applies_inline_without_redis(env, db, monkeypatch) -> None:
         "duplicates": 0,
         "applied": 20,
         "failed": 0,
+        "quarantined": 0,
     }
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
     code, out, _ = run("replay", "--sync", "--json", str(FIXTURES))  # a second replay

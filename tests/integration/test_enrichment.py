@@ -64,7 +64,9 @@ def tiered_event(event_id: str, customer: str, quantity: int = 5, legacy: bool =
 
 def sub_mrr(db, sub_id: str) -> int:
     with db() as session:
-        return session.get(SubscriptionRow, sub_id).mrr
+        return (
+            session.scalars(select(SubscriptionRow).where(SubscriptionRow.id == sub_id)).one().mrr
+        )
 
 
 @responses.activate
@@ -201,7 +203,8 @@ def test_a_stripe_outage_fails_the_job_for_a_retry(db, keyed) -> None:
     with db() as session:
         row = session.get(InboxEvent, "evt_500")
         assert row.attempts == 1 and "boom" in row.last_error
-        assert session.get(SubscriptionRow, "sub_cus_500") is None  # nothing half-written
+        half_written = select(SubscriptionRow).where(SubscriptionRow.id == "sub_cus_500")
+        assert session.scalars(half_written).first() is None  # nothing half-written
 
 
 def test_discount_expansions_follow_the_pinned_api_version() -> None:
