@@ -94,10 +94,6 @@ def _labels(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
     return period_names(doc["period"], [r["period_start"] for r in doc["periods"]])
 
 
-def _quiet(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> bool:
-    return not any(r[k] for r in rows for k in keys)
-
-
 def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
     """Ending MRR per period, and below it the period's movements stacked."""
     rows, fmt = doc["periods"], Formats(doc["currency"])
@@ -113,14 +109,12 @@ def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
         fmt.exact,
         "MRR movements per period",
     )
-    quiet = _quiet(rows, [k for k, _, _ in MOVEMENTS])
     return Figure(
         "mrr",
         "MRR and its movements",
         source,
         (line, bars),
         [("Ending MRR", "k-mrr")] + [(name, f"k-{key}") for key, name, _ in MOVEMENTS],
-        "No movements in this range." if quiet else "",
     )
 
 
@@ -183,7 +177,6 @@ def levers_figure(doc: dict[str, Any], source: str) -> Figure:
         source,
         (chart,),
         [(name, f"k-{kind}") for kind, name in KINDS.items() if kind in used],
-        "" if used else "No expansion or contraction in this range.",
     )
 
 
@@ -224,8 +217,7 @@ def churn_figure(doc: dict[str, Any], source: str) -> Figure:
         source,
         (by_reason, split),
         [(_words(reason), colour[reason]) for reason in reasons]
-        + [("Voluntary", "k-voluntary"), ("Delinquent (payment failed)", "k-delinquent")],
-        "" if reasons else "No churn in this range.",
+        + [("Voluntary", "k-voluntary"), ("Delinquent (payment failed, unpaid)", "k-delinquent")],
     )
 
 
