@@ -254,6 +254,8 @@ def area(
     height: int = 170,
 ) -> Markup:
     """A filled line through one value per period (e.g. ending MRR), a point on each."""
+    if not any(values):
+        return _nothing(label, "nothing in this range")
     frame = _Frame(min(0, *values) if values else 0, max(values, default=0), len(values), height)
     parts = _y_axis(frame, axis)
     points = [(frame.centre(i), frame.y(v)) for i, v in enumerate(values)]
@@ -288,6 +290,8 @@ def waterfall(steps: Sequence[Step], axis: Formatter, exact: Formatter, label: s
             run = run + step.value if step.role == "up" else run - step.value
         spans.append((start, run))
         levels += [start, run]
+    if not any(levels):
+        return _nothing(label, "nothing in this period")
     frame = _Frame(min(0, *levels) if levels else 0, max(levels, default=0), len(steps))
     parts = _y_axis(frame, axis)
     for i, (step, (start, end)) in enumerate(zip(steps, spans, strict=True)):

@@ -59,6 +59,7 @@ def test_a_chart_with_nothing_to_draw_says_so_instead_of_empty_axes() -> None:
     assert "nothing in this range" in svg
     assert values(svg) == []
     assert "no starting MRR" in charts.signed_bars(["Jan"], ["January"], [None], str, str, "x")
+    assert "nothing in this range" in charts.area(["Jan"], ["January"], [0], str, str, "x")
 
 
 def test_signed_bars_highlight_net_negative_periods() -> None:
