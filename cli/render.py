@@ -7,46 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-#: Stripe's zero-decimal currencies: their minor unit is the major unit.
-ZERO_DECIMAL = frozenset(
-    {
-        "bif",
-        "clp",
-        "djf",
-        "gnf",
-        "jpy",
-        "kmf",
-        "krw",
-        "mga",
-        "pyg",
-        "rwf",
-        "ugx",
-        "vnd",
-        "vuv",
-        "xaf",
-        "xof",
-        "xpf",
-    }
-)
-
-
-def money(amount: int | None, currency: str = "usd") -> str:
-    """Minor units as a major-unit figure (display only; JSON stays in minor units)."""
-    if amount is None:
-        return "—"
-    if currency in ZERO_DECIMAL:
-        return f"{amount:,}"
-    sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
-
-
-def pct(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate * 100:.2f} %"
-
-
-def ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+from reporting.display import money, pct, ratio
 
 
 def summary_table(doc: dict[str, Any]) -> Table:

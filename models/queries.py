@@ -147,3 +147,17 @@ def customer_subscriptions(session: Session, customer_id: str) -> list[Subscript
             .order_by(SubscriptionRow.id)
         )
     )
+
+
+def find_customers(session: Session, text: str, limit: int) -> list[str]:
+    """Up to `limit` customer ids containing `text` (case-insensitive; `%` and `_` are
+    literal), the exact id first, then in order."""
+    ids = SubscriptionRow.customer_id
+    found = session.scalars(
+        select(ids)
+        .where(ids.icontains(text, autoescape=True))
+        .group_by(ids)
+        .order_by(case((ids == text, 0), else_=1), ids)
+        .limit(limit)
+    )
+    return list(found)

@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from pipeline.settings import Settings
-from service import ops, report_api, webhook
+from service import dashboard, ops, report_api, session, webhook
 from service.errors import register_error_handlers
 from service.extensions import Services
 
@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = (settings or Settings.from_env()).require_webhook_secret()
     app = Flask(__name__)
     register_settings(app, settings)
+    register_sessions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
     register_logging(app)
@@ -30,10 +31,16 @@ def register_settings(app: Flask, settings: Settings) -> None:
     app.extensions["mrr"] = Services.build(settings)
 
 
+def register_sessions(app: Flask, settings: Settings) -> None:
+    """Dashboard sign-in: session cookies signed with a key derived from OPS_TOKEN."""
+    session.configure(app, settings.ops_token)
+
+
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(report_api.bp)
+    app.register_blueprint(dashboard.bp)
 
 
 def register_logging(app: Flask) -> None:

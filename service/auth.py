@@ -1,8 +1,12 @@
-"""Bearer-token guard of every ops endpoint: no `OPS_TOKEN`, no access (never open)."""
+"""Guard of every ops endpoint: no `OPS_TOKEN`, no access (never open).
+
+A request gets in with `Authorization: Bearer $OPS_TOKEN` or with the signed session
+cookie of a dashboard sign-in (`service/session.py`), so each figure of the dashboard
+can link to the JSON it came from.
+"""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -11,6 +15,7 @@ from flask import request
 
 from service.errors import ApiError
 from service.extensions import services
+from service.session import signed_in, token_matches
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def bearer_ok(header: str | None, token: str) -> bool:
     if not header or not header.startswith("Bearer "):
         return False
-    return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())
+    return token_matches(header[len("Bearer ") :].strip(), token)
 
 
 def require_ops_token(view: F) -> F:
@@ -27,7 +32,7 @@ def require_ops_token(view: F) -> F:
         token = services().settings.ops_token
         if token is None:
             raise ApiError(503, "ops_disabled", "OPS_TOKEN is not configured on this server")
-        if not bearer_ok(request.headers.get("Authorization"), token):
+        if not (bearer_ok(request.headers.get("Authorization"), token) or signed_in()):
             raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer' token is required")
         return view(*args, **kwargs)
 

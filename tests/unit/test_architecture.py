@@ -32,6 +32,7 @@ def test_ledger_and_reporting_import_no_infrastructure() -> None:
         "reporting.metrics",
         "reporting.periods",
         "reporting.cohorts",
+        "reporting.display",
     ]
     infrastructure = {
         "flask",

@@ -1,0 +1,265 @@
+"""`/dashboard` (SPEC §4): the charts of the report documents, customer pages, sign-in.
+
+Views stay thin: documents from `pipeline/reports.py` (the very ones `/reports/*`
+serves), figures from `service/figures.py`, pages from `service/templates/dashboard/`.
+Pages answer to a dashboard session (`service/session.py`) or the bearer header; without
+either they redirect to the sign-in form. Errors here are HTML pages, not JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
+
+from models import queries
+from models.tables import utcnow
+from pipeline import reports as report_docs
+from reporting.display import money, pct
+from service import figures
+from service.auth import bearer_ok
+from service.extensions import services
+from service.ops import build_status
+from service.session import (
+    THROTTLE,
+    LoginThrottle,
+    csrf_ok,
+    csrf_token,
+    sign_in,
+    sign_out,
+    signed_in,
+    token_matches,
+)
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+#: The report parameters the page's pickers send (`focus` picks the waterfall's period).
+PICKERS = frozenset({"currency", "period", "start", "end"})
+SEARCH_LIMIT = 20
+#: Sent with every page: no scripts at all, styles and forms of this site only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+Documents = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+
+
+def require_sign_in(view: F) -> F:
+    """Let in a dashboard session or the bearer token; send anyone else to the form."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        token = services().settings.ops_token
+        if token is None:
+            raise ServiceUnavailable("Set OPS_TOKEN on the server to open the dashboard.")
+        if signed_in() or bearer_ok(request.headers.get("Authorization"), token):
+            return view(*args, **kwargs)
+        return redirect(url_for(".login", next=request.full_path.rstrip("?")))
+
+    return guarded  # type: ignore[return-value]
+
+
+@bp.get("")
+@require_sign_in
+def index() -> str:
+    """The dashboard for the picked currency, period and range (the reports' defaults)."""
+    args = _filled(request.args)
+    focus = args.pop("focus", None)
+    svc, now = services(), utcnow()
+    try:
+        with svc.sessions() as session:
+            docs = _documents(session, report_docs.parse_query(args, PICKERS), now)
+    except report_docs.BadQuery as exc:
+        raise BadRequest(str(exc)) from None
+    # After the reports' session has ended: on SQLite a second one would wait for it.
+    status = build_status(svc, now)
+    if docs is None:
+        return render_template(
+            "dashboard/first_run.html",
+            webhook_url=url_for("webhook.stripe_webhook", _external=True),
+            status=status,
+        )
+    summary, movements, cohorts = docs
+    currency = summary["currency"]
+    rows = movements["periods"]
+    row = next((r for r in rows if r["period_start"] == focus), rows[-1])
+    sources = {
+        "summary": url_for("reports.summary", currency=currency),
+        "movements": url_for(
+            "reports.movements",
+            period=movements["period"],
+            start=movements["start"],
+            end=movements["end"],
+            currency=currency,
+        ),
+        "cohorts": url_for(
+            "reports.cohorts", start=cohorts["start"], end=cohorts["end"], currency=currency
+        ),
+    }
+    return render_template(
+        "dashboard/index.html",
+        summary=summary,
+        movements=movements,
+        focus=row,
+        focus_names=figures.period_names(movements["period"], [r["period_start"] for r in rows]),
+        cards=figures.headline(summary, movements, row, sources["summary"], sources["movements"]),
+        figures=[
+            figures.mrr_figure(movements, sources["movements"]),
+            figures.waterfall_figure(movements, row, sources["movements"]),
+            figures.net_churn_figure(movements, sources["movements"]),
+            figures.levers_figure(movements, sources["movements"]),
+            figures.churn_figure(movements, sources["movements"]),
+            figures.cohorts_figure(cohorts, sources["cohorts"]),
+        ],
+        status=status,
+    )
+
+
+def _documents(session: Session, query: report_docs.Query, now: datetime) -> Documents | None:
+    """The summary, movements and cohorts documents of one currency (the picked one, else
+    the one with the most MRR), each exactly what its `/reports/*` URL serves; None while
+    the ledger has no customer (the first-run page, not empty axes)."""
+    summary = report_docs.summary_report(session, report_docs.Query(currency=query.currency), now)
+    if not summary["currencies"]:
+        return None
+    currency = summary["currency"]
+    movements = report_docs.movements_report(
+        session, report_docs.Query(currency, query.period, query.start, query.end), now
+    )
+    cohorts = report_docs.cohorts_report(
+        session, report_docs.Query(currency, start=query.start, end=query.end), now
+    )
+    return summary, movements, cohorts
+
+
+@bp.get("/customers")
+@require_sign_in
+def search() -> ResponseReturnValue:
+    """Find a customer by id or part of one; a single match opens its page."""
+    text = request.args.get("q", "").strip()
+    if not text:
+        return redirect(url_for(".index"))
+    with services().sessions() as session:
+        matches = queries.find_customers(session, text, SEARCH_LIMIT)
+    if matches and (matches[0] == text or len(matches) == 1):
+        return redirect(url_for(".customer", customer_id=matches[0]))
+    return render_template("dashboard/search.html", q=text, matches=matches, limit=SEARCH_LIMIT)
+
+
+@bp.get("/customers/<customer_id>")
+@require_sign_in
+def customer(customer_id: str) -> str:
+    """A customer's MRR over time, subscriptions and movements."""
+    with services().sessions() as session:
+        doc = report_docs.customer_report(session, customer_id)
+    if doc is None:
+        raise NotFound(f"No subscription events for customer {customer_id!r}.")
+    return render_template(
+        "dashboard/customer.html",
+        doc=doc,
+        charts=figures.customer_charts(doc, utcnow()),
+        source=url_for("reports.customer", customer_id=customer_id),
+    )
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """The sign-in form: the token goes in a POST body, never a URL, and comes back
+    as a session cookie."""
+    token = services().settings.ops_token
+    if token is None:
+        raise ServiceUnavailable("Set OPS_TOKEN on the server to open the dashboard.")
+    next_page = _next_page(request.values.get("next"))
+    if request.method == "GET":
+        if signed_in():
+            return redirect(next_page)
+        return render_template("dashboard/login.html", next=next_page)
+    if not csrf_ok(request.form.get("csrf_token")):
+        return _login_error(400, next_page, "The form had expired. Please sign in again.")
+    throttle: LoginThrottle = current_app.extensions[THROTTLE]
+    address = request.remote_addr or "unknown"
+    wait = throttle.retry_after(address)
+    if wait:
+        return _login_error(
+            429, next_page, f"Too many attempts. Try again in {wait} s.", {"Retry-After": str(wait)}
+        )
+    if not token_matches(request.form.get("token", ""), token):
+        throttle.failed(address)
+        return _login_error(401, next_page, "That is not the token.")
+    throttle.succeeded(address)
+    sign_in()
+    return redirect(next_page)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    if not csrf_ok(request.form.get("csrf_token")):
+        raise BadRequest("The form had expired; reload the page and sign out again.")
+    sign_out()
+    return redirect(url_for(".login"))
+
+
+def _login_error(
+    status: int, next_page: str, message: str, headers: Mapping[str, str] | None = None
+) -> tuple[str, int, dict[str, str]]:
+    page = render_template("dashboard/login.html", next=next_page, error=message)
+    return page, status, dict(headers or {})
+
+
+def _next_page(raw: str | None) -> str:
+    """Where sign-in leads: a dashboard path of this site, never another site."""
+    home = url_for(".index")
+    if not raw:
+        return home
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc or "\\" in raw or not parts.path.startswith(home):
+        return home
+    return raw
+
+
+def _filled(args: Mapping[str, str]) -> dict[str, str]:
+    """The form's fields that were filled in (an empty date input means "the default")."""
+    return {name: value for name, value in args.items() if value.strip()}
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    return {"money": money, "pct": pct, "csrf_token": csrf_token}
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _error_page(exc: HTTPException) -> tuple[str, int]:
+    code = exc.code or 500
+    page = render_template(
+        "dashboard/message.html", code=code, title=exc.name, message=exc.description
+    )
+    return page, code

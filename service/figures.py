@@ -1,0 +1,328 @@
+"""The dashboard's figures, drawn from the report documents of `pipeline/reports.py`.
+
+Each function takes a document exactly as `/reports/*` serves it (and the URL that
+serves it) and says which of its keys feed which series; nothing here computes a
+metric. The only arithmetic is display: voluntary churn is the row's `churn` less its
+`delinquent_churn`, and the headline names the largest key of `expansion_by_kind`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from markupsafe import Markup
+
+from reporting.display import compact_money, money, pct
+from service import charts
+from service.charts import Series, Step
+
+#: Movement types in stacking order: money in above the zero line, money out below.
+MOVEMENTS = (
+    ("new", "New", 1),
+    ("expansion", "Expansion", 1),
+    ("reactivation", "Reactivation", 1),
+    ("contraction", "Contraction", -1),
+    ("churn", "Churn", -1),
+)
+#: The growth levers of SPEC §7, in the order a founder reads them.
+KINDS = {
+    "seats": "Seats",
+    "upgrade": "Upgrade",
+    "cross_sell": "Cross-sell",
+    "discount": "Discount",
+    "downgrade": "Downgrade",
+    "other": "Other",
+}
+#: Colour classes for churn reasons, handed out in the order the reasons are listed.
+REASON_COLOURS = 8
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One card of the dashboard: its charts, their legend, and the JSON they show."""
+
+    id: str
+    title: str
+    source: str  # URL of the JSON document every number of the figure comes from
+    charts: Sequence[Markup]
+    legend: Sequence[tuple[str, str]] = ()  # (name, CSS class of its swatch)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Card:
+    """A headline figure."""
+
+    label: str
+    value: str
+    detail: str
+    source: str
+    tone: str = ""  # "good", "bad" or "" (a CSS class)
+
+
+class Formats:
+    """How one currency's amounts read: short on axes, exact in tooltips."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+
+    def axis(self, value: float) -> str:
+        return compact_money(value, self.currency)
+
+    def exact(self, value: float) -> str:
+        return f"{money(round(value), self.currency)} {self.currency.upper()}"
+
+
+def rate_axis(value: float) -> str:
+    return f"{value * 100:.0f} %" if abs(value) >= 0.1 or value == 0 else f"{value * 100:.1f} %"
+
+
+def period_names(period: str, starts: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(short axis labels, full tooltip names) of periods given by their ISO start dates."""
+    days = [date.fromisoformat(s) for s in starts]
+    if period == "month":
+        return [d.strftime("%b %y") for d in days], [d.strftime("%B %Y") for d in days]
+    if period == "week":
+        return [d.strftime("%d %b") for d in days], [f"week of {d.isoformat()}" for d in days]
+    return [d.strftime("%d %b") for d in days], [d.isoformat() for d in days]
+
+
+def _labels(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
+    return period_names(doc["period"], [r["period_start"] for r in doc["periods"]])
+
+
+def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
+    """Ending MRR per period, and below it the period's movements stacked."""
+    rows, fmt = doc["periods"], Formats(doc["currency"])
+    short, full = _labels(doc)
+    line = charts.area(
+        short, full, [r["ending_mrr"] for r in rows], fmt.axis, fmt.exact, "Ending MRR per period"
+    )
+    bars = charts.stacked_bars(
+        short,
+        full,
+        [Series(name, f"k-{key}", [r[key] for r in rows], sign) for key, name, sign in MOVEMENTS],
+        fmt.axis,
+        fmt.exact,
+        "MRR movements per period",
+    )
+    return Figure(
+        "mrr",
+        "MRR and its movements",
+        source,
+        (line, bars),
+        [("Ending MRR", "k-mrr")] + [(name, f"k-{key}") for key, name, _ in MOVEMENTS],
+    )
+
+
+def waterfall_figure(doc: dict[str, Any], row: dict[str, Any], source: str) -> Figure:
+    """From starting to ending MRR of one period through each movement."""
+    fmt = Formats(doc["currency"])
+    _, full = period_names(doc["period"], [row["period_start"]])
+    steps = [
+        Step("Starting MRR", "Start", "k-mrr", row["starting_mrr"], "total"),
+        Step("New", "New", "k-new", row["new"], "up"),
+        Step("Expansion", "Exp.", "k-expansion", row["expansion"], "up"),
+        Step("Reactivation", "React.", "k-reactivation", row["reactivation"], "up"),
+        Step("Contraction", "Contr.", "k-contraction", row["contraction"], "down"),
+        Step("Churn", "Churn", "k-churn", row["churn"], "down"),
+        Step("Ending MRR", "End", "k-mrr", row["ending_mrr"], "total"),
+    ]
+    chart = charts.waterfall(steps, fmt.axis, fmt.exact, f"MRR waterfall, {full[0]}")
+    return Figure("waterfall", f"Waterfall: {full[0]}", source, (chart,))
+
+
+def net_churn_figure(doc: dict[str, Any], source: str) -> Figure:
+    """Net MRR churn rate per period around its zero line; below zero is net negative."""
+    short, full = _labels(doc)
+    rates = [r["net_mrr_churn_rate"] for r in doc["periods"]]
+    chart = charts.signed_bars(short, full, rates, rate_axis, pct, "Net MRR churn rate")
+    return Figure(
+        "net-churn",
+        "Net MRR churn rate",
+        source,
+        (chart,),
+        [("Net negative (expansion beats churn)", "k-neg"), ("Net churn", "k-pos")],
+    )
+
+
+def levers_figure(doc: dict[str, Any], source: str) -> Figure:
+    """Expansion by lever above the zero line, contraction by kind below it."""
+    rows, fmt = doc["periods"], Formats(doc["currency"])
+    short, full = _labels(doc)
+    series = [
+        Series(f"{name} expansion", f"k-{kind}", [r["expansion_by_kind"][kind] for r in rows])
+        for kind, name in KINDS.items()
+    ] + [
+        Series(
+            f"{name} contraction", f"k-{kind}", [r["contraction_by_kind"][kind] for r in rows], -1
+        )
+        for kind, name in KINDS.items()
+    ]
+    chart = charts.stacked_bars(
+        short, full, series, fmt.axis, fmt.exact, "Expansion by lever, contraction by kind"
+    )
+    used = {
+        kind
+        for r in rows
+        for kind in KINDS
+        if r["expansion_by_kind"][kind] or r["contraction_by_kind"][kind]
+    }
+    return Figure(
+        "levers",
+        "Expansion by lever (up), contraction by kind (down)",
+        source,
+        (chart,),
+        [(name, f"k-{kind}") for kind, name in KINDS.items() if kind in used],
+    )
+
+
+def churn_figure(doc: dict[str, Any], source: str) -> Figure:
+    """Churned MRR per period by reason, and split into voluntary and delinquent."""
+    rows, fmt = doc["periods"], Formats(doc["currency"])
+    short, full = _labels(doc)
+    reasons = sorted(
+        {reason for r in rows for reason in r["churn_by_reason"]},
+        key=lambda reason: (reason == "unknown", reason),
+    )
+    colour = {reason: f"r{n % REASON_COLOURS}" for n, reason in enumerate(reasons)}
+    by_reason = charts.stacked_bars(
+        short,
+        full,
+        [
+            Series(_words(reason), colour[reason], [r["churn_by_reason"].get(reason) for r in rows])
+            for reason in reasons
+        ],
+        fmt.axis,
+        fmt.exact,
+        "Churned MRR by reason",
+    )
+    split = charts.stacked_bars(
+        short,
+        full,
+        [
+            Series("Voluntary", "k-voluntary", [r["churn"] - r["delinquent_churn"] for r in rows]),
+            Series("Delinquent", "k-delinquent", [r["delinquent_churn"] for r in rows]),
+        ],
+        fmt.axis,
+        fmt.exact,
+        "Churned MRR, voluntary and delinquent",
+    )
+    return Figure(
+        "churn",
+        "Churn by reason; voluntary and delinquent",
+        source,
+        (by_reason, split),
+        [(_words(reason), colour[reason]) for reason in reasons]
+        + [("Voluntary", "k-voluntary"), ("Delinquent (payment failed, unpaid)", "k-delinquent")],
+    )
+
+
+def cohorts_figure(doc: dict[str, Any], source: str) -> Figure:
+    """Customer and revenue retention per cohort month, as two heatmaps."""
+    cohorts = doc["cohorts"]
+    width = max((len(c["months"]) for c in cohorts), default=0)
+
+    def rows(key: str) -> list[tuple[str, list[float | None]]]:
+        return [(c["cohort"], [m[key] for m in c["months"]]) for c in cohorts]
+
+    return Figure(
+        "cohorts",
+        "Cohort retention (% of the cohort's month 0)",
+        source,
+        (
+            charts.heatmap(rows("customer_retention"), width, "Customers still paying"),
+            charts.heatmap(rows("revenue_retention"), width, "Revenue kept (above 100: expansion)"),
+        ),
+        note="" if any(c["customers"] for c in cohorts) else "No new customers in this range.",
+    )
+
+
+def headline(
+    summary: dict[str, Any],
+    movements: dict[str, Any],
+    focus: dict[str, Any],
+    summary_source: str,
+    movements_source: str,
+) -> list[Card]:
+    """The first row: MRR, customers, trailing net churn, and the focus period's net
+    churn with the expansion lever that moved most in it."""
+    currency = summary["currency"]
+    code = currency.upper()
+    net = summary["net_mrr_churn_rate"]
+    _, focus_name = period_names(movements["period"], [focus["period_start"]])
+    levers = focus["expansion_by_kind"]
+    top = max(levers, key=lambda kind: levers[kind]) if any(levers.values()) else None
+    focus_net = focus["net_mrr_churn_rate"]
+    return [
+        Card(
+            "MRR",
+            f"{money(summary['mrr'], currency)} {code}",
+            f"ARR {money(summary['arr'], currency)}",
+            summary_source,
+        ),
+        Card(
+            "Paying customers",
+            f"{summary['customers']:,}",
+            f"ARPA {money(summary['arpa'], currency)}",
+            summary_source,
+        ),
+        Card(
+            "Net MRR churn, last 30 days",
+            pct(net),
+            _verdict(net),
+            summary_source,
+            _tone(net),
+        ),
+        Card(
+            f"Net MRR churn, {focus_name[0]}",
+            pct(focus_net),
+            f"top expansion lever: {KINDS[top]} (+{money(levers[top], currency)} {code})"
+            if top
+            else "no expansion",
+            movements_source,
+            _tone(focus_net),
+        ),
+    ]
+
+
+def customer_charts(doc: dict[str, Any], now: datetime) -> list[tuple[str, Markup]]:
+    """One MRR step line per currency of a customer's timeline, up to `now`."""
+    out = []
+    for currency in sorted({t["currency"] for t in doc["timeline"]}):
+        fmt = Formats(currency)
+        points = [
+            (datetime.fromisoformat(t["at"]), t["mrr"])
+            for t in doc["timeline"]
+            if t["currency"] == currency
+        ]
+        out.append(
+            (
+                currency,
+                charts.step_line(
+                    points, now, fmt.axis, fmt.exact, f"MRR of the customer, {currency}"
+                ),
+            )
+        )
+    return out
+
+
+def _verdict(rate: float | None) -> str:
+    if rate is None:
+        return "no MRR 30 days ago"
+    if rate < 0:
+        return "net negative: expansion outgrows churn"
+    return "churn outgrows expansion" if rate > 0 else "expansion exactly offsets churn"
+
+
+def _tone(rate: float | None) -> str:
+    if rate is None or rate == 0:
+        return ""
+    return "good" if rate < 0 else "bad"
+
+
+def _words(key: str) -> str:
+    return key.replace("_", " ").capitalize()

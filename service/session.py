@@ -1,0 +1,154 @@
+"""Dashboard sessions: `OPS_TOKEN` exchanged once, through a form, for a signed cookie.
+
+* The cookie is Flask's signed session (HMAC-SHA256 over its content and issue time),
+  HttpOnly, SameSite=Strict, Secure when the request came over HTTPS (directly or as a
+  proxy's `X-Forwarded-Proto` says), and expires `SESSION_LIFETIME` after sign-in: it
+  is not refreshed by use.
+* Its signing key is derived from `OPS_TOKEN` (an HMAC of a fixed label), so there is no
+  second secret to configure, every web process agrees on it, and changing the token
+  ends every session.
+* Forms that change state (sign-in, sign-out) carry a CSRF token bound to the session
+  and compared in constant time.
+* Failed sign-ins are throttled per client address, in each web process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from datetime import timedelta
+
+from flask import Flask, request, session
+from flask.sessions import SecureCookieSessionInterface
+
+SESSION_COOKIE = "mrr_session"
+#: Key of the app's `LoginThrottle` in `app.extensions`.
+THROTTLE = "mrr.login_throttle"
+SESSION_LIFETIME = timedelta(hours=12)
+_KEY_LABEL = b"stripe-mrr dashboard session v1"
+
+
+def session_key(ops_token: str) -> str:
+    """The session signing key for `ops_token`: one-way, so a cookie reveals nothing of it."""
+    return hmac.new(ops_token.encode(), _KEY_LABEL, hashlib.sha256).hexdigest()
+
+
+class SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed cookie session, signed with SHA-256 and Secure over HTTPS."""
+
+    digest_method = staticmethod(hashlib.sha256)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        return request.is_secure or forwarded == "https" or super().get_cookie_secure(app)
+
+
+def configure(app: Flask, ops_token: str | None) -> None:
+    """Session cookies and the sign-in throttle of `app`; without a token there is no
+    signing key, so no session can be made or read."""
+    app.session_interface = SessionCookies()
+    app.extensions[THROTTLE] = LoginThrottle()
+    app.config.update(
+        SECRET_KEY=session_key(ops_token) if ops_token else None,
+        SESSION_COOKIE_NAME=SESSION_COOKIE,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # The cookie keeps the time of sign-in, so a session ends on time however used.
+        SESSION_REFRESH_EACH_REQUEST=False,
+    )
+
+
+def token_matches(given: str, ops_token: str) -> bool:
+    """Whether `given` is the token, in time independent of where they differ and of
+    either length (both sides are hashed to one length first)."""
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(ops_token.encode()).digest()
+    )
+
+
+def signed_in() -> bool:
+    """Whether this request carries a valid, unexpired dashboard session."""
+    return session.get("signed_in") is True
+
+
+def sign_in() -> None:
+    """Start a session: the old content (and its CSRF token) is dropped, a new one made."""
+    session.clear()
+    session.permanent = True
+    session["signed_in"] = True
+    session["csrf"] = secrets.token_urlsafe(32)
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def csrf_token() -> str:
+    """The session's CSRF token for a form, created (in the cookie) on first use."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_ok(given: str | None) -> bool:
+    """Whether a form's CSRF token is the session's (constant time)."""
+    expected = session.get("csrf")
+    if not isinstance(expected, str) or not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class LoginThrottle:
+    """At most `failures` failed sign-ins per client address in any `window_s` seconds.
+
+    In memory, per web process (a deployment of N processes allows N times as many);
+    the token is a long random secret, so this is a brake, not the lock. Addresses are
+    forgotten once their window has passed, and at most `most_addresses` are kept.
+    """
+
+    def __init__(
+        self, failures: int = 10, window_s: float = 300, most_addresses: int = 10_000
+    ) -> None:
+        self.failures = failures
+        self.window_s = window_s
+        self.most_addresses = most_addresses
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str, now: float | None = None) -> int:
+        """Seconds until `address` may try again; 0 when it may now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = self._recent(address, now)
+            if len(recent) < self.failures:
+                return 0
+            return max(1, int(recent[0] + self.window_s - now + 0.999))
+
+    def failed(self, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if address not in self._seen and len(self._seen) >= self.most_addresses:
+                self._forget_expired(now)
+            if len(self._seen) < self.most_addresses or address in self._seen:
+                self._seen.setdefault(address, deque()).append(now)
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._seen.pop(address, None)
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        recent = self._seen.get(address, deque())
+        while recent and recent[0] <= now - self.window_s:
+            recent.popleft()
+        return recent
+
+    def _forget_expired(self, now: float) -> None:
+        for address in list(self._seen):
+            if not self._recent(address, now):
+                del self._seen[address]
