@@ -76,16 +76,13 @@ def run_all(host: str, port: int, verbose: bool) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     embedded: EmbeddedRedis | None = None
     try:
-        redis_url = env.get("REDIS_URL", "").strip() or local_redis_url(env, db=0)
-        if redis_url is None:
-            embedded = EmbeddedRedis(data_folder(settings.database_url))
-            redis_url = embedded.start()
+        redis_url, redis_shown, embedded = _redis(env, settings.database_url)
         env["REDIS_URL"] = redis_url
         procs = _start_children(env, host, port, verbose)
         try:
             web = f"http://{_local(host)}:{port}"
             if _wait_for_web(web, procs, stopping):
-                lines = where(web, settings, env, redis_url, embedded, generated)
+                lines = where(web, settings, env, redis_shown, generated)
                 click.echo("\n".join(lines), err=True)
             while not stopping.is_set() and all(p.poll() is None for p in procs):
                 stopping.wait(1)
@@ -98,6 +95,22 @@ def run_all(host: str, port: int, verbose: bool) -> int:
             embedded.stop()
     codes = [p.returncode for p in procs if p.returncode and p.returncode > 0]
     return max(codes) if codes else 0
+
+
+def _redis(env: dict[str, str], database_url: str) -> tuple[str, str, EmbeddedRedis | None]:
+    """The Redis URL for both children, how to show it, and the embedded server if one
+    had to be started (SPEC §3: REDIS_URL, else the local Redis, else embedded)."""
+    configured = env.get("REDIS_URL", "").strip()
+    if configured:
+        return configured, f"{redact(configured)} (REDIS_URL)", None
+    local = local_redis_url(env, db=0)
+    if local is not None:
+        host, port = probe_address(env)
+        return local, f"{local} (found answering at {host}:{port})", None
+    embedded = EmbeddedRedis(data_folder(database_url))
+    url = embedded.start()
+    shown = f"embedded Valkey on {embedded.socket} (log {_path(embedded.log)}; stops with this)"
+    return url, shown, embedded
 
 
 def _start_children(
@@ -153,24 +166,13 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def where(
-    web: str,
-    settings: Settings,
-    env: dict[str, str],
-    redis_url: str,
-    embedded: EmbeddedRedis | None,
-    generated: list[str],
+    web: str, settings: Settings, env: dict[str, str], redis: str, generated: list[str]
 ) -> list[str]:
     """The summary `mrr run` prints once serving: where everything is, and what to try.
 
     Secrets the user set are referred to by variable name, never printed; generated
     ones are printed, since the commands to try need them and they die with the run.
     """
-    if embedded is not None:
-        redis = f"embedded Valkey on {embedded.socket} (log {_path(embedded.log)}; stops with this)"
-    elif env.get("REDIS_URL", "").strip() and redis_url == env["REDIS_URL"].strip():
-        redis = f"{redact(redis_url)} (REDIS_URL)"
-    else:
-        redis = f"{redis_url} (answering at {':'.join(map(str, probe_address(env)))})"
     lines = [
         "",
         "mrr run is up; Ctrl-C stops it all.",
