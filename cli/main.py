@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -158,7 +159,13 @@ def report(kind: str, as_json: bool, **options: str | None) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
-def rebuild(as_json: bool) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes that rebuild in parallel (PostgreSQL; default: the CPU count).",
+)
+def rebuild(as_json: bool, jobs: int | None) -> None:
     """Recompute the whole ledger from the inbox (safe while workers run)."""
     from models.db import session_factory
     from models.ledger_store import customers_with_events
@@ -169,7 +176,9 @@ def rebuild(as_json: bool) -> None:
     with factory() as session:
         customers = customers_with_events(session)
     with click.progressbar(length=len(customers), label="rebuilding", file=sys.stderr) as bar:
-        result = rebuild_all(factory, settings, customers, progress=bar.update)
+        result = rebuild_all(
+            factory, settings, customers, progress=bar.update, jobs=jobs or os.cpu_count() or 1
+        )
     if as_json:
         click.echo(json.dumps(result))
     else:

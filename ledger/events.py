@@ -61,7 +61,7 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     Raises `InvalidEvent` for a non-subscription type, a missing `created` or a
     subscription the ledger cannot price.
     """
-    if not isinstance(payload, Mapping):
+    if not isinstance(payload, dict):
         raise InvalidEvent("event is not a JSON object")
     event_id = payload.get("id")
     event_type = payload.get("type")
@@ -73,11 +73,11 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     if not isinstance(created, int) or isinstance(created, bool):
         raise InvalidEvent(f"event {event_id} has no integer created time")
     data = payload.get("data")
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         raise InvalidEvent(f"event {event_id} has no data object")
     obj = data.get("object")
     snapshot = parse_subscription(obj)  # raises unless obj is a subscription object
-    assert isinstance(obj, Mapping)
+    assert isinstance(obj, dict)
     previous = data.get("previous_attributes")
     return SubscriptionEvent(
         id=event_id,
@@ -85,7 +85,7 @@ def parse_event(payload: Any) -> SubscriptionEvent:
         created=created,
         snapshot=snapshot,
         object=obj,
-        previous_attributes=previous if isinstance(previous, Mapping) and previous else None,
+        previous_attributes=previous if isinstance(previous, dict) and previous else None,
     )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 from ledger.snapshot import Coupon, DiscountRef, Item, Price, Snapshot, Tier
 
@@ -62,7 +64,18 @@ class Mrr:
 
 def monthly_factor(price: Price) -> Fraction:
     """Multiplier from one billing interval of `price` to one month."""
-    return 1 / (_MONTHS_PER_INTERVAL[price.interval] * price.interval_count)
+    return _factor(price.interval, price.interval_count)
+
+
+@lru_cache(maxsize=256)
+def _factor(interval: str, count: int) -> Fraction:
+    return 1 / (_MONTHS_PER_INTERVAL[interval] * count)
+
+
+@lru_cache(maxsize=4096)
+def _exact(amount: Decimal) -> Fraction:
+    """A stated amount as a Fraction (prices repeat: converted once each)."""
+    return Fraction(amount)
 
 
 def needs(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> frozenset[Need]:
@@ -145,7 +158,7 @@ def _item_monthly(item: Item, catalog: Catalog, warnings: list[str]) -> Fraction
         if price.unit_amount is None:
             warnings.append(f"{price.object} {price.id} has no unit amount: item counted as 0")
             return Fraction(0)
-        per_interval = Fraction(price.unit_amount) * quantity
+        per_interval = _exact(price.unit_amount) * quantity
     return per_interval * monthly_factor(price)
 
 

@@ -133,7 +133,7 @@ def customer_id_of(obj: Json) -> str | None:
     customer = obj.get("customer")
     if isinstance(customer, str) and customer:
         return customer
-    if isinstance(customer, Mapping) and isinstance(customer.get("id"), str):
+    if isinstance(customer, dict) and isinstance(customer.get("id"), str):
         return str(customer["id"])
     return None
 
@@ -144,7 +144,7 @@ def parse_subscription(obj: Any) -> Snapshot:
     Raises `InvalidEvent` naming the first missing or malformed field; never returns a
     partial snapshot.
     """
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         raise InvalidEvent("data.object is not a JSON object")
     if obj.get("object") != "subscription":
         raise InvalidEvent(f"data.object is a {obj.get('object')!r}, not a subscription")
@@ -172,7 +172,7 @@ def parse_subscription(obj: Any) -> Snapshot:
         raise InvalidEvent(f"subscription {sub_id} has no currency and no priced item")
 
     details = obj.get("cancellation_details")
-    details = details if isinstance(details, Mapping) else {}
+    details = details if isinstance(details, dict) else {}
     cancel_at = obj.get("cancel_at")
     return Snapshot(
         id=sub_id,
@@ -190,10 +190,10 @@ def parse_subscription(obj: Any) -> Snapshot:
 
 def parse_price(obj: Any, where: str) -> Price:
     """Parse a `price` or a legacy `plan` object (also the plan-shaped prices of old payloads)."""
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         raise InvalidEvent(f"{where} has no price or plan")
     recurring = obj.get("recurring")
-    recurring = recurring if isinstance(recurring, Mapping) else obj
+    recurring = recurring if isinstance(recurring, dict) else obj
     interval = recurring.get("interval")
     if interval not in INTERVALS:
         raise InvalidEvent(f"{where} has no recurring interval (got {interval!r})")
@@ -206,18 +206,18 @@ def parse_price(obj: Any, where: str) -> Price:
     if not isinstance(currency, str) or not currency:
         raise InvalidEvent(f"{where} has no currency")
 
-    unit_amount = _decimal(obj.get("unit_amount_decimal"), f"{where}.unit_amount_decimal")
+    unit_amount = _decimal(obj.get("unit_amount_decimal"), where, ".unit_amount_decimal")
     if unit_amount is None:
-        unit_amount = _decimal(obj.get("unit_amount"), f"{where}.unit_amount")
+        unit_amount = _decimal(obj.get("unit_amount"), where, ".unit_amount")
     if unit_amount is None:  # legacy plans
-        unit_amount = _decimal(obj.get("amount_decimal"), f"{where}.amount_decimal")
+        unit_amount = _decimal(obj.get("amount_decimal"), where, ".amount_decimal")
     if unit_amount is None:
-        unit_amount = _decimal(obj.get("amount"), f"{where}.amount")
+        unit_amount = _decimal(obj.get("amount"), where, ".amount")
 
     transform = obj.get("transform_quantity") or obj.get("transform_usage")
     divide_by: int | None = None
     rounding = "down"
-    if isinstance(transform, Mapping):
+    if isinstance(transform, dict):
         raw_divide = transform.get("divide_by")
         if not _is_int(raw_divide) or raw_divide < 1:
             raise InvalidEvent(f"{where} has a bad transform divide_by {raw_divide!r}")
@@ -229,7 +229,7 @@ def parse_price(obj: Any, where: str) -> Price:
     tiers = parse_tiers(raw_tiers, where) if isinstance(raw_tiers, list) and raw_tiers else None
     usage_type = recurring.get("usage_type") or obj.get("usage_type") or "licensed"
     product = obj.get("product")
-    if isinstance(product, Mapping):
+    if isinstance(product, dict):
         product = product.get("id")
     return Price(
         id=_opt_str(obj.get("id")),
@@ -252,19 +252,19 @@ def parse_tiers(raw: Sequence[Any], where: str) -> tuple[Tier, ...]:
     """Parse a price's `tiers` (as fetched with `expand[]=tiers`)."""
     tiers = []
     for n, tier in enumerate(raw):
-        if not isinstance(tier, Mapping):
+        if not isinstance(tier, dict):
             raise InvalidEvent(f"{where} tier {n} is not an object")
         up_to = tier.get("up_to")
         if up_to == "inf":
             up_to = None
         if up_to is not None and not _is_int(up_to):
             raise InvalidEvent(f"{where} tier {n} has a bad up_to {up_to!r}")
-        unit = _decimal(tier.get("unit_amount_decimal"), f"{where} tier {n}")
+        unit = _decimal(tier.get("unit_amount_decimal"), where, f" tier {n}")
         if unit is None:
-            unit = _decimal(tier.get("unit_amount"), f"{where} tier {n}")
-        flat = _decimal(tier.get("flat_amount_decimal"), f"{where} tier {n}")
+            unit = _decimal(tier.get("unit_amount"), where, f" tier {n}")
+        flat = _decimal(tier.get("flat_amount_decimal"), where, f" tier {n}")
         if flat is None:
-            flat = _decimal(tier.get("flat_amount"), f"{where} tier {n}")
+            flat = _decimal(tier.get("flat_amount"), where, f" tier {n}")
         tiers.append(Tier(up_to, unit or Decimal(0), flat or Decimal(0)))
     # Stripe lists tiers in ascending order with `inf` last; sort defensively.
     return tuple(sorted(tiers, key=lambda t: (t.up_to is None, t.up_to or 0)))
@@ -272,17 +272,17 @@ def parse_tiers(raw: Sequence[Any], where: str) -> tuple[Tier, ...]:
 
 def parse_coupon(obj: Any) -> Coupon | None:
     """Parse a `coupon` object; None for anything that is not one."""
-    if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), str):
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         return None
     options = obj.get("currency_options")
     by_currency: dict[str, int] = {}
-    if isinstance(options, Mapping):
+    if isinstance(options, dict):
         for cur, opt in options.items():
-            if isinstance(opt, Mapping) and isinstance(opt.get("amount_off"), int):
+            if isinstance(opt, dict) and isinstance(opt.get("amount_off"), int):
                 by_currency[str(cur).lower()] = int(opt["amount_off"])
     applies = obj.get("applies_to")
     products = None
-    if isinstance(applies, Mapping) and isinstance(applies.get("products"), list):
+    if isinstance(applies, dict) and isinstance(applies.get("products"), list):
         products = frozenset(str(p) for p in applies["products"])
     percent = obj.get("percent_off")
     amount = obj.get("amount_off")
@@ -302,12 +302,12 @@ def parse_discount(raw: Any) -> DiscountRef | None:
     """A discount as an id, a pre-clover Discount (`coupon`), or a clover+ one (`source.coupon`)."""
     if isinstance(raw, str) and raw:
         return DiscountRef(id=raw)
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         return None
     disc_id = _opt_str(raw.get("id"))
     coupon_raw = raw.get("coupon")
     source = raw.get("source")
-    if coupon_raw is None and isinstance(source, Mapping):
+    if coupon_raw is None and isinstance(source, dict):
         coupon_raw = source.get("coupon")
     if isinstance(coupon_raw, str):
         return DiscountRef(id=disc_id, coupon_id=coupon_raw)
@@ -321,10 +321,10 @@ def parse_discount(raw: Any) -> DiscountRef | None:
 
 def _parse_items(obj: Json, sub_id: str) -> tuple[Item, ...]:
     items_obj = obj.get("items")
-    data = items_obj.get("data") if isinstance(items_obj, Mapping) else None
+    data = items_obj.get("data") if isinstance(items_obj, dict) else None
     if data is None:
         # Pre-2018 payloads had no items list, only the top-level plan and quantity.
-        if isinstance(obj.get("plan"), Mapping):
+        if isinstance(obj.get("plan"), dict):
             price = parse_price(obj["plan"], f"subscription {sub_id} plan")
             return (Item(None, price, _quantity(obj.get("quantity"), sub_id)),)
         raise InvalidEvent(f"subscription {sub_id} has no items")
@@ -332,12 +332,12 @@ def _parse_items(obj: Json, sub_id: str) -> tuple[Item, ...]:
         raise InvalidEvent(f"subscription {sub_id} items.data is not a list")
     items = []
     for n, raw in enumerate(data):
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, dict):
             raise InvalidEvent(f"subscription {sub_id} item {n} is not an object")
         where = f"subscription {sub_id} item {raw.get('id') or n}"
         price_obj = raw.get("price")
         # Some old payloads carry a plan-shaped `price`; parse_price reads either.
-        if not isinstance(price_obj, Mapping):
+        if not isinstance(price_obj, dict):
             price_obj = raw.get("plan")
         price = parse_price(price_obj, where)
         discounts = tuple(
@@ -372,20 +372,38 @@ def _quantity(raw: Any, where: str) -> int | None:
     return raw
 
 
-def _decimal(raw: Any, where: str) -> Decimal | None:
+#: Largest amount, in minor units, a price or tier may state: far beyond any real price,
+#: and it keeps every sum of them inside a 64-bit column.
+MAX_AMOUNT = Decimal(10) ** 15
+#: Most characters of a decimal amount (Stripe sends at most 12 decimal places).
+MAX_DECIMAL_CHARS = 32
+
+
+def _decimal(raw: Any, where: str, field: str = "") -> Decimal | None:
+    """A price amount as an exact Decimal, or None when absent.
+
+    Refuses what is not a finite number or lies outside ±`MAX_AMOUNT` (a string like
+    "1e999999999" would otherwise expand into a billion-digit integer later). `where`
+    and `field` name the value in the error, formatted only when there is one.
+    """
     if raw is None or isinstance(raw, bool):
         return None
     if isinstance(raw, int | str):
+        if isinstance(raw, str) and len(raw) > MAX_DECIMAL_CHARS:
+            raise InvalidEvent(f"{where}{field} is too long a number: {raw[:40]!r}…")
         try:
             value = Decimal(raw)
         except InvalidOperation:
-            raise InvalidEvent(f"{where} is not a number: {raw!r}") from None
-        if not value.is_finite():
-            raise InvalidEvent(f"{where} is not a finite number: {raw!r}")
-        return value
-    if isinstance(raw, float):
-        return Decimal(str(raw))
-    raise InvalidEvent(f"{where} is not a number: {raw!r}")
+            raise InvalidEvent(f"{where}{field} is not a number: {raw!r}") from None
+    elif isinstance(raw, float):
+        value = Decimal(str(raw))
+    else:
+        raise InvalidEvent(f"{where}{field} is not a number: {raw!r}")
+    if not value.is_finite():
+        raise InvalidEvent(f"{where}{field} is not a finite number: {raw!r}")
+    if abs(value) > MAX_AMOUNT or (value and value.adjusted() < -MAX_DECIMAL_CHARS):
+        raise InvalidEvent(f"{where}{field} is out of range: {raw!r}")
+    return value
 
 
 def _is_int(value: object) -> TypeGuard[int]:

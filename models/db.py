@@ -98,17 +98,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def lock_customer(session: Session, customer_id: str) -> None:
-    """Serialize ledger writers of one customer until the transaction ends.
+def lock_customers(session: Session, customer_ids: Sequence[str]) -> None:
+    """Serialize ledger writers of these customers until the transaction ends.
 
-    PostgreSQL: a transaction-scoped advisory lock keyed by the customer id, so it holds
-    across processes and machines. SQLite: the `BEGIN IMMEDIATE` of `make_engine`
-    already holds the database write lock for the whole transaction.
+    PostgreSQL: transaction-scoped advisory locks keyed by the customer ids, so they hold
+    across processes and machines, taken in sorted order (every writer does) in one
+    round trip. SQLite: the `BEGIN IMMEDIATE` of `make_engine` already holds the
+    database write lock for the whole transaction.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if customer_ids and session.get_bind().dialect.name == "postgresql":
+        # An aggregate consumes unnest's rows in array order: the locks follow the sort.
         session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"mrr:customer:{customer_id}"},
+            text(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended('mrr:customer:' || c, 0))) "
+                "FROM unnest(CAST(:ids AS text[])) AS c"
+            ),
+            {"ids": sorted(set(customer_ids))},
         )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Row, Select, Table, bindparam, delete, func, select, text, update
 from sqlalchemy import insert as insert_into
 from sqlalchemy.orm import Session
 
@@ -35,20 +35,22 @@ def at(unix_seconds: int) -> datetime:
     return datetime.fromtimestamp(unix_seconds, UTC)
 
 
-def customer_rows(session: Session, customers: Collection[str]) -> list[InboxEvent]:
-    """Every stored subscription event of the customers that the ledger may use.
+def customer_rows(session: Session, customers: Collection[str]) -> list[Row[Any]]:
+    """Every stored subscription event of the customers that the ledger may use, as rows
+    of `id, customer_id, status, received_at, warnings, payload` (no ORM objects).
 
     The ledger is a function of the events received, whatever their bookkeeping
     status; only quarantined events are left out of it (SPEC §8).
     """
     if not customers:
         return []
+    e = InboxEvent
     return list(
-        session.scalars(
-            select(InboxEvent).where(
-                InboxEvent.customer_id.in_(sorted(customers)),
-                InboxEvent.type.in_(SUBSCRIPTION_EVENT_TYPES),
-                InboxEvent.status != EventStatus.QUARANTINED,
+        session.execute(
+            select(e.id, e.customer_id, e.status, e.received_at, e.warnings, e.payload).where(
+                e.customer_id.in_(sorted(customers)),
+                e.type.in_(SUBSCRIPTION_EVENT_TYPES),
+                e.status != EventStatus.QUARANTINED,
             )
         )
     )
@@ -84,7 +86,7 @@ def delete_orphans(session: Session) -> int:
 def write_ledgers(
     session: Session,
     ledgers: Sequence[CustomerLedger],
-    applied: Iterable[InboxEvent],
+    applied: Iterable[Row[Any]],
 ) -> None:
     """Replace the customers' ledger rows with `ledgers` and mark `applied` events processed.
 
@@ -132,8 +134,8 @@ def write_ledgers(
         (SubscriptionRow, subscriptions),
         (CustomerBalance, balances),
     ):
-        if rows:
-            session.execute(insert_into(table), rows)
+        if rows:  # Core executemany: the ORM's bulk path costs five times the CPU
+            session.execute(insert_into(cast(Table, table.__table__)), rows)
     warnings: dict[str, tuple[str, ...]] = {}
     for ledger in ledgers:
         warnings.update(ledger.warnings)
@@ -248,12 +250,12 @@ def _apply_rollup_delta(
     changes = sorted((k, v) for k, v in delta.items() if v != [0, 0])
     if not changes:
         return
-    stmt = dialect_insert(session)(LedgerDaily)
+    stmt = dialect_insert(session)(cast(Table, LedgerDaily.__table__))
     upsert = stmt.on_conflict_do_update(
         index_elements=["currency", "day", "type", "kind", "reason_key", "delinquent"],
         set_={
-            "amount": LedgerDaily.amount + stmt.excluded.amount,
-            "count": LedgerDaily.count + stmt.excluded.count,
+            "amount": stmt.table.c.amount + stmt.excluded.amount,
+            "count": stmt.table.c.count + stmt.excluded.count,
         },
     )
     # One executemany; the driver runs the parameter sets in the (sorted) order given.

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import random
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.errors import InvalidEvent, LedgerError
@@ -25,7 +29,7 @@ from ledger.events import SubscriptionEvent, is_subscription_event, parse_event
 from ledger.mrr import Need
 from ledger.timeline import derive_ledger
 from models import inbox, ledger_store
-from models.db import lock_customer, transaction, try_lock_customers
+from models.db import lock_customers, transaction, try_lock_customers
 from models.tables import EventStatus, InboxEvent
 from pipeline import enrich
 from pipeline.settings import Settings
@@ -189,7 +193,7 @@ def _write(
     rows = _within_batch(ledger_store.customer_rows(session, locked), set(customers), batch)
     written = Written()
     by_customer: dict[str, list[SubscriptionEvent]] = defaultdict(list)
-    parsed: list[InboxEvent] = []
+    parsed: list[Row[Any]] = []
     for row in rows:
         try:
             event = parse_event(json.loads(row.payload))
@@ -222,15 +226,14 @@ def _write(
 
 def _lock(session: Session, customers: Sequence[str], others: Sequence[str]) -> list[str]:
     """Lock the customers (waiting) and whichever of `others` are free (never waiting)."""
-    for customer in sorted(set(customers)):
-        lock_customer(session, customer)
+    lock_customers(session, customers)
     free = try_lock_customers(session, [c for c in others if c not in set(customers)])
     return sorted(set(customers)) + free
 
 
-def _within_batch(rows: list[InboxEvent], own: set[str], batch: int) -> list[InboxEvent]:
+def _within_batch(rows: list[Row[Any]], own: set[str], batch: int) -> list[Row[Any]]:
     """The rows of the own customers, then whole customers of the others up to `batch`."""
-    by_customer: dict[str | None, list[InboxEvent]] = defaultdict(list)
+    by_customer: dict[str | None, list[Row[Any]]] = defaultdict(list)
     for row in rows:
         by_customer[row.customer_id].append(row)
     kept = [r for c in own for r in by_customer.pop(c, [])]
@@ -248,6 +251,7 @@ def rebuild_all(
     customers: Collection[str] | None = None,
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
+    jobs: int = 1,
 ) -> dict[str, int]:
     """Recompute every customer's ledger from the inbox (`mrr rebuild`).
 
@@ -255,22 +259,40 @@ def rebuild_all(
     never see a half-built ledger. Derived rows of customers with no stored events left
     are deleted and the daily rollup recounted at the end. `customers` defaults to every
     customer in the inbox; `progress` is called with the number done after each chunk.
+    With `jobs` > 1 (PostgreSQL), chunks are rebuilt by that many processes started
+    afresh (spawned, never forked), each with its own engine.
     """
     if customers is None:
         with factory() as session:
             customers = ledger_store.customers_with_events(session)
     ordered = sorted(customers)
+    parts = [ordered[start : start + chunk] for start in range(0, len(ordered), chunk)]
     events = 0
-    for start in range(0, len(ordered), chunk):
-        part = ordered[start : start + chunk]
-        written = apply_customers(factory, settings, part, batch=0, force=True)
-        events += len(written.processed)
-        if progress is not None:
-            progress(len(part))
+    if jobs > 1 and factory.kw["bind"].dialect.name == "postgresql":
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(_rebuild_part, settings, part): len(part) for part in parts}
+            for future in as_completed(futures):
+                events += future.result()
+                if progress is not None:
+                    progress(futures[future])
+    else:
+        for part in parts:
+            events += len(apply_customers(factory, settings, part, batch=0, force=True).processed)
+            if progress is not None:
+                progress(len(part))
     with transaction(factory) as session:
         orphans = ledger_store.delete_orphans(session)
         ledger_store.rebuild_rollups(session)  # and repair any drift of the rollup
     return {"customers": len(ordered), "events": events, "orphans_deleted": orphans}
+
+
+def _rebuild_part(settings: Settings, customers: list[str]) -> int:
+    """One chunk of a parallel rebuild, in a process of its own."""
+    from models.db import session_factory
+
+    factory = session_factory(settings.database_url)
+    return len(apply_customers(factory, settings, customers, batch=0, force=True).processed)
 
 
 def apply_inline(

@@ -32,6 +32,7 @@ __all__ = [
     "enqueue",
     "parse_envelope",
     "store",
+    "store_and_enqueue",
 ]
 
 
@@ -76,6 +77,16 @@ def enqueue(queue: Queue, event_ids: Sequence[str]) -> bool:
     except Exception as exc:
         log.warning("enqueue failed, the sweeper will retry %d event(s): %s", len(event_ids), exc)
         return False
+
+
+def store_and_enqueue(
+    factory: sessionmaker[Session], queue: Queue, event: dict[str, Any], raw: str
+) -> Stored:
+    """Store one event (committed), then enqueue it if it is new and awaits a worker."""
+    stored = store(factory, event, raw)
+    if stored.inserted and stored.pending:
+        enqueue(queue, [stored.event_id])
+    return stored
 
 
 @dataclass(eq=False)

@@ -1,0 +1,128 @@
+"""Rebuild: `mrr rebuild` of a large inbox, beside the rate of merely json-parsing the
+same payloads.
+
+    python bench/rebuild.py [--events 1000000] [--smoke]
+
+Fills a fresh PostgreSQL inbox (BENCH_DATABASE_URL) with whole subscription lifecycles
+(about ten events per customer) by COPY, times `json.loads` over every stored payload
+(the payloads are read in chunks; only the parsing is timed), then runs the real
+`mrr rebuild --json` and times it. Prints both rates and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+from harness import ROOT, bench_database, lifecycle_events
+
+from models.db import make_engine
+from tests.integration.processes import process_env
+
+COLUMNS = "id, type, created, api_version, customer_id, payload, status, received_at, attempts"
+
+
+def fill(url: str, customers: int) -> int:
+    """COPY the lifecycles of `customers` customers into the inbox; returns the events."""
+    engine = make_engine(url)
+    raw = engine.raw_connection()
+    now = datetime.now(UTC)
+    total = 0
+    try:
+        cur = raw.cursor()
+        step = 2_000
+        for start in range(0, customers, step):
+            events = lifecycle_events(min(step, customers - start), seed=start + 1)
+            with cur.copy(f"COPY inbox_events ({COLUMNS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for e in events:
+                    # Customer ids are unique per chunk: prefix them with the chunk.
+                    obj = e["data"]["object"]
+                    obj["customer"] = f"c{start}_{obj['customer']}"
+                    obj["id"] = f"c{start}_{obj['id']}"
+                    e["id"] = f"c{start}_{e['id']}"
+                    copy.write_row(
+                        (
+                            e["id"],
+                            e["type"],
+                            e["created"],
+                            e.get("api_version"),
+                            obj["customer"],
+                            json.dumps(e),
+                            "processed",
+                            now,
+                            0,
+                        )
+                    )
+                    total += 1
+            raw.commit()
+            print(f"  stored {total:,} events", file=sys.stderr, end="\r")
+    finally:
+        raw.close()
+        engine.dispose()
+    print(file=sys.stderr)
+    return total
+
+
+def parse_rate(url: str) -> tuple[float, int]:
+    """Events/s of `json.loads` alone over every stored payload (reading not timed)."""
+    engine = make_engine(url)
+    raw = engine.raw_connection()
+    spent, count = 0.0, 0
+    try:
+        cur = raw.cursor(name="payloads")  # server-side cursor: chunks, not everything
+        cur.itersize = 10_000
+        cur.execute("SELECT payload FROM inbox_events")
+        while rows := cur.fetchmany(10_000):
+            payloads = [r[0] for r in rows]
+            start = time.perf_counter()
+            for payload in payloads:
+                json.loads(payload)
+            spent += time.perf_counter() - start
+            count += len(payloads)
+        raw.rollback()
+    finally:
+        raw.close()
+        engine.dispose()
+    return count / spent, count
+
+
+def rebuild_rate(url: str, events: int) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "rebuild", "--json"],
+        env=process_env({"DATABASE_URL": url}),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    elapsed = time.perf_counter() - start
+    result = json.loads(done.stdout)
+    assert result["events"] == events, result
+    return events / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--smoke", action="store_true", help="tiny run, no target (CI)")
+    args = parser.parse_args()
+    events = 3_000 if args.smoke else args.events
+    with bench_database("rebuild") as url:
+        stored = fill(url, max(events // 10, 10))
+        parsing, _ = parse_rate(url)
+        rebuilding = rebuild_rate(url, stored)
+    print(f"json.loads of the payloads: {parsing:10,.0f} events/s ({stored:,} events)")
+    print(f"mrr rebuild:                {rebuilding:10,.0f} events/s")
+    ratio = rebuilding / parsing
+    print(f"rebuild / parse = {ratio:.3f}x")
+    if not args.smoke:
+        print(f"target >= 0.25x: {'met' if ratio >= 0.25 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
