@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -32,13 +31,17 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic narrates every start-up ("Context impl SQLiteImpl", ...): debugging only.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Stripe subscription webhooks → exact MRR ledger → churn and expansion."""
     _setup_logging(verbose)
+    ctx.obj = {"verbose": verbose}
 
 
 @cli.command()
@@ -285,51 +288,19 @@ def sweep(loop: bool) -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-def run(host: str, port: int) -> None:
-    """Development: migrate, then run the web process and a worker together until Ctrl-C."""
-    settings = _settings()
-    try:
-        settings.require_webhook_secret()
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
-    from migrations import upgrade
+@click.option(
+    "--port", envvar="PORT", default=8000, show_default=True, type=int, help="Default: $PORT."
+)
+@click.pass_context
+def run(ctx: click.Context, host: str, port: int) -> None:
+    """Development: migrate, then the web process and a worker together until Ctrl-C.
 
-    upgrade(settings.database_url)
-    mrr = [sys.executable, "-m", "cli.main"]
-    procs = [
-        subprocess.Popen([*mrr, "worker"]),
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"{host}:{port}",
-                "--workers",
-                os.environ.get("WEB_CONCURRENCY", "2"),
-                "service.app:create_app()",
-            ]
-        ),
-    ]
-    click.echo(
-        f"listening on http://{host}:{port} (webhooks at /webhooks/stripe); Ctrl-C stops", err=True
-    )
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
-    while not stopping.is_set() and all(p.poll() is None for p in procs):
-        stopping.wait(1)
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    codes = [p.returncode for p in procs if p.returncode and p.returncode > 0]
-    sys.exit(max(codes) if codes else 0)
+    Needs nothing configured: unset secrets are generated for the run, and without
+    REDIS_URL it uses the Redis at MRR_REDIS_PROBE (localhost:6379) or an embedded one.
+    """
+    from cli.devrun import run_all
+
+    sys.exit(run_all(host, port, verbose=ctx.obj["verbose"]))
 
 
 def main() -> None:

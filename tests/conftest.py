@@ -1,5 +1,11 @@
 """Shared fixtures: a real database (PostgreSQL when DATABASE_URL points at it, a SQLite
-file otherwise), a Redis database of the tests' own, the app, and signing helpers."""
+file otherwise), a Redis database of the tests' own, the app, and signing helpers.
+
+Redis, in order: `TEST_REDIS_URL`; else database 15 of the Redis answering at
+`MRR_REDIS_PROBE` (default localhost:6379); else an embedded server started once for
+the session (`pipeline.embedded_redis`), so the suite needs no Redis installed.
+`REDIS_URL` is never used: the tests flush their database.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrations import upgrade
 from models.db import dispose_engines, make_engine, session_factory
 from models.tables import Base
+from pipeline.embedded_redis import EmbeddedRedis, local_redis_url
 from pipeline.queue import make_queue, redis_for
 from pipeline.settings import Settings
 from service.app import create_app
@@ -30,7 +37,8 @@ from workers import context
 SECRET = "whsec_test_secret"
 OPS_TOKEN = "ops-test-token"
 FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: The database of a developer's own Redis the tests may flush.
+LOCAL_REDIS_DB = 15
 
 stripe.max_network_retries = 0
 
@@ -77,12 +85,26 @@ def db(database_url: str) -> sessionmaker[Session]:
     return factory
 
 
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The tests' Redis for the whole session (see the module docstring)."""
+    url = os.environ.get("TEST_REDIS_URL", "").strip() or local_redis_url(
+        os.environ, db=LOCAL_REDIS_DB
+    )
+    if url:
+        yield url
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    conn = Redis.from_url(TEST_REDIS_URL)
-    conn.flushdb()
-    yield TEST_REDIS_URL
-    conn.flushdb()
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """The tests' Redis database, empty at the start and the end of the test."""
+    with Redis.from_url(redis_server_url) as conn:
+        conn.flushdb()
+        yield redis_server_url
+        conn.flushdb()
 
 
 @pytest.fixture

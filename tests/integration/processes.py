@@ -89,13 +89,15 @@ def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
 
 
 class RedisServer:
-    """A private `redis-server` on a unix socket of the test's own; stop and start at will."""
+    """A private `redis-server` on a unix socket of the test's own; stop and start at will.
+
+    The machine's `redis-server` when installed, else the embedded server's binary, so
+    these tests need no Redis installed either."""
 
     def __init__(self, folder: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
-        self.binary = binary
+        from pipeline.embedded_redis import server_binary
+
+        self.binary = shutil.which("redis-server") or str(server_binary())
         self.folder = folder
         self.socket = folder / "redis.sock"
         self.proc: subprocess.Popen[bytes] | None = None
