@@ -33,8 +33,8 @@ from models.db import make_engine, normalize_url, session_factory
 from models.ledger_store import rebuild_rollups
 from models.tables import Base, LedgerMovement
 from pipeline.settings import Settings
-from reporting.metrics import buckets_from_movements, opening_before, period_rows
 from reporting.periods import Period, snap
+from reporting.rows import buckets_from_movements, opening_before, period_rows
 from service.app import create_app
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/mrr_bench"
@@ -186,7 +186,8 @@ def naive_movements(url: str, currency: str, start: date, end: date) -> list[dic
         ]
     buckets = buckets_from_movements(movements)
     lo, hi = snap(start, end, Period.MONTH)
-    return period_rows(opening_before(buckets, lo), buckets, lo, hi, Period.MONTH)
+    rows = period_rows(opening_before(buckets, lo), buckets, lo, hi, Period.MONTH)
+    return [row.to_json() for row in rows]
 
 
 def main() -> None:

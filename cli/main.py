@@ -138,7 +138,7 @@ def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[st
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
 def report(kind: str, as_json: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json, the same document as over HTTP)."""
-    from models.tables import utcnow
+    from models.clock import utcnow
     from pipeline import reports as report_docs
 
     args = {k: v for k, v in options.items() if v is not None}

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reporting.display import money, pct, ratio
+from reporting.rows import FIELDS, Field
 
 
 def summary_table(doc: dict[str, Any]) -> Table:
@@ -39,40 +40,25 @@ def summary_table(doc: dict[str, Any]) -> Table:
 
 
 def movements_table(doc: dict[str, Any]) -> Table:
-    cur = doc["currency"]
-    table = Table(title=f"MRR movements ({doc['currency']}, by {doc['period']})")
-    for col in (
-        "period",
-        "starting",
-        "new",
-        "expansion",
-        "contraction",
-        "churn",
-        "reactivation",
-        "ending",
-        "customers",
-        "net churn",
-        "NRR",
-        "quick ratio",
-    ):
-        table.add_column(col, justify="left" if col == "period" else "right")
-    for r in doc["periods"]:
-        net = r["net_mrr_churn_rate"]
-        table.add_row(
-            r["period_start"],
-            money(r["starting_mrr"], cur),
-            money(r["new"], cur),
-            money(r["expansion"], cur),
-            money(r["contraction"], cur),
-            money(r["churn"], cur),
-            money(r["reactivation"], cur),
-            money(r["ending_mrr"], cur),
-            str(r["ending_customers"]),
-            f"[green]{pct(net)}[/green]" if net is not None and net < 0 else pct(net),
-            pct(r["nrr"]),
-            ratio(r["quick_ratio"]),
-        )
+    """The period rows, with the columns `reporting.rows.FIELDS` gives a heading."""
+    currency = doc["currency"]
+    columns = [f for f in FIELDS if f.heading]
+    table = Table(title=f"MRR movements ({currency}, by {doc['period']})")
+    for f in columns:
+        table.add_column(f.heading or f.name, justify="left" if f.kind == "period" else "right")
+    for row in doc["periods"]:
+        table.add_row(*(_cell(f, row[f.name], currency) for f in columns))
     return table
+
+
+def _cell(f: Field, value: Any, currency: str) -> str:
+    if f.kind in ("balance", "flow"):
+        return money(value, currency)
+    if f.kind == "rate":
+        text = pct(value) if f.percent else ratio(value)
+        negative_net = f.name == "net_mrr_churn_rate" and value is not None and value < 0
+        return f"[green]{text}[/green]" if negative_net else text  # net negative churn
+    return str(value)
 
 
 def cohorts_table(doc: dict[str, Any]) -> Table:

@@ -227,7 +227,7 @@ def parse_price(obj: Any, where: str) -> Price:
     interval = recurring.get("interval")
     if interval is None:
         raise InvalidEvent(f"{where} has no recurring interval")
-    if interval not in INTERVALS:
+    if not isinstance(interval, str) or interval not in INTERVALS:
         raise InvalidValue(
             f"{where} has no recurring interval of day, week, month or year "
             f"(got {str(interval)[:40]!r})"

@@ -25,11 +25,28 @@ from ledger.snapshot import Snapshot
 
 
 class MovementType(StrEnum):
+    """What a change of a customer's MRR is (SPEC §7), and what it does to the totals.
+
+    Every layer reads these two rules from here, the reports' SQL included.
+    """
+
     NEW = "new"
     EXPANSION = "expansion"
     CONTRACTION = "contraction"
     CHURN = "churn"
     REACTIVATION = "reactivation"
+
+    @property
+    def sign(self) -> int:
+        """+1 when the movement adds its amount to MRR, -1 when it takes it away."""
+        return -1 if self in (MovementType.CONTRACTION, MovementType.CHURN) else 1
+
+    @property
+    def paying_delta(self) -> int:
+        """What the movement does to the number of paying customers (MRR > 0)."""
+        if self in (MovementType.NEW, MovementType.REACTIVATION):
+            return 1
+        return -1 if self is MovementType.CHURN else 0
 
 
 class Kind(StrEnum):
@@ -43,14 +60,9 @@ class Kind(StrEnum):
     OTHER = "other"
 
 
-#: Sign of each movement type's amount in `starting + Σ = ending`.
-SIGN = {
-    MovementType.NEW: 1,
-    MovementType.EXPANSION: 1,
-    MovementType.REACTIVATION: 1,
-    MovementType.CONTRACTION: -1,
-    MovementType.CHURN: -1,
-}
+def churn_reason_key(feedback: str | None, reason: str | None) -> str:
+    """SPEC §7: a churn counts under its feedback, else its reason, else `unknown`."""
+    return feedback or reason or "unknown"
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,14 @@ class Movement:
 
     @property
     def signed_amount(self) -> int:
-        return SIGN[self.type] * self.amount
+        return self.type.sign * self.amount
+
+    @property
+    def reason_key(self) -> str | None:
+        """What `churn_by_reason` groups this movement under; None unless a churn."""
+        if self.type is not MovementType.CHURN:
+            return None
+        return churn_reason_key(self.churn_feedback, self.churn_reason)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from ledger.events import is_subscription_event
 from ledger.snapshot import customer_id_of
+from models.clock import utcnow
 from models.db import describe
-from models.tables import EventStatus, InboxEvent, utcnow
+from models.tables import EventStatus, InboxEvent
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Row, Select, Table, bindparam, delete, func, select, text, update
 from sqlalchemy import insert as insert_into
 from sqlalchemy.orm import Session
 
 from ledger.events import SUBSCRIPTION_EVENT_TYPES
-from ledger.timeline import CustomerLedger, Movement, MovementType
+from ledger.timeline import CustomerLedger, Movement
+from models.clock import utcnow
 from models.db import dialect_insert
 from models.tables import (
     CustomerBalance,
@@ -26,9 +27,7 @@ from models.tables import (
     LedgerDaily,
     LedgerMovement,
     SubscriptionRow,
-    utcnow,
 )
-from reporting.metrics import churn_reason_key
 
 
 def at(unix_seconds: int) -> datetime:
@@ -196,30 +195,46 @@ def _movement_row(m: Movement) -> dict[str, Any]:
         "kind": m.kind.value if m.kind else None,
         "churn_reason": m.churn_reason,
         "churn_feedback": m.churn_feedback,
-        "reason_key": _reason_key(m),
+        "reason_key": m.reason_key,
         "delinquent": m.delinquent,
     }
 
 
-RollupKey = tuple[str, date, str, str, str, bool]
+class RollupKey(NamedTuple):
+    """The `ledger_daily` key: what reports group movements by. One definition for the
+    rollup's incremental writes, its recount and its reads. Empty strings stand for
+    "no kind" and "no reason", so the key can be a primary key."""
 
+    currency: str
+    day: date
+    type: str
+    kind: str
+    reason_key: str
+    delinquent: bool
 
-def _reason_key(m: Movement) -> str | None:
-    """What `churn_by_reason` groups a churn by; None for other movements."""
-    if m.type is not MovementType.CHURN:
-        return None
-    return churn_reason_key(m.churn_feedback, m.churn_reason)
+    @classmethod
+    def of(cls, m: Movement) -> RollupKey:
+        return cls(
+            m.currency,
+            at(m.occurred_at).date(),
+            m.type.value,
+            m.kind.value if m.kind else "",
+            m.reason_key or "",
+            m.delinquent,
+        )
 
+    @classmethod
+    def over_movements(cls) -> tuple[Any, ...]:
+        """The key as SQL expressions over `ledger_movements` (NULL → '')."""
+        m = LedgerMovement
+        found = {"day": m.occurred_day, "kind": func.coalesce(m.kind, "")}
+        found["reason_key"] = func.coalesce(m.reason_key, "")
+        return tuple(found.get(name, getattr(m, name, None)) for name in cls._fields)
 
-def _rollup_key(m: Movement) -> RollupKey:
-    return (
-        m.currency,
-        at(m.occurred_at).date(),
-        m.type.value,
-        m.kind.value if m.kind else "",
-        _reason_key(m) or "",
-        m.delinquent,
-    )
+    @classmethod
+    def of_rollup(cls) -> tuple[Any, ...]:
+        """The key's columns of `ledger_daily`."""
+        return tuple(getattr(LedgerDaily, name) for name in cls._fields)
 
 
 def _apply_rollup_delta(
@@ -231,20 +246,19 @@ def _apply_rollup_delta(
     order and cannot deadlock. A rewrite that only appends touches only the new days.
     """
     delta: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
-    key = _rollup_columns()
+    key = RollupKey.over_movements()
     old = session.execute(
         select(*key, func.sum(LedgerMovement.amount), func.count())
         .where(LedgerMovement.customer_id.in_(customers))
         .group_by(*key)
     )
-    for row in old:
-        currency, day, type_, kind, reason, delinquent, amount, count = tuple(row)
-        entry = delta[(currency, day, type_, kind, reason, bool(delinquent))]
+    for *fields, amount, count in old:
+        entry = delta[RollupKey._make([*fields[:-1], bool(fields[-1])])]
         entry[0] -= int(amount)
         entry[1] -= int(count)
     for ledger in ledgers:
         for movement in ledger.movements:
-            entry = delta[_rollup_key(movement)]
+            entry = delta[RollupKey.of(movement)]
             entry[0] += movement.amount
             entry[1] += 1
     changes = sorted((k, v) for k, v in delta.items() if v != [0, 0])
@@ -252,7 +266,7 @@ def _apply_rollup_delta(
         return
     stmt = dialect_insert(session)(cast(Table, LedgerDaily.__table__))
     upsert = stmt.on_conflict_do_update(
-        index_elements=["currency", "day", "type", "kind", "reason_key", "delinquent"],
+        index_elements=list(RollupKey._fields),
         set_={
             "amount": stmt.table.c.amount + stmt.excluded.amount,
             "count": stmt.table.c.count + stmt.excluded.count,
@@ -261,19 +275,7 @@ def _apply_rollup_delta(
     # One executemany; the driver runs the parameter sets in the (sorted) order given.
     session.execute(
         upsert,
-        [
-            {
-                "currency": currency,
-                "day": day,
-                "type": type_,
-                "kind": kind,
-                "reason_key": reason,
-                "delinquent": delinquent,
-                "amount": amount,
-                "count": count,
-            }
-            for (currency, day, type_, kind, reason, delinquent), (amount, count) in changes
-        ],
+        [{**key._asdict(), "amount": amount, "count": count} for key, (amount, count) in changes],
     )
 
 
@@ -285,24 +287,11 @@ def rebuild_rollups(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE ledger_daily IN EXCLUSIVE MODE"))
-    key = _rollup_columns()
+    key = RollupKey.over_movements()
     session.execute(delete(LedgerDaily))
     session.execute(
         insert_into(LedgerDaily).from_select(
-            ["currency", "day", "type", "kind", "reason_key", "delinquent", "amount", "count"],
+            [*RollupKey._fields, "amount", "count"],
             select(*key, func.sum(LedgerMovement.amount), func.count()).group_by(*key),
         )
-    )
-
-
-def _rollup_columns() -> tuple[Any, ...]:
-    """The `ledger_daily` key as expressions over `ledger_movements` (NULL → '')."""
-    m = LedgerMovement
-    return (
-        m.currency,
-        m.occurred_day,
-        m.type,
-        func.coalesce(m.kind, ""),
-        func.coalesce(m.reason_key, ""),
-        m.delinquent,
     )

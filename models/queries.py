@@ -10,9 +10,10 @@ from sqlalchemy import Date, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from ledger.timeline import MovementType
+from models.ledger_store import RollupKey
 from models.tables import CustomerBalance, LedgerDaily, LedgerMovement, SubscriptionRow
 from reporting.cohorts import CohortFlow
-from reporting.metrics import Bucket, Opening
+from reporting.rows import Bucket, Opening
 
 
 @dataclass(frozen=True)
@@ -31,37 +32,39 @@ def buckets(session: Session, currency: str, start: date, end: date) -> list[Buc
     """
     d = LedgerDaily
     rows = session.execute(
-        select(d.day, d.type, d.kind, d.reason_key, d.delinquent, d.amount, d.count).where(
+        select(*RollupKey.of_rollup(), d.amount, d.count).where(
             d.currency == currency, d.day >= start, d.day < end, d.count != 0
         )
     )
-    return [
-        Bucket(
-            day=day,
-            type=t,
-            kind=k or None,
-            reason=r or None,
-            delinquent=bool(dl),
-            amount=int(a),
-            count=int(c),
+    buckets = []
+    for *fields, amount, count in rows:
+        key = RollupKey._make(fields)
+        buckets.append(
+            Bucket(
+                day=key.day,
+                type=key.type,
+                kind=key.kind or None,
+                reason=key.reason_key or None,
+                delinquent=bool(key.delinquent),
+                amount=int(amount),
+                count=int(count),
+            )
         )
-        for day, t, k, r, dl, a, c in rows
-    ]
+    return buckets
 
 
 def opening(session: Session, currency: str, before: date) -> Opening:
     """MRR and paying customers of `currency` at the start of day `before`.
 
-    Each customer's MRR is the sum of its signed movements, and it turns paying only
-    through `new`/`reactivation` and stops only through `churn`: two sums over the
-    daily rollup, no scan per customer.
+    Each customer's MRR is the sum of its signed movements, and the paying customers
+    the sum of the movements' paying deltas (`MovementType`): two sums over the daily
+    rollup, no scan per customer.
     """
     d = LedgerDaily
-    up = (MovementType.NEW, MovementType.EXPANSION, MovementType.REACTIVATION)
-    signed = case((d.type.in_(up), d.amount), else_=-d.amount)
+    # The movement types' own rules (sign, paying delta), as SQL.
+    signed = case(*((d.type == t.value, t.sign * d.amount) for t in MovementType))
     joins = case(
-        (d.type.in_((MovementType.NEW, MovementType.REACTIVATION)), d.count),
-        (d.type == MovementType.CHURN, -d.count),
+        *((d.type == t.value, t.paying_delta * d.count) for t in MovementType if t.paying_delta),
         else_=0,
     )
     mrr, customers = session.execute(
@@ -118,15 +121,6 @@ def currency_totals(session: Session) -> list[CurrencyTotals]:
     )
     totals = [CurrencyTotals(c, int(m or 0), int(n or 0), int(s or 0)) for c, m, n, s in rows]
     return sorted(totals, key=lambda t: (-t.mrr, t.currency))
-
-
-def customer_exists(session: Session, customer_id: str) -> bool:
-    return (
-        session.scalar(
-            select(SubscriptionRow.id).where(SubscriptionRow.customer_id == customer_id).limit(1)
-        )
-        is not None
-    )
 
 
 def customer_movements(session: Session, customer_id: str) -> list[LedgerMovement]:

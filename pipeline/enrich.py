@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.mrr import Catalog, Need, needs
 from ledger.snapshot import Coupon, Snapshot, Tier, parse_coupon, parse_tiers
+from models.clock import utcnow
 from models.db import transaction
-from models.tables import StripeObject, utcnow
+from models.tables import StripeObject
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)

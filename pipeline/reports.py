@@ -13,8 +13,9 @@ from ledger.errors import InvalidValue
 from ledger.snapshot import storable
 from models import queries
 from reporting.cohorts import cohort_table
-from reporting.metrics import exact_rates, period_row, period_rows, summary
 from reporting.periods import Period, boundaries, floor, snap
+from reporting.rows import period_row, period_rows
+from reporting.summary import summary
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 MAX_PERIODS = 1000
@@ -86,7 +87,7 @@ def movements_report(session: Session, query: Query, now: datetime) -> dict[str,
         "period": query.period.value,
         "start": lo.isoformat(),
         "end": hi.isoformat(),
-        "periods": rows,
+        "periods": [row.to_json() for row in rows],
     }
 
 
@@ -107,8 +108,7 @@ def summary_report(session: Session, query: Query, now: datetime) -> dict[str, A
     trailing = period_row(
         queries.opening(session, currency, lo), queries.buckets(session, currency, lo, hi), lo, hi
     )
-    net, customer_churn = exact_rates(trailing)
-    doc = summary(currency, mrr, customers, scheduled or 0, trailing, net, customer_churn)
+    doc = summary(currency, mrr, customers, scheduled or 0, trailing)
     doc["scheduled_churn"] = scheduled
     doc["as_of"] = as_of.isoformat()
     doc["currencies"] = [

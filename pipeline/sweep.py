@@ -22,8 +22,8 @@ from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import inbox, leases
+from models.clock import utcnow
 from models.db import transaction
-from models.tables import utcnow
 from pipeline.queue import enqueue_apply, jobs_in_flight
 
 log = logging.getLogger(__name__)

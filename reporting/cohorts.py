@@ -6,12 +6,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from fractions import Fraction
 from typing import Any
 
+from ledger.timeline import MovementType
 from reporting.periods import Period, boundaries
-
-_RATE_PLACES = 6
+from reporting.rows import ratio, rounded
 
 
 @dataclass(frozen=True)
@@ -43,28 +42,23 @@ def cohort_table(flows: Iterable[CohortFlow], start: date, end: date) -> list[di
     rows = []
     for cohort in months:
         flows_of = by_cohort.get(cohort, {})
-        new_mrr, size = flows_of.get(cohort, {}).get("new", (0, 0))
+        new_mrr, size = flows_of.get(cohort, {}).get(MovementType.NEW, (0, 0))
         mrr = customers = 0
         cells = []
         for offset, month in enumerate(m for m in months if m >= cohort):
             sums = flows_of.get(month, {})
             for type_, (amount, count) in sums.items():
-                if type_ in ("new", "expansion", "reactivation"):
-                    mrr += amount
-                else:
-                    mrr -= amount
-                if type_ in ("new", "reactivation"):
-                    customers += count
-                elif type_ == "churn":
-                    customers -= count
+                movement = MovementType(type_)
+                mrr += movement.sign * amount
+                customers += movement.paying_delta * count
             cells.append(
                 {
                     "month": month.isoformat()[:7],
                     "offset": offset,
                     "customers": customers,
-                    "customer_retention": _rate(customers, size),
+                    "customer_retention": rounded(ratio(customers, size)),
                     "mrr": mrr,
-                    "revenue_retention": _rate(mrr, new_mrr),
+                    "revenue_retention": rounded(ratio(mrr, new_mrr)),
                 }
             )
         rows.append(
@@ -76,7 +70,3 @@ def cohort_table(flows: Iterable[CohortFlow], start: date, end: date) -> list[di
             }
         )
     return rows
-
-
-def _rate(numerator: int, denominator: int) -> float | None:
-    return round(float(Fraction(numerator, denominator)), _RATE_PLACES) if denominator else None

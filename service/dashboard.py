@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
 
 from models import queries
-from models.tables import utcnow
+from models.clock import utcnow
 from pipeline import reports as report_docs
 from reporting.display import money, pct
 from service import figures

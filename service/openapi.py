@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from reporting.metrics import KINDS
+from reporting.rows import FIELDS, KINDS
 
 _INT = {"type": "integer"}
 _RATE = {"type": ["number", "null"]}
 _DATE = {"type": "string", "format": "date"}
 _STR = {"type": "string"}
-_NSTR = {"type": ["string", "null"]}
 _KIND_MAP = {
     "type": "object",
     "properties": {k: _INT for k in KINDS},
@@ -25,34 +24,21 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
 
 ERROR = _obj({"error": _obj({"code": _STR, "message": _STR})})
 
-PERIOD_ROW = _obj(
-    {
-        "period_start": _DATE,
-        "period_end": _DATE,
-        "starting_mrr": _INT,
-        "new": _INT,
-        "expansion": _INT,
-        "contraction": _INT,
-        "churn": _INT,
-        "reactivation": _INT,
-        "ending_mrr": _INT,
-        "starting_customers": _INT,
-        "ending_customers": _INT,
-        "new_customers": _INT,
-        "reactivated_customers": _INT,
-        "churned_customers": _INT,
-        "customer_churn_rate": _RATE,
-        "gross_mrr_churn_rate": _RATE,
-        "net_mrr_churn_rate": _RATE,
-        "nrr": _RATE,
-        "grr": _RATE,
-        "quick_ratio": _RATE,
-        "expansion_by_kind": _KIND_MAP,
-        "contraction_by_kind": _KIND_MAP,
-        "churn_by_reason": {"type": "object", "additionalProperties": _INT},
-        "delinquent_churn": _INT,
-    }
-)
+#: The JSON schema of each kind of period-row field (reporting.rows.FIELDS).
+_FIELD_SCHEMA: dict[str, dict[str, Any]] = {
+    "period": _DATE,
+    "balance": _INT,
+    "flow": _INT,
+    "customers": _INT,
+    "rate": _RATE,
+}
+_BREAKDOWN_SCHEMA: dict[str, dict[str, Any]] = {
+    "expansion_by_kind": _KIND_MAP,
+    "contraction_by_kind": _KIND_MAP,
+    "churn_by_reason": {"type": "object", "additionalProperties": _INT},
+    "delinquent_churn": _INT,
+}
+PERIOD_ROW = _obj({f.name: _FIELD_SCHEMA.get(f.kind) or _BREAKDOWN_SCHEMA[f.name] for f in FIELDS})
 
 MOVEMENTS = _obj(
     {

@@ -12,9 +12,9 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from models import inbox
+from models.clock import utcnow
 from models.db import is_reachable
 from models.queries import currency_totals
-from models.tables import utcnow
 from pipeline.queue import queue_stats
 from service.auth import require_ops_token
 from service.extensions import Services, services

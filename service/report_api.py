@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from models.tables import utcnow
+from models.clock import utcnow
 from pipeline import reports as report_docs
 from service.auth import require_ops_token
 from service.errors import ApiError

@@ -18,16 +18,10 @@ from redis import Redis
 from sqlalchemy import delete, func, select, text
 
 from cli.main import cli
+from models.clock import utcnow
 from models.db import make_engine, transaction
 from models.inbox import store_event
-from models.tables import (
-    CustomerBalance,
-    EventStatus,
-    InboxEvent,
-    LedgerMovement,
-    SubscriptionRow,
-    utcnow,
-)
+from models.tables import CustomerBalance, EventStatus, InboxEvent, LedgerMovement, SubscriptionRow
 from pipeline.apply import apply_event_ids
 from pipeline.queue import JOB_TIMEOUT_S, enqueue_apply, make_queue
 from pipeline.sweep import sweep

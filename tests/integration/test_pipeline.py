@@ -121,7 +121,7 @@ def test_events_acknowledged_while_redis_is_down_are_swept_later(settings, db, r
     assert sweep(db, queue, settings.sweep_after_s) == 0  # not stale yet
     from datetime import timedelta
 
-    from models.tables import utcnow
+    from models.clock import utcnow
 
     later = utcnow() + timedelta(seconds=settings.sweep_after_s + 1)
     assert sweep(db, queue, settings.sweep_after_s, now=later) == 20

@@ -9,10 +9,11 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
+from models.clock import utcnow
 from models.db import transaction
 from models.inbox import store_event
 from models.leases import hold
-from models.tables import EventStatus, InboxEvent, utcnow
+from models.tables import EventStatus, InboxEvent
 from pipeline import queue as queue_module
 from pipeline.apply import apply_event_ids
 from pipeline.queue import (

@@ -16,7 +16,8 @@ import stripe
 from sqlalchemy import func, select
 
 from ledger.snapshot import MAX_MRR
-from models.tables import EventStatus, InboxEvent, LedgerMovement, utcnow
+from models.clock import utcnow
+from models.tables import EventStatus, InboxEvent, LedgerMovement
 from service.app import create_app
 from tests import factories as f
 from tests.conftest import OPS_TOKEN, SECRET, sign
@@ -75,6 +76,11 @@ def poison_cases() -> list[tuple[str, Callable[[dict[str, Any]], None], str]]:
         return e["data"]["object"]["items"]["data"][0]
 
     return [
+        (
+            "a list as the billing interval",
+            lambda e: item0(e)["price"]["recurring"].update(interval=["month"]),
+            "no recurring interval",
+        ),
         (
             "a currency longer than the column",
             lambda e: e["data"]["object"].update(currency="usdollars"),

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from ledger.events import parse_event
 from ledger.timeline import derive_ledger
-from reporting.metrics import Opening, buckets_from_movements, day_of, period_rows
 from reporting.periods import Period, snap
+from reporting.rows import Opening, buckets_from_movements, day_of, period_rows
 from tests.lifecycles import STATUSES, STEPS, build_events
 
 snapshot_st = st.fixed_dictionaries(
@@ -100,7 +100,7 @@ def test_starting_plus_movements_is_ending_for_every_period(customers, period, o
                 b.count * {"new": 1, "reactivation": 1, "churn": -1}.get(b.type, 0) for b in before
             ),
         )
-        rows = period_rows(opening, buckets, start, end, period)
+        rows = [r.to_json() for r in period_rows(opening, buckets, start, end, period)]
         for prev, row in pairwise(rows):
             assert row["starting_mrr"] == prev["ending_mrr"]
             assert row["starting_customers"] == prev["ending_customers"]
