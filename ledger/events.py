@@ -76,7 +76,9 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     if not isinstance(data, Mapping):
         raise InvalidEvent(f"event {event_id} has no data object")
     obj = data.get("object")
-    snapshot = parse_subscription(obj)  # raises unless obj is a subscription object
+    # A deletion ends the subscription whatever its status field says (SPEC §7).
+    ended = event_type == "customer.subscription.deleted"
+    snapshot = parse_subscription(obj, ended=ended)  # raises unless obj is a subscription
     assert isinstance(obj, Mapping)
     previous = data.get("previous_attributes")
     return SubscriptionEvent(
