@@ -49,6 +49,8 @@ class SubscriptionEvent:
     #: The raw `data.object` and `data.previous_attributes`, for the same-second chain rule.
     object: Mapping[str, Any]
     previous_attributes: Mapping[str, Any] | None
+    #: The API version the payload is rendered in (its shape), when the envelope says.
+    api_version: str | None = None
 
     @property
     def customer(self) -> str:
@@ -81,6 +83,7 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     snapshot = parse_subscription(obj, ended=ended)  # raises unless obj is a subscription
     assert isinstance(obj, Mapping)
     previous = data.get("previous_attributes")
+    api_version = payload.get("api_version")
     return SubscriptionEvent(
         id=event_id,
         type=event_type,
@@ -88,6 +91,7 @@ def parse_event(payload: Any) -> SubscriptionEvent:
         snapshot=snapshot,
         object=obj,
         previous_attributes=previous if isinstance(previous, Mapping) and previous else None,
+        api_version=api_version if isinstance(api_version, str) else None,
     )
 
 

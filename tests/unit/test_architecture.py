@@ -25,6 +25,7 @@ def loaded_after(imports: list[str], forbidden: set[str]) -> list[str]:
 
 def test_ledger_and_reporting_import_no_infrastructure() -> None:
     core = [
+        "ledger.backfill",
         "ledger.events",
         "ledger.mrr",
         "ledger.snapshot",
