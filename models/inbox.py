@@ -40,12 +40,15 @@ class Head:
     attempts: int
 
 
-def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
+def store_event(
+    session: Session, event: Mapping[str, Any], raw: str, *, synthetic: bool = False
+) -> Stored:
     """Insert a verified event unless its id is already stored (insert-or-ignore).
 
-    Types the ledger does not use are stored as `ignored`. Does not commit.
+    Types the ledger does not use are stored as `ignored`; `synthetic` marks an event
+    made up by backfill or reconcile. Does not commit.
     """
-    values = _row_values(event, raw)
+    values = _row_values(event, raw, synthetic)
     inserted = session.execute(_insert(session.get_bind().dialect.name), values).scalar()
     if inserted is not None:
         return Stored(values["id"], True, values["status"] == EventStatus.PENDING)
@@ -58,14 +61,15 @@ class InboxUnavailable(Exception):
 
 
 def store_events_committed(
-    engine: Engine, items: Sequence[tuple[Mapping[str, Any], str]]
+    engine: Engine, items: Sequence[tuple[Mapping[str, Any], str]], *, synthetic: bool = False
 ) -> list[Stored]:
     """Store many events with one multi-row insert, committed before this returns.
 
     Ids stored already (duplicate deliveries) cost one more query. Results follow
-    `items`' order. For the webhook's hot path see `InboxWriter`.
+    `items`' order. `synthetic` marks them all as made up by backfill or reconcile.
+    For the webhook's hot path see `InboxWriter`.
     """
-    rows = [_row_values(event, raw) for event, raw in items]
+    rows = [_row_values(event, raw, synthetic) for event, raw in items]
     unique = _unique(rows)
     with engine.begin() as conn:
         inserted = set(conn.execute(_insert(engine.dialect.name), unique).scalars())
@@ -188,7 +192,7 @@ def _insert(dialect: str) -> Any:
     return insert(InboxEvent).on_conflict_do_nothing(index_elements=["id"]).returning(InboxEvent.id)
 
 
-def _row_values(event: Mapping[str, Any], raw: str) -> dict[str, Any]:
+def _row_values(event: Mapping[str, Any], raw: str, synthetic: bool = False) -> dict[str, Any]:
     event_id = str(event["id"])
     event_type = str(event["type"])
     data = event.get("data")
@@ -213,6 +217,7 @@ def _row_values(event: Mapping[str, Any], raw: str) -> dict[str, Any]:
         "apply_ms": None,
         "last_error": None,
         "warnings": None,
+        "synthetic": synthetic,
     }
 
 
@@ -311,6 +316,12 @@ def counts(session: Session) -> dict[str, int]:
         "quarantined": quarantined,
         "pending": pending,
     }
+
+
+def synthetic_count(session: Session) -> int:
+    """Events made up by backfill or reconcile (SPEC §9), whatever their status."""
+    count = select(func.count()).select_from(InboxEvent).where(InboxEvent.synthetic.is_(True))
+    return session.scalar(count) or 0
 
 
 def oldest_pending(session: Session) -> datetime | None:
