@@ -34,7 +34,7 @@ from typing import Any
 
 from ledger.events import SubscriptionEvent, order_events
 from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
-from ledger.snapshot import ENDED_STATUSES, parse_subscription
+from ledger.snapshot import ENDED_STATUSES, Snapshot
 
 #: Every synthetic event id starts so; Stripe's own start with `evt_`.
 SYNTHETIC_PREFIX = "bf_"
@@ -223,9 +223,8 @@ class Standing:
     mrr: int
 
 
-def stripe_standing(obj: Mapping[str, Any], catalog: Catalog = EMPTY_CATALOG) -> Standing:
-    """Stripe's current object priced as the ledger prices events (raises `InvalidEvent`)."""
-    snapshot = parse_subscription(obj)
+def standing(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> Standing:
+    """A subscription object (Stripe's current one) priced as the ledger prices events."""
     return Standing(
         snapshot.effective_status, snapshot.currency, subscription_mrr(snapshot, catalog).amount
     )

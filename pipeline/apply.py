@@ -280,8 +280,9 @@ def apply_inline(
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
 ) -> tuple[int, dict[str, str]]:
-    """Apply stored events without a queue (`mrr replay --sync`): no retries, so an event
-    that cannot be parsed is marked `failed` at once. Returns (applied, failed: id → why)."""
+    """Apply stored events without a queue (`mrr replay --sync`, `mrr backfill`): no
+    retries, so an event that cannot be parsed is marked `failed` at once. Returns
+    (applied, failed: id → why)."""
     with factory() as session:
         heads = inbox.heads(session, event_ids)
     customers = sorted({h.customer_id for h in heads.values() if h.customer_id is not None})
