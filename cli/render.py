@@ -148,3 +148,38 @@ def print_report(kind: str, doc: dict[str, Any], console: Console | None = None)
         if not console.is_terminal:
             console = Console(width=PIPE_WIDTH)
     console.print(RENDERERS[kind](doc))
+
+
+def drift_table(doc: dict[str, Any]) -> Table:
+    """`mrr reconcile`: one row per drifted subscription, totals in the caption."""
+    table = Table(title=f"Reconcile: {doc['drifted']} of {doc['checked']} subscriptions drift")
+    for col in ("subscription", "customer", "ledger", "Stripe", "drift"):
+        table.add_column(col, justify="right" if col == "drift" else "left")
+
+    def side(s: dict[str, Any] | None) -> str:
+        if s is None:
+            return "—"
+        return f"{s['status']} {money(s['mrr'], s['currency'])} {s['currency']}"
+
+    for sub in doc["subscriptions"]:
+        amounts = ", ".join(f"{money(a, c)} {c}" for c, a in sub["drift"].items())
+        table.add_row(
+            sub["id"],
+            sub["customer"] or "—",
+            side(sub["ledger"]),
+            side(sub["stripe"]),
+            amounts or "status",
+        )
+    total = ", ".join(f"{money(a, c)} {c}" for c, a in doc["drift"].items()) or "0"
+    table.caption = f"total drift {total}; fixed {doc['fixed']}"
+    return table
+
+
+def print_drift(doc: dict[str, Any]) -> None:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=PIPE_WIDTH)
+    if doc["subscriptions"]:
+        console.print(drift_table(doc))
+    else:
+        console.print(f"no drift: the ledger agrees with Stripe on {doc['checked']} subscriptions")
