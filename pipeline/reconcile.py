@@ -5,16 +5,19 @@ object as a synthetic event so the ledger agrees again (SPEC §9).
 Stripe's side is priced page by page while backfill lists the subscriptions (with the
 same cached prices and coupons the ledger uses), so memory holds a few numbers per
 subscription, never the objects. A fix re-reads the drifted subscriptions, so it
-stores what Stripe says at that moment. Every run is logged for `/status`.
+stores what Stripe says at that moment. Every run is logged for `/status`; the worker
+can run one every `RECONCILE_EVERY_S`, one per deployment, under a database lease.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -24,16 +27,20 @@ from ledger.backfill import Drift, Standing, compare, fix_event, gone_event, sta
 from ledger.errors import InvalidEvent
 from ledger.mrr import Catalog
 from ledger.snapshot import Snapshot, parse_subscription
-from models import runs
+from models import leases, runs
 from models.db import transaction
 from models.queries import LedgerSubscription, ledger_subscriptions
-from models.tables import InboxEvent
+from models.tables import InboxEvent, utcnow
 from pipeline import enrich, intake
 from pipeline.apply import apply_inline
-from pipeline.backfill import MAX_DAYS, BackfillResult, Progress, backfill
+from pipeline.backfill import MAX_DAYS, BackfillResult, Progress, backfill, client_for
 from pipeline.settings import Settings
+from pipeline.sweep import holder_name
 
 log = logging.getLogger(__name__)
+
+#: The database lease that lets one worker of the deployment run the periodic reconcile.
+LEASE = "reconciler"
 
 
 @dataclass
@@ -218,3 +225,55 @@ def _stored_object(factory: sessionmaker[Session], event_id: str) -> dict[str, A
         return None
     obj = json.loads(row.payload).get("data", {}).get("object")
     return obj if isinstance(obj, dict) else None
+
+
+def is_due(factory: sessionmaker[Session], every_s: int, now: datetime) -> bool:
+    """Whether the last reconcile of the deployment is `every_s` old (or there was none)."""
+    with factory() as session:
+        last = runs.last_reconcile(session)
+    return last is None or now - last.at >= timedelta(seconds=every_s)
+
+
+def reconcile_forever(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    every_s: int,
+    stop: threading.Event,
+) -> None:
+    """Reconcile with `--fix` whenever the last run is `every_s` old, until `stop` is set.
+
+    Every worker runs this loop; the `reconciler` lease lets one of them run at a time,
+    and the run log makes the others skip a reconcile that was just done. Errors (Stripe
+    or the database away) are logged and tried again at the next check.
+    """
+    pause = float(min(every_s, 60))
+    # Long enough for a whole run on a big account; a holder that dies frees it then.
+    ttl = float(min(max(every_s, 600), 3600))
+    me = holder_name()
+    while not stop.is_set():
+        try:
+            if is_due(factory, every_s, utcnow()):
+                with transaction(factory) as session:
+                    leader = leases.hold(session, LEASE, me, ttl_s=ttl, now=utcnow())
+                if leader:
+                    try:
+                        if is_due(factory, every_s, utcnow()):  # another may have just run
+                            done = reconcile(
+                                factory,
+                                settings,
+                                client_for(settings),
+                                now=int(time.time()),
+                                fix=True,
+                            )
+                            log.info(
+                                "reconcile: %d checked, %d drifted, %d fixed",
+                                done.checked,
+                                len(done.drifts),
+                                done.fixed,
+                            )
+                    finally:
+                        with transaction(factory) as session:
+                            leases.release(session, LEASE, me)
+        except Exception as exc:
+            log.warning("periodic reconcile failed, trying again later: %s", exc)
+        stop.wait(pause)

@@ -31,6 +31,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     sweep_after_s: int = 30
     queue_name: str = "mrr"
+    #: Seconds between the worker's `mrr reconcile --fix` runs; None: never (the default).
+    reconcile_every_s: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +57,7 @@ class Settings:
             max_body_bytes=_positive_int(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 1_048_576),
             sweep_after_s=_positive_int(get("SWEEP_AFTER_S"), "SWEEP_AFTER_S", 30),
             queue_name=get("MRR_QUEUE") or "mrr",
+            reconcile_every_s=_reconcile_every(get("RECONCILE_EVERY_S"), get("STRIPE_API_KEY")),
         )
 
     def require_webhook_secret(self) -> Settings:
@@ -68,6 +71,16 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _reconcile_every(raw: str | None, api_key: str | None) -> int | None:
+    """RECONCILE_EVERY_S: blank is off; set, it needs the API key it will use."""
+    if raw is None:
+        return None
+    every = _positive_int(raw, "RECONCILE_EVERY_S", 0)
+    if api_key is None:
+        raise SettingsError("RECONCILE_EVERY_S needs STRIPE_API_KEY (reconcile reads Stripe's API)")
+    return every
 
 
 def _positive_int(raw: str | None, name: str, default: int) -> int:

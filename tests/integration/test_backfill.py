@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,12 +19,13 @@ from sqlalchemy import delete, select
 
 from ledger.mrr import subscription_mrr
 from ledger.snapshot import parse_subscription
+from models import leases
 from models.db import transaction
-from models.tables import CustomerBalance, InboxEvent, LedgerMovement
+from models.tables import CustomerBalance, InboxEvent, Lease, LedgerMovement, ReconcileRun, utcnow
 from pipeline.apply import rebuild_all
 from pipeline.backfill import backfill, client_for
 from pipeline.enrich import stripe_client
-from pipeline.reconcile import reconcile
+from pipeline.reconcile import LEASE, is_due, reconcile, reconcile_forever
 from tests import factories as f
 from tests.conftest import empty_tables
 from tests.integration.existing_account import DAY, Account, existing_account
@@ -345,3 +349,60 @@ def test_backfill_stores_nothing_it_cannot_read_as_json(db, keyed, fake) -> None
     with db() as s:
         for payload in s.scalars(select(InboxEvent.payload)):
             assert json.loads(payload)["object"] == "event"
+
+
+# --- the worker's periodic reconcile --------------------------------------------------
+
+
+def run_periodic(db, keyed, until: Any, every_s: int = 3600) -> None:
+    """Run the worker's reconcile loop in a thread until `until()` holds (10 s at most)."""
+    stop = threading.Event()
+    loop = threading.Thread(target=reconcile_forever, args=(db, keyed, every_s, stop))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not until() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+    assert not loop.is_alive()
+
+
+def reconcile_runs(db) -> list[tuple[int, int, int]]:
+    with db() as s:
+        return [(r.checked, r.drifted, r.fixed) for r in s.scalars(select(ReconcileRun))]
+
+
+def test_the_periodic_reconcile_heals_once_per_period_under_its_lease(
+    db, keyed, fake, account
+) -> None:
+    run_backfill(db, keyed)
+    with transaction(db) as s:
+        s.execute(
+            delete(InboxEvent).where(InboxEvent.id == f"bf_sub_gone_deleted_{NOW - 365 * DAY}")
+        )
+    rebuild_all(db, keyed)
+
+    run_periodic(db, keyed, until=lambda: reconcile_runs(db))
+    assert reconcile_runs(db) == [(8, 1, 1)]  # ran with --fix: sub_gone is healed
+    assert ledger_mrr(db) == stripe_mrr(account)
+    with db() as s:
+        lease = s.get(Lease, LEASE)
+        assert lease is not None and lease.expires_at < utcnow()  # given back
+
+    # Not due again within the period: another worker's loop does nothing.
+    started = time.monotonic()
+    run_periodic(db, keyed, until=lambda: time.monotonic() - started > 0.5)
+    assert reconcile_runs(db) == [(8, 1, 1)]
+    assert not is_due(db, 3600, utcnow())
+    assert is_due(db, 3600, utcnow() + timedelta(hours=1))
+
+
+def test_the_periodic_reconcile_waits_while_another_worker_holds_the_lease(db, keyed, fake) -> None:
+    with transaction(db) as s:
+        assert leases.hold(s, LEASE, "another-worker", ttl_s=600, now=utcnow())
+    started = time.monotonic()
+    run_periodic(db, keyed, until=lambda: time.monotonic() - started > 0.5)
+    assert reconcile_runs(db) == []
+    assert fake.requests == []
