@@ -11,11 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from pipeline.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import stripe
 
 log = logging.getLogger("mrr")
 T = TypeVar("T")
@@ -246,7 +249,7 @@ def reconcile(fix: bool, days: int, as_json: bool) -> None:
     print_drift(result.document())
 
 
-def _stripe_client(settings: Settings) -> Any:
+def _stripe_client(settings: Settings) -> stripe.StripeClient:
     from pipeline.backfill import BackfillError, client_for
 
     try:

@@ -321,18 +321,14 @@ def parse_coupon(obj: Any) -> Coupon | None:
     # Coupons of API versions before 2018-07-27 round `percent_off` to an integer and
     # carry the true value in `percent_off_precise`.
     percent = obj.get("percent_off_precise")
-    if not isinstance(percent, int | float) or isinstance(percent, bool):
+    if not _is_number(percent):
         percent = obj.get("percent_off")
     amount = obj.get("amount_off")
     currency = obj.get("currency")
     return Coupon(
         id=str(obj["id"]),
         duration=str(obj.get("duration") or "once"),
-        percent_off=(
-            Decimal(str(percent))
-            if isinstance(percent, int | float) and not isinstance(percent, bool)
-            else None
-        ),
+        percent_off=Decimal(str(percent)) if _is_number(percent) else None,
         amount_off=amount if _is_int(amount) else None,
         currency=currency.lower() if isinstance(currency, str) else None,
         amount_off_by_currency=by_currency,
@@ -428,6 +424,10 @@ def _decimal(raw: Any, where: str) -> Decimal | None:
     if isinstance(raw, float):
         return Decimal(str(raw))
     raise InvalidEvent(f"{where} is not a number: {raw!r}")
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

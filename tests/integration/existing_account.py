@@ -18,6 +18,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.mrr import subscription_mrr
+from ledger.snapshot import parse_subscription
 from tests import factories as f
 
 DAY = 86400
@@ -42,6 +44,15 @@ class Account:
 
     def in_window(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e["created"] >= self.window_start]
+
+    def stripe_mrr(self) -> dict[tuple[str, str], int]:
+        """Each customer's MRR per currency, from Stripe's current objects alone."""
+        totals: dict[tuple[str, str], int] = {}
+        for obj in self.subscriptions:
+            snapshot = parse_subscription(obj)
+            key = (snapshot.customer, snapshot.currency)
+            totals[key] = totals.get(key, 0) + subscription_mrr(snapshot).amount
+        return totals
 
 
 class _History:

@@ -19,7 +19,6 @@ from pipeline.apply import rebuild_all
 from tests.integration.existing_account import DAY, Account, existing_account
 from tests.integration.fake_stripe import FakeStripe, serve
 from tests.integration.processes import cli_json
-from tests.integration.test_backfill import stripe_mrr
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ def test_mrr_backfill_then_reconcile_as_processes(db, stripe_env, account) -> No
         "applied": window + 9,
         "failed": 0,
     }
-    assert balances(db) == stripe_mrr(account)
+    assert balances(db) == account.stripe_mrr()
 
     again = cli_json(stripe_env, "backfill")
     assert (again["events_stored"], again["synthetic_stored"], again["applied"]) == (0, 0, 0)
