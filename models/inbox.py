@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -240,6 +240,20 @@ def pending_customers(session: Session, scan: int) -> list[str]:
         .limit(scan)
     )
     return list(dict.fromkeys(c for c in rows if c is not None))
+
+
+def pending_of(session: Session, customers: Collection[str]) -> list[str]:
+    """Ids of the customers' events that no worker has applied yet."""
+    if not customers:
+        return []
+    e = InboxEvent
+    return list(
+        session.scalars(
+            select(e.id).where(
+                e.customer_id.in_(sorted(customers)), e.status == EventStatus.PENDING
+            )
+        )
+    )
 
 
 def mark_ignored(session: Session, event_ids: Sequence[str]) -> None:

@@ -27,7 +27,7 @@ from ledger.backfill import opening_history
 from ledger.errors import InvalidEvent
 from ledger.events import SUBSCRIPTION_EVENT_TYPES, SubscriptionEvent, parse_event
 from ledger.snapshot import customer_id_of
-from models import ledger_store
+from models import inbox, ledger_store
 from pipeline import intake
 from pipeline.apply import apply_inline
 from pipeline.enrich import plain, stripe_client
@@ -167,7 +167,8 @@ def _open(
     pending: set[str],
 ) -> None:
     """Store the opening histories of (subscription id, customer id, Stripe's object or
-    None) that need one, reading what their customers have stored."""
+    None) that need one, reading what their customers have stored; add every pending
+    event of those customers to `pending`."""
     customers = {c for _, c, _ in subscriptions if c is not None}
     stored_events = _stored_by_subscription(factory, customers)
     made: list[dict[str, Any]] = []
@@ -185,7 +186,9 @@ def _open(
         made.extend(history)
     stored = intake.store_many(factory, [(e, json.dumps(e)) for e in made], synthetic=True)
     result.synthetic_stored += sum(s.inserted for s in stored)
-    pending.update(s.event_id for s in stored if s.pending)
+    # Not only what this run stored: an interrupted run may have left openings unapplied.
+    with factory() as session:
+        pending.update(inbox.pending_of(session, customers))
 
 
 def _stored_by_subscription(
