@@ -24,8 +24,8 @@ dates. Ids are deterministic, so storing an opening twice adds nothing.
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -73,7 +73,7 @@ def undo_previous(obj: Mapping[str, Any], previous: Mapping[str, Any] | None) ->
     scalars whole (Stripe lists the whole old `items.data`). A null stands for a value
     that was null or absent, as in the ordering rule's chain. `obj` is not modified.
     """
-    result = copy.deepcopy(dict(obj))
+    result: dict[str, Any] = _clone(obj)
     if previous:
         _put_back(result, previous)
     return result
@@ -85,7 +85,7 @@ def _put_back(target: dict[str, Any], previous: Mapping[str, Any]) -> None:
         if isinstance(old, Mapping) and isinstance(current, dict):
             _put_back(current, old)
         else:
-            target[key] = copy.deepcopy(old)
+            target[key] = _clone(old)
 
 
 def synthetic_event(
@@ -97,10 +97,11 @@ def synthetic_event(
     api_version: str | None,
     previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A Stripe event envelope around `obj`, shaped like the ones Stripe sends."""
-    data: dict[str, Any] = {"object": copy.deepcopy(dict(obj))}
+    """A Stripe event envelope around `obj`, shaped like the ones Stripe sends. It holds
+    `obj` and `previous` themselves, not copies."""
+    data: dict[str, Any] = {"object": obj}
     if previous:
-        data["previous_attributes"] = copy.deepcopy(dict(previous))
+        data["previous_attributes"] = previous
     return {
         "id": event_id,
         "object": "event",
@@ -138,7 +139,7 @@ def opening_history(
         shape = first.api_version
         ends = any(e.type == DELETED for e in events)
     elif current is not None:
-        known, known_at, shape, ends = copy.deepcopy(dict(current)), as_of, api_version, False
+        known, known_at, shape, ends = _clone(current), as_of, api_version, False
     else:
         return []
     sub_id = str(known.get("id"))
@@ -192,6 +193,12 @@ def opening_history(
     return history
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON data; several times faster than `copy.deepcopy`, which took
+    most of an opening's time."""
+    return json.loads(json.dumps(value))
+
+
 def _time(obj: Mapping[str, Any], key: str) -> int | None:
     value = obj.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -201,17 +208,19 @@ def fix_event(current: Mapping[str, Any], now: int, *, api_version: str | None) 
     """`mrr reconcile --fix`: Stripe's current object as an `updated` event dated `now`."""
     sub_id = str(current.get("id"))
     return synthetic_event(
-        synthetic_id(sub_id, "reconcile", now), UPDATED, now, current, api_version=api_version
+        synthetic_id(sub_id, "reconcile", now),
+        UPDATED,
+        now,
+        _clone(current),
+        api_version=api_version,
     )
 
 
 def gone_event(last: Mapping[str, Any], now: int, *, api_version: str | None) -> dict[str, Any]:
     """`mrr reconcile --fix` for a subscription Stripe no longer has: its last stored
     object as a `deleted` event dated `now`, which ends it (SPEC §7)."""
-    sub_id = str(last.get("id"))
-    return synthetic_event(
-        synthetic_id(sub_id, "gone", now), DELETED, now, last, api_version=api_version
-    )
+    event_id = synthetic_id(str(last.get("id")), "gone", now)
+    return synthetic_event(event_id, DELETED, now, _clone(last), api_version=api_version)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from ledger.snapshot import customer_id_of
 from models import inbox, ledger_store
 from pipeline import intake
 from pipeline.apply import apply_inline
-from pipeline.enrich import plain, stripe_client
+from pipeline.enrich import stripe_client
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,16 +115,14 @@ def backfill(
     report = progress or (lambda stage, n: None)
     pending: set[str] = set()
 
-    window = client.v1.events.list(
-        params={
-            "types": sorted(SUBSCRIPTION_EVENT_TYPES),
-            "created": {"gte": now - days * DAY_S},
-            "limit": PAGE,
-        }
+    window = list_all(
+        client,
+        "/v1/events",
+        {"types": sorted(SUBSCRIPTION_EVENT_TYPES), "created": {"gte": now - days * DAY_S}},
     )
     in_window: dict[str, str | None] = {}
-    for page in _pages(window.auto_paging_iter()):
-        events = [e for e in map(plain, page) if e.get("type") in SUBSCRIPTION_EVENT_TYPES]
+    for page in window:
+        events = [e for e in page if e.get("type") in SUBSCRIPTION_EVENT_TYPES]
         stored = intake.store_many(factory, [(e, json.dumps(e)) for e in events])
         result.events += len(events)
         result.events_stored += sum(s.inserted for s in stored)
@@ -134,10 +132,8 @@ def backfill(
             in_window[str(obj.get("id"))] = customer_id_of(obj)
         report("events listed", len(page))
 
-    listing = client.v1.subscriptions.list(params={"status": "all", "limit": PAGE})
     listed: set[str] = set()
-    for subscriptions in _pages(listing.auto_paging_iter()):
-        objects = [plain(s) for s in subscriptions]
+    for objects in list_all(client, "/v1/subscriptions", {"status": "all"}):
         listed.update(str(o["id"]) for o in objects)
         result.subscriptions += len(objects)
         opened = [(str(o["id"]), customer_id_of(o), o) for o in objects]
@@ -207,7 +203,30 @@ def _stored_by_subscription(
     return found
 
 
+def list_all(
+    client: stripe.StripeClient, path: str, params: Mapping[str, Any]
+) -> Iterator[list[dict[str, Any]]]:
+    """Every page of a Stripe list, as the JSON Stripe sent: `limit=100`, then
+    `starting_after` the last id for as long as `has_more` (what stripe-python's
+    auto-pagination does).
+
+    Through `raw_request`, so the client's retries and error types apply, but without
+    building a `StripeObject` per object and turning it back into JSON: that took two
+    thirds of a backfill's time on 5,000 subscriptions.
+    """
+    after: str | None = None
+    while True:
+        query = {**params, "limit": PAGE} | ({"starting_after": after} if after else {})
+        page = client.raw_request("get", path, **query).data
+        objects: list[dict[str, Any]] = page.get("data") or []
+        if objects:
+            yield objects
+        if not page.get("has_more") or not objects:
+            return
+        after = str(objects[-1]["id"])
+
+
 def _pages(items: Iterator[T], size: int = PAGE) -> Iterator[list[T]]:
-    """`items` in lists of `size` (auto-pagination yields one page after another)."""
+    """`items` in lists of `size`."""
     while chunk := list(islice(items, size)):
         yield chunk
