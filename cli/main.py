@@ -8,14 +8,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from pipeline.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    import stripe
+
 log = logging.getLogger("mrr")
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -33,6 +38,8 @@ def _setup_logging(verbose: bool) -> None:
     )
     # Alembic narrates every start-up ("Context impl SQLiteImpl", ...): debugging only.
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:  # stripe-python logs every request at INFO; -v shows them
+        logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 @click.group()
@@ -182,6 +189,95 @@ def rebuild(as_json: bool, jobs: int | None) -> None:
         click.echo(json.dumps(result))
     else:
         click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
+
+
+@cli.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1, 30),
+    default=30,
+    show_default=True,
+    help="Days of the Events API's window to store (it keeps 30).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
+def backfill(days: int, as_json: bool) -> None:
+    """Existing account: store the Events API window and an opening history for every
+    subscription, then apply them. Safe to run again (needs STRIPE_API_KEY)."""
+    from pipeline.backfill import backfill as run_backfill
+
+    settings = _settings()
+    client = _stripe_client(settings)
+    factory = settings.sessions()
+    result = _with_stripe(
+        lambda progress: run_backfill(
+            factory, settings, client, now=int(time.time()), days=days, progress=progress
+        )
+    )
+    doc = result.document()
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        click.echo(", ".join(f"{k}: {v}" for k, v in doc.items()), err=True)
+    if result.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Store Stripe's current object of each drifted subscription, dated now.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 30),
+    default=30,
+    show_default=True,
+    help="Days of the Events API's window to backfill first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of the drift.")
+def reconcile(fix: bool, days: int, as_json: bool) -> None:
+    """Backfill, then compare every subscription's status and MRR with Stripe's and print
+    the drift; --fix makes the ledger agree (needs STRIPE_API_KEY)."""
+    from pipeline.reconcile import reconcile as run_reconcile
+
+    settings = _settings()
+    client = _stripe_client(settings)
+    factory = settings.sessions()
+    result = _with_stripe(
+        lambda progress: run_reconcile(
+            factory, settings, client, now=int(time.time()), days=days, fix=fix, progress=progress
+        )
+    )
+    if as_json:
+        click.echo(json.dumps(result.document()))
+        return
+    from cli.render import print_drift
+
+    print_drift(result.document())
+
+
+def _stripe_client(settings: Settings) -> stripe.StripeClient:
+    from pipeline.backfill import BackfillError, client_for
+
+    try:
+        return client_for(settings)
+    except BackfillError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _with_stripe(run: Callable[[Callable[[str, int], None]], T]) -> T:
+    """Run a Stripe API use case with progress on stderr; Stripe's errors (after the
+    client's retries) become a one-line message and exit status 1."""
+    import stripe
+
+    from cli.progress import stage_progress
+
+    try:
+        with stage_progress() as progress:
+            return run(progress)
+    except stripe.StripeError as exc:
+        raise click.ClickException(f"Stripe API: {exc.user_message or exc}") from None
 
 
 @cli.command()

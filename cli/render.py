@@ -111,3 +111,37 @@ def print_table(table: Table, console: Console | None = None) -> None:
         if not console.is_terminal:
             console = Console(width=PIPE_WIDTH)
     console.print(table)
+
+
+def drift_table(doc: dict[str, Any]) -> Table:
+    """`mrr reconcile`: one row per drifted subscription, totals in the caption."""
+    table = Table(title=f"Reconcile: {doc['drifted']} of {doc['checked']} subscriptions drift")
+    for col in ("subscription", "customer", "ledger", "Stripe", "drift"):
+        table.add_column(col, justify="right" if col == "drift" else "left")
+
+    def side(s: dict[str, Any] | None) -> str:
+        if s is None:
+            return "—"
+        return f"{s['status']} {money(s['mrr'], s['currency'])} {s['currency']}"
+
+    for sub in doc["subscriptions"]:
+        amounts = ", ".join(f"{money(a, c)} {c}" for c, a in sub["drift"].items())
+        table.add_row(
+            sub["id"],
+            sub["customer"] or "—",
+            side(sub["ledger"]),
+            side(sub["stripe"]),
+            amounts or "status",
+        )
+    total = ", ".join(f"{money(a, c)} {c}" for c, a in doc["drift"].items()) or "0"
+    table.caption = f"total drift {total}; fixed {doc['fixed']}"
+    return table
+
+
+def print_drift(doc: dict[str, Any]) -> None:
+    if doc["subscriptions"]:
+        print_table(drift_table(doc))
+    else:
+        Console(stderr=False).print(
+            f"no drift: the ledger agrees with Stripe on {doc['checked']} subscriptions"
+        )

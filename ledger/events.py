@@ -52,6 +52,8 @@ class SubscriptionEvent:
     #: The raw `data.object` and `data.previous_attributes`, for the same-second chain rule.
     object: Mapping[str, Any]
     previous_attributes: Mapping[str, Any] | None
+    #: The API version the payload is rendered in (its shape), when the envelope says.
+    api_version: str | None = None
 
     @property
     def customer(self) -> str:
@@ -81,9 +83,12 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     if not isinstance(data, dict):
         raise InvalidEvent(f"event {event_id} has no data object")
     obj = data.get("object")
-    snapshot = parse_subscription(obj)  # raises unless obj is a subscription object
+    # A deletion ends the subscription whatever its status field says (SPEC §7).
+    ended = event_type == "customer.subscription.deleted"
+    snapshot = parse_subscription(obj, ended=ended)  # raises unless obj is a subscription
     assert isinstance(obj, dict)
     previous = data.get("previous_attributes")
+    api_version = payload.get("api_version")
     return SubscriptionEvent(
         id=event_id,
         type=event_type,
@@ -91,6 +96,7 @@ def parse_event(payload: Any) -> SubscriptionEvent:
         snapshot=snapshot,
         object=obj,
         previous_attributes=previous if isinstance(previous, dict) and previous else None,
+        api_version=api_version if isinstance(api_version, str) else None,
     )
 
 

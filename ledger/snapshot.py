@@ -38,6 +38,8 @@ KNOWN_STATUSES = frozenset(
         "paused",
     }
 )
+#: Statuses of a subscription that has ended for good.
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 INTERVALS = frozenset({"day", "week", "month", "year"})
 #: Longest id or text the ledger stores (the columns' width).
 MAX_TEXT = 255
@@ -122,15 +124,28 @@ class Snapshot:
     cancel_at: int | None = None
     cancellation_reason: str | None = None
     cancellation_feedback: str | None = None
+    #: Carried by a `customer.subscription.deleted` event: over, whatever `status` says.
+    ended: bool = False
 
     @property
     def counts(self) -> bool:
-        """Whether this status contributes MRR at all."""
-        return self.status in COUNTING_STATUSES
+        """Whether this subscription contributes MRR at all (SPEC §7)."""
+        return not self.ended and self.status in COUNTING_STATUSES
 
     @property
-    def scheduled_to_cancel(self) -> bool:
-        return self.cancel_at_period_end or self.cancel_at is not None
+    def effective_status(self) -> str:
+        """`status`, except that an ended subscription is `canceled` unless it says how
+        it ended (`incomplete_expired`)."""
+        if self.ended and self.status not in ENDED_STATUSES:
+            return "canceled"
+        return self.status
+
+    def scheduled_to_cancel(self, as_of: int) -> bool:
+        """Whether it is set to end later than `as_of` (unix seconds): at period end, or
+        at a `cancel_at` still in the future. A `cancel_at` already past schedules nothing."""
+        if self.cancel_at_period_end:
+            return True
+        return self.cancel_at is not None and self.cancel_at > as_of
 
 
 def customer_id_of(obj: Json) -> str | None:
@@ -143,11 +158,14 @@ def customer_id_of(obj: Json) -> str | None:
     return None
 
 
-def parse_subscription(obj: Any) -> Snapshot:
+def parse_subscription(obj: Any, *, ended: bool = False) -> Snapshot:
     """Parse a Stripe `subscription` object of any API version.
 
-    Raises `InvalidEvent` naming the first missing or malformed field; never returns a
-    partial snapshot.
+    `ended` marks the object of a `customer.subscription.deleted` event. Raises
+    `InvalidEvent` naming the first missing or malformed field, or an item in another
+    currency than the subscription's; never returns a partial snapshot. A subscription
+    that counts no MRR (its status, or `ended`) is never refused for its items: what
+    cannot be priced is left out, since nothing is priced (SPEC §7).
     """
     if not isinstance(obj, dict):
         raise InvalidEvent("data.object is not a JSON object")
@@ -162,7 +180,13 @@ def parse_subscription(obj: Any) -> Snapshot:
     if status not in KNOWN_STATUSES:
         raise InvalidValue(f"subscription {sub_id} has unknown status {status[:40]!r}")
 
-    items = _parse_items(obj, sub_id)
+    counting = status in COUNTING_STATUSES and not ended
+    try:
+        items = _parse_items(obj, sub_id)
+    except InvalidEvent:
+        if counting:
+            raise
+        items = ()
     discounts = _subscription_discounts(obj)
     # An item may list a subscription-level discount too; count each discount once.
     shared = {d.id for d in discounts if d.id is not None}
@@ -176,6 +200,16 @@ def parse_subscription(obj: Any) -> Snapshot:
         currency = items[0].price.currency if items else None
     if not currency:
         raise InvalidEvent(f"subscription {sub_id} has no currency and no priced item")
+    currency = currency_code(currency, f"subscription {sub_id}")
+    foreign = [i for i in items if i.price.currency != currency]
+    if foreign and counting:
+        # Nothing is summed across currencies: the event is wrong, not the arithmetic,
+        # and no retry can mend it (quarantined).
+        where = foreign[0].id or foreign[0].price.id or "an item"
+        raise InvalidValue(
+            f"subscription {sub_id} is in {currency} but its item {where} is in "
+            f"{foreign[0].price.currency}"
+        )
 
     details = obj.get("cancellation_details")
     details = details if isinstance(details, dict) else {}
@@ -186,13 +220,14 @@ def parse_subscription(obj: Any) -> Snapshot:
         id=sub_id,
         customer=customer,
         status=status,
-        currency=currency_code(currency, f"subscription {sub_id}"),
+        currency=currency,
         items=items,
         discounts=discounts,
         cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
         cancel_at=cancel_at if isinstance(cancel_at, int) else None,
         cancellation_reason=reason and storable(reason, f"{where}.reason"),
         cancellation_feedback=feedback and storable(feedback, f"{where}.feedback"),
+        ended=ended,
     )
 
 
@@ -320,13 +355,17 @@ def parse_coupon(obj: Any) -> Coupon | None:
     products = None
     if isinstance(applies, dict) and isinstance(applies.get("products"), list):
         products = frozenset(str(p) for p in applies["products"])
-    percent = obj.get("percent_off")
+    # Coupons of API versions before 2018-07-27 round `percent_off` to an integer and
+    # carry the true value in `percent_off_precise`.
+    percent = obj.get("percent_off_precise")
+    if not _is_number(percent):
+        percent = obj.get("percent_off")
     amount = obj.get("amount_off")
     currency = obj.get("currency")
     return Coupon(
         id=str(obj["id"]),
         duration=str(obj.get("duration") or "once"),
-        percent_off=Decimal(str(percent)) if isinstance(percent, int | float) else None,
+        percent_off=Decimal(str(percent)) if _is_number(percent) else None,
         amount_off=amount if _is_int(amount) else None,
         currency=currency.lower() if isinstance(currency, str) else None,
         amount_off_by_currency=by_currency,
@@ -447,6 +486,10 @@ def _decimal(raw: Any, where: str, field: str = "") -> Decimal | None:
     if value.copy_abs() > MAX_AMOUNT:
         raise InvalidValue(f"{where}{field} is out of range: {str(raw)[:40]!r}")
     return value
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

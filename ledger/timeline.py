@@ -105,6 +105,7 @@ class SubscriptionState:
     currency: str
     status: str
     mrr: int
+    #: As of its latest event: a `cancel_at` already past by then schedules nothing.
     scheduled_to_cancel: bool
     last_event_id: str
     last_event_created: int
@@ -217,9 +218,9 @@ def derive_ledger(
                 id=sub_id,
                 customer_id=customer_id,
                 currency=p.snapshot.currency,
-                status=p.snapshot.status,
+                status=p.snapshot.effective_status,
                 mrr=p.mrr,
-                scheduled_to_cancel=p.snapshot.scheduled_to_cancel,
+                scheduled_to_cancel=p.snapshot.scheduled_to_cancel(p.event.created),
                 last_event_id=p.event.id,
                 last_event_created=p.event.created,
                 warnings=warnings.get(p.event.id, ()),
@@ -312,7 +313,7 @@ def _balances(
 ) -> tuple[Balance, ...]:
     scheduled: dict[str, int] = defaultdict(int)
     for p in state.values():
-        if p.snapshot.scheduled_to_cancel:
+        if p.snapshot.scheduled_to_cancel(p.event.created):
             scheduled[p.snapshot.currency] += p.mrr
     currencies = sorted(set(totals) | {p.snapshot.currency for p in state.values()})
     return tuple(

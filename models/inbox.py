@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -43,12 +43,15 @@ class Head:
     attempts: int
 
 
-def store_event(session: Session, event: Mapping[str, Any], raw: str) -> Stored:
+def store_event(
+    session: Session, event: Mapping[str, Any], raw: str, *, synthetic: bool = False
+) -> Stored:
     """Insert a verified event unless its id is already stored (insert-or-ignore).
 
-    Types the ledger does not use are stored as `ignored`. Does not commit.
+    Types the ledger does not use are stored as `ignored`; `synthetic` marks an event
+    made up by backfill or reconcile. Does not commit.
     """
-    values = _row_values(event, raw)
+    values = _row_values(event, raw, synthetic)
     inserted = session.execute(_insert(session.get_bind().dialect.name), values).scalar()
     if inserted is not None:
         return Stored(values["id"], True, values["status"] == EventStatus.PENDING)
@@ -65,14 +68,15 @@ class InboxRefused(Exception):
 
 
 def store_events_committed(
-    engine: Engine, items: Sequence[tuple[Mapping[str, Any], str]]
+    engine: Engine, items: Sequence[tuple[Mapping[str, Any], str]], *, synthetic: bool = False
 ) -> list[Stored]:
     """Store many events with one multi-row insert, committed before this returns.
 
     Ids stored already (duplicate deliveries) cost one more query. Results follow
-    `items`' order. For the webhook's hot path see `InboxWriter`.
+    `items`' order. `synthetic` marks them all as made up by backfill or reconcile.
+    For the webhook's hot path see `InboxWriter`.
     """
-    rows = [_row_values(event, raw) for event, raw in items]
+    rows = [_row_values(event, raw, synthetic) for event, raw in items]
     unique = _unique(rows)
     with engine.begin() as conn:
         inserted = set(conn.execute(_insert(engine.dialect.name), unique).scalars())
@@ -199,7 +203,7 @@ def _insert(dialect: str) -> Any:
     return insert(InboxEvent).on_conflict_do_nothing(index_elements=["id"]).returning(InboxEvent.id)
 
 
-def _row_values(event: Mapping[str, Any], raw: str) -> dict[str, Any]:
+def _row_values(event: Mapping[str, Any], raw: str, synthetic: bool = False) -> dict[str, Any]:
     event_id = str(event["id"])
     event_type = str(event["type"])
     data = event.get("data")
@@ -224,6 +228,7 @@ def _row_values(event: Mapping[str, Any], raw: str) -> dict[str, Any]:
         "apply_ms": None,
         "last_error": None,
         "warnings": None,
+        "synthetic": synthetic,
     }
 
 
@@ -297,6 +302,20 @@ def reset_for_retry(session: Session, event_ids: Sequence[str] | None) -> list[s
             .values(status=EventStatus.PENDING, attempts=0, last_error=None, enqueued_at=utcnow())
         )
     return ids
+
+
+def pending_of(session: Session, customers: Collection[str]) -> list[str]:
+    """Ids of the customers' events that no worker has applied yet."""
+    if not customers:
+        return []
+    e = InboxEvent
+    return list(
+        session.scalars(
+            select(e.id).where(
+                e.customer_id.in_(sorted(customers)), e.status == EventStatus.PENDING
+            )
+        )
+    )
 
 
 def mark_ignored(session: Session, event_ids: Sequence[str]) -> None:
@@ -373,6 +392,12 @@ def counts(session: Session) -> dict[str, int]:
         "quarantined": quarantined,
         "pending": pending,
     }
+
+
+def synthetic_count(session: Session) -> int:
+    """Events made up by backfill or reconcile (SPEC §9), whatever their status."""
+    count = select(func.count()).select_from(InboxEvent).where(InboxEvent.synthetic.is_(True))
+    return session.scalar(count) or 0
 
 
 def oldest_pending(session: Session) -> datetime | None:

@@ -155,3 +155,24 @@ def find_customers(session: Session, text: str, limit: int) -> list[str]:
         .limit(limit)
     )
     return list(found)
+
+
+@dataclass(frozen=True)
+class LedgerSubscription:
+    """A subscription as the ledger holds it, for reconcile: who, status, MRR."""
+
+    id: str
+    customer_id: str
+    status: str
+    currency: str
+    mrr: int
+    last_event_id: str
+
+
+def ledger_subscriptions(session: Session) -> dict[str, LedgerSubscription]:
+    """Every subscription in the ledger, by id (a few columns each: 100k fit in memory)."""
+    s = SubscriptionRow
+    rows = session.execute(
+        select(s.id, s.customer_id, s.status, s.currency, s.mrr, s.last_event_id)
+    )
+    return {r[0]: LedgerSubscription(*r) for r in rows}

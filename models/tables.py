@@ -1,8 +1,8 @@
 """SQLAlchemy 2.0 tables: the inbox of raw events and the ledger derived from it.
 
 Money is integer minor units (BigInteger); times are timezone-aware UTC. Every table
-but `inbox_events` and `stripe_objects` is derived data: `mrr rebuild` can recreate it
-from the inbox at any time.
+but `inbox_events`, `stripe_objects` and the bookkeeping of `leases` and `reconcile_runs`
+is derived data: `mrr rebuild` can recreate it from the inbox at any time.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -82,6 +83,8 @@ class InboxEvent(Base):
     warnings: Mapped[str | None] = mapped_column(Text)  # JSON list, when priced incompletely
     #: Milliseconds from receipt to the commit that applied it (the apply-latency metric).
     apply_ms: Mapped[int | None] = mapped_column(Integer)
+    #: Made up by `mrr backfill`/`mrr reconcile` (SPEC §9), not sent by Stripe.
+    synthetic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_inbox_events_status_received", "status", "received_at"),
@@ -172,6 +175,20 @@ class CustomerBalance(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_customer_balances_currency", "currency"),)
+
+
+class ReconcileRun(Base):
+    """One `mrr reconcile`: how many subscriptions it compared, how many drifted, by how
+    much per currency (JSON object of minor units), and how many it fixed."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    checked: Mapped[int] = mapped_column(Integer)
+    drifted: Mapped[int] = mapped_column(Integer)
+    fixed: Mapped[int] = mapped_column(Integer)
+    drift: Mapped[str] = mapped_column(Text)
 
 
 class Lease(Base):

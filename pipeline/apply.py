@@ -340,9 +340,9 @@ def apply_inline(
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
 ) -> Inline:
-    """Apply stored events without a queue (`mrr replay --sync`): no retries, so an event
-    that cannot be parsed is marked `failed` at once, and one that can never be applied
-    is quarantined, both with their reasons."""
+    """Apply stored events without a queue (`mrr replay --sync`, `mrr backfill`): no
+    retries, so an event that cannot be parsed is marked `failed` at once, and one that
+    can never be applied is quarantined, both with their reasons."""
     with factory() as session:
         heads = inbox.heads(session, event_ids)
     customers = sorted({h.customer_id for h in heads.values() if h.customer_id is not None})

@@ -76,14 +76,40 @@ def fetch_missing(factory: sessionmaker[Session], settings: Settings, wanted: se
     return len(fetched)
 
 
-def stripe_client(settings: Settings) -> stripe.StripeClient:
+class RetryingHTTPClient(stripe.RequestsClient):
+    """stripe-python's `requests` client, which also retries rate limits (HTTP 429).
+
+    stripe-python retries connection errors, 409 and 5xx with exponential backoff and
+    jitter, but a 429 only when Stripe adds `Stripe-Should-Retry: true` (lock
+    timeouts). Listing a whole account can hit the rate limit itself, and the right
+    answer to that is the same backoff (SPEC §9), unless Stripe says not to retry.
+    """
+
+    def _should_retry(
+        self,
+        response: tuple[Any, int, Mapping[str, str] | None] | None,
+        api_connection_error: stripe.APIConnectionError | None,
+        num_retries: int,
+        max_network_retries: int | None,
+    ) -> bool:
+        if response is not None and response[1] == 429 and num_retries < (max_network_retries or 0):
+            headers = response[2]
+            return headers is None or headers.get("stripe-should-retry") != "false"
+        return bool(
+            super()._should_retry(response, api_connection_error, num_retries, max_network_retries)
+        )
+
+
+def stripe_client(settings: Settings, *, max_network_retries: int = 2) -> stripe.StripeClient:
+    """A client for `STRIPE_API_KEY` at `STRIPE_API_BASE`, retrying 429, 409, 5xx and
+    connection errors up to `max_network_retries` times with stripe-python's backoff."""
     base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
     assert settings.stripe_api_key is not None
     return stripe.StripeClient(
         settings.stripe_api_key,
         base_addresses=base,  # type: ignore[arg-type]
-        http_client=stripe.RequestsClient(),
-        max_network_retries=2,
+        http_client=RetryingHTTPClient(),
+        max_network_retries=max_network_retries,
     )
 
 
@@ -138,17 +164,17 @@ def _fetch(client: stripe.StripeClient, need: Need) -> dict[tuple[str, str], Any
     try:
         if need.kind == "price":
             price = client.v1.prices.retrieve(need.id, params={"expand": ["tiers"]})
-            return {("price", need.id): _plain(price).get("tiers") or []}
+            return {("price", need.id): plain(price).get("tiers") or []}
         if need.kind == "plan":
             plan = client.v1.plans.retrieve(need.id, params={"expand": ["tiers"]})
-            return {("plan", need.id): _plain(plan).get("tiers") or []}
+            return {("plan", need.id): plain(plan).get("tiers") or []}
         if need.kind == "coupon":
-            return {("coupon", need.id): _plain(client.v1.coupons.retrieve(need.id))}
+            return {("coupon", need.id): plain(client.v1.coupons.retrieve(need.id))}
         if need.kind == "discount" and need.subscription:
             sub = client.v1.subscriptions.retrieve(
                 need.subscription, params={"expand": subscription_expand(stripe.api_version)}
             )
-            return _discounts_of(_plain(sub))
+            return _discounts_of(plain(sub))
     except stripe.InvalidRequestError as exc:
         # Gone or never existed: nothing to cache; the event keeps its warning.
         log.warning("Stripe has no %s %s: %s", need.kind, need.id, exc.user_message or exc)
@@ -175,8 +201,8 @@ def _discounts_of(sub: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     return found
 
 
-def _plain(obj: Any) -> dict[str, Any]:
-    """A StripeObject as plain JSON data."""
+def plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject as plain JSON data, as the API sent it."""
     data = obj.to_dict(recursive=True) if hasattr(obj, "to_dict") else obj
     # stripe-python turns `*_decimal` strings into Decimal; back to the API's strings.
     plain: dict[str, Any] = json.loads(json.dumps(data, default=str))

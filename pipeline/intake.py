@@ -41,6 +41,7 @@ __all__ = [
     "parse_envelope",
     "store",
     "store_and_enqueue",
+    "store_many",
 ]
 
 
@@ -104,7 +105,21 @@ def _storable(value: str, name: str, limit: int) -> None:
 
 def store(factory: sessionmaker[Session], event: dict[str, Any], raw: str) -> Stored:
     """Store one event, committed when this returns (insert-or-ignore by id)."""
-    return store_events_committed(engine_of(factory), [(event, raw)])[0]
+    return store_many(factory, [(event, raw)])[0]
+
+
+def store_many(
+    factory: sessionmaker[Session],
+    items: Sequence[tuple[dict[str, Any], str]],
+    *,
+    synthetic: bool = False,
+) -> list[Stored]:
+    """Store events with one insert, committed when this returns (insert-or-ignore by
+    id, so storing them again adds nothing). `synthetic` marks events made up by
+    backfill or reconcile (SPEC §9). Results follow `items`' order."""
+    if not items:
+        return []
+    return store_events_committed(engine_of(factory), items, synthetic=synthetic)
 
 
 def enqueue(queue: Queue, event_ids: Sequence[str]) -> bool:

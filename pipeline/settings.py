@@ -37,6 +37,8 @@ class Settings:
     queue_name: str = "mrr"
     db_connect_timeout_s: int = 5
     db_statement_timeout_s: int = 30
+    #: Seconds between the worker's `mrr reconcile --fix` runs; None: never (the default).
+    reconcile_every_s: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +69,7 @@ class Settings:
             db_statement_timeout_s=_positive_int(
                 get("DB_STATEMENT_TIMEOUT_S"), "DB_STATEMENT_TIMEOUT_S", 30
             ),
+            reconcile_every_s=_reconcile_every(get("RECONCILE_EVERY_S"), get("STRIPE_API_KEY")),
         )
 
     @property
@@ -88,6 +91,16 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _reconcile_every(raw: str | None, api_key: str | None) -> int | None:
+    """RECONCILE_EVERY_S: blank is off; set, it needs the API key it will use."""
+    if raw is None:
+        return None
+    every = _positive_int(raw, "RECONCILE_EVERY_S", 0)
+    if api_key is None:
+        raise SettingsError("RECONCILE_EVERY_S needs STRIPE_API_KEY (reconcile reads Stripe's API)")
+    return every
 
 
 def _positive_int(raw: str | None, name: str, default: int) -> int:

@@ -122,6 +122,16 @@ STATUS = _obj(
         "last_event": {"type": ["object", "null"]},
         "lag_s": {"type": ["number", "null"]},
         "mrr": {"type": "object", "additionalProperties": _INT},
+        "reconcile": {
+            "type": ["object", "null"],
+            "properties": {
+                "at": _STR,
+                "checked": _INT,
+                "drifted": _INT,
+                "fixed": _INT,
+                "drift": {"type": "object", "additionalProperties": _INT},
+            },
+        },
         "warnings": {"type": "array", "items": _STR},
     },
     required=["redis", "database", "queue", "inbox", "last_event", "lag_s", "mrr", "warnings"],

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from models import inbox
+from models import inbox, runs
 from models.clock import utcnow
 from models.db import is_reachable
 from models.queries import currency_totals
@@ -59,7 +59,12 @@ def build_status(svc: Services, now: datetime | None = None) -> dict[str, Any]:
     }
     if not doc["database"]:
         doc.update(
-            inbox=None, last_event=None, lag_s=None, mrr={}, warnings=["database unreachable"]
+            inbox=None,
+            last_event=None,
+            lag_s=None,
+            mrr={},
+            reconcile=None,
+            warnings=["database unreachable"],
         )
         return doc
     with svc.sessions() as session:
@@ -69,7 +74,13 @@ def build_status(svc: Services, now: datetime | None = None) -> dict[str, Any]:
         done = inbox.last_processed(session)
         warned = inbox.events_with_warnings(session)
         totals = currency_totals(session)
-    doc["inbox"] = {**counts, "oldest_pending_age_s": _seconds(now - oldest) if oldest else 0}
+        synthetic = inbox.synthetic_count(session)
+        reconciled = runs.last_reconcile(session)
+    doc["inbox"] = {
+        **counts,
+        "synthetic": synthetic,
+        "oldest_pending_age_s": _seconds(now - oldest) if oldest else 0,
+    }
     doc["last_event"] = (
         {
             "id": last.id,
@@ -86,6 +97,18 @@ def build_status(svc: Services, now: datetime | None = None) -> dict[str, Any]:
         _seconds(done.processed_at - done.received_at) if done and done.processed_at else None
     )
     doc["mrr"] = {t.currency: t.mrr for t in totals}
+    # The last `mrr reconcile` (SPEC §9): counts and money only, no subscription ids.
+    doc["reconcile"] = (
+        {
+            "at": reconciled.at.isoformat(),
+            "checked": reconciled.checked,
+            "drifted": reconciled.drifted,
+            "fixed": reconciled.fixed,
+            "drift": dict(reconciled.drift),
+        }
+        if reconciled
+        else None
+    )
     warnings = []
     if warned:
         warnings.append(
@@ -94,6 +117,11 @@ def build_status(svc: Services, now: datetime | None = None) -> dict[str, Any]:
         )
     if not doc["redis"]:
         warnings.append("redis unreachable: events are stored and will be swept when it returns")
+    if reconciled and reconciled.drifted > reconciled.fixed:
+        warnings.append(
+            f"the last reconcile found {reconciled.drifted} subscription(s) drifting from "
+            f"Stripe and fixed {reconciled.fixed} (mrr reconcile --fix)"
+        )
     if counts["failed"]:
         warnings.append(
             f"{counts['failed']} event(s) failed or quarantined; `mrr failed` lists them, "

@@ -15,6 +15,8 @@ re-import of the job's modules every time. So:
 * the worker re-registers itself when Redis has lost its registration (a restart), so
   `/status` counts it again within seconds;
 * the sweeper runs as a thread, sweeping only while it holds the database lease;
+* with `RECONCILE_EVERY_S`, so does the periodic reconcile (its own lease), which talks
+  to Stripe for minutes without holding up a job;
 * everything a job needs is imported once, at start.
 
 Nothing is ever forked, so nothing pooled can cross a fork.
@@ -33,6 +35,7 @@ from rq.serializers import JSONSerializer
 
 import workers.jobs  # noqa: F401  (imported once, at start: jobs never import at run time)
 from pipeline.queue import make_queue, redis_for
+from pipeline.reconcile import reconcile_forever
 from pipeline.settings import Settings
 from pipeline.sweep import sweep_forever
 from workers import context
@@ -153,6 +156,13 @@ def run_worker(settings: Settings, *, burst: bool, with_scheduler: bool, sweep: 
             ),
             daemon=True,
             name="sweeper",
+        ).start()
+    if settings.reconcile_every_s is not None and not burst:
+        threading.Thread(
+            target=reconcile_forever,
+            args=(context.sessions(), settings, settings.reconcile_every_s, stop),
+            daemon=True,
+            name="reconciler",
         ).start()
     worker = MrrWorker(
         [make_queue(settings.redis_url, settings.queue_name)],

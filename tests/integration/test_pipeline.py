@@ -39,6 +39,7 @@ def test_ordered_delivery_gives_the_hand_computed_ledger(post_event, run_worker,
         "failed": 0,
         "quarantined": 0,
         "pending": 0,
+        "synthetic": 0,
         "oldest_pending_age_s": 0,
     }
     assert doc["mrr"] == {"usd": 8000, "eur": 21100}

@@ -25,6 +25,7 @@ def loaded_after(imports: list[str], forbidden: set[str]) -> list[str]:
 
 def test_ledger_and_reporting_import_no_infrastructure() -> None:
     core = [
+        "ledger.backfill",
         "ledger.events",
         "ledger.mrr",
         "ledger.snapshot",
@@ -50,5 +51,13 @@ def test_ledger_and_reporting_import_no_infrastructure() -> None:
 
 
 def test_workers_never_import_flask() -> None:
-    jobs = ["workers.jobs", "pipeline.sweep", "pipeline.enrich", "pipeline.queue"]
+    jobs = [
+        "workers.jobs",
+        "workers.runtime",
+        "pipeline.sweep",
+        "pipeline.enrich",
+        "pipeline.queue",
+        "pipeline.backfill",
+        "pipeline.reconcile",
+    ]
     assert loaded_after(jobs, {"flask", "service"}) == []

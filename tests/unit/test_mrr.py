@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ledger.errors import InvalidEvent
 from ledger.mrr import Catalog, Need, needs, subscription_mrr
 from ledger.snapshot import Tier, parse_coupon, parse_subscription
 from tests import factories as f
@@ -371,6 +372,24 @@ CASES = [
         1000,
     ),
     Case(
+        "legacy percent_off_precise wins over the rounded percent_off",
+        legacy(
+            f.item(USD_1000),
+            discount_obj=f.discount(
+                "di", {**f.coupon("P", percent_off=33), "percent_off_precise": 33.5}
+            ),
+        ),
+        665,
+    ),
+    Case(
+        "percent_off_precise null: percent_off applies",
+        legacy(
+            f.item(USD_1000),
+            discount_obj=f.discount("di", {**pct25, "percent_off_precise": None}),
+        ),
+        750,
+    ),
+    Case(
         "amount_off 300 monthly", basil(f.item(USD_1000), discounts=[f.discount("di", off300)]), 700
     ),
     Case(
@@ -482,3 +501,68 @@ def test_needs_name_what_the_api_must_supply() -> None:
     assert needs(by_id, Catalog(discount_coupons={"di_1": "CO"})) == {Need("coupon", "CO")}
     embedded = parse_subscription(basil(f.item(USD_1000), discounts=[f.discount("d", pct25)]))
     assert needs(embedded) == frozenset()
+
+
+# --- SPEC §7: what the ledger refuses, and what it never refuses -----------------------
+
+MALFORMED = f.price("price_bad", 1000, interval="fortnight")
+
+
+@pytest.mark.parametrize("shape", [basil, legacy], ids=["basil", "legacy"])
+def test_an_item_in_another_currency_is_a_clear_error(shape: Any) -> None:
+    sub = shape(f.item(USD_1000), f.item(EUR_4900))
+    with pytest.raises(InvalidEvent, match="is in usd but its item si_eur is in eur"):
+        parse_subscription(sub)
+
+
+def test_the_subscription_currency_is_the_one_items_are_checked_against() -> None:
+    with pytest.raises(InvalidEvent, match="is in eur but its item si_a is in usd"):
+        parse_subscription(basil(f.item(USD_1000), currency="eur"))
+
+
+@pytest.mark.parametrize(
+    "status", ["canceled", "incomplete_expired", "trialing", "unpaid", "paused", "incomplete"]
+)
+@pytest.mark.parametrize(
+    "items", [[f.item(MALFORMED)], [f.item(USD_1000), f.item(EUR_4900)]], ids=["bad", "foreign"]
+)
+def test_a_subscription_counting_zero_is_never_refused_for_its_prices(status, items) -> None:
+    snapshot = parse_subscription(basil(*items, status=status, currency="usd"))
+    assert subscription_mrr(snapshot).amount == 0
+    assert snapshot.currency == "usd"
+
+
+@pytest.mark.parametrize("status", ["active", "past_due"])
+def test_a_counting_subscription_is_refused_for_a_malformed_price(status: str) -> None:
+    with pytest.raises(InvalidEvent, match="no recurring interval"):
+        parse_subscription(basil(f.item(MALFORMED), status=status, currency="usd"))
+
+
+@pytest.mark.parametrize("status", ["active", "past_due", "trialing", "canceled"])
+def test_an_ended_subscription_counts_zero_whatever_its_status(status: str) -> None:
+    snapshot = parse_subscription(basil(f.item(USD_1000), status=status), ended=True)
+    assert subscription_mrr(snapshot).amount == 0
+    assert snapshot.effective_status == "canceled"
+
+
+def test_an_ended_subscription_keeps_how_it_ended() -> None:
+    snapshot = parse_subscription(basil(f.item(USD_1000), status="incomplete_expired"), ended=True)
+    assert snapshot.effective_status == "incomplete_expired"
+
+
+@pytest.mark.parametrize(
+    ("cancel_at_period_end", "cancel_at", "as_of", "scheduled"),
+    [
+        (False, None, 100, False),
+        (True, None, 100, True),
+        (False, 101, 100, True),
+        (False, 100, 100, False),  # the moment it ends is not "later"
+        (False, 99, 100, False),  # already past: schedules nothing
+        (True, 99, 100, True),
+    ],
+)
+def test_scheduled_to_cancel_as_of(cancel_at_period_end, cancel_at, as_of, scheduled) -> None:
+    snapshot = parse_subscription(
+        basil(f.item(USD_1000), cancel_at_period_end=cancel_at_period_end, cancel_at=cancel_at)
+    )
+    assert snapshot.scheduled_to_cancel(as_of) is scheduled

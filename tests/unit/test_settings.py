@@ -35,6 +35,16 @@ def test_bad_numbers_fail_at_boot(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
+def test_periodic_reconcile_is_off_by_default_and_needs_the_api_key() -> None:
+    assert Settings.from_env({}).reconcile_every_s is None
+    on = Settings.from_env({"RECONCILE_EVERY_S": "86400", "STRIPE_API_KEY": "sk_test_x"})
+    assert on.reconcile_every_s == 86400
+    with pytest.raises(SettingsError, match="RECONCILE_EVERY_S needs STRIPE_API_KEY"):
+        Settings.from_env({"RECONCILE_EVERY_S": "86400"})
+    with pytest.raises(SettingsError, match="RECONCILE_EVERY_S must be positive"):
+        Settings.from_env({"RECONCILE_EVERY_S": "0", "STRIPE_API_KEY": "sk_test_x"})
+
+
 def test_web_process_requires_a_secret() -> None:
     with pytest.raises(SettingsError, match="STRIPE_WEBHOOK_SECRET"):
         Settings.from_env({}).require_webhook_secret()

@@ -207,6 +207,44 @@ def test_scheduled_churn_keeps_mrr_until_the_end() -> None:
     assert (balance.mrr, balance.scheduled_churn) == (1000, 1000)
 
 
+def test_a_cancel_at_already_past_schedules_nothing() -> None:
+    ledger = derive_ledger(
+        "cus_1",
+        [
+            ev("e1", "created", T, sub([f.item(PRO)], cancel_at=T + 100)),
+            ev("e2", "created", T, sub([f.item(PLUS)], sub_id="sub_2", cancel_at=T - 1)),
+        ],
+    )
+    (balance,) = ledger.balances
+    assert (balance.mrr, balance.scheduled_churn) == (4000, 1000)
+    assert {s.id: s.scheduled_to_cancel for s in ledger.subscriptions} == {
+        "sub_1": True,
+        "sub_2": False,
+    }
+
+
+def test_a_deletion_ends_the_subscription_whatever_its_status_says() -> None:
+    ledger = derive_ledger(
+        "cus_1",
+        [
+            ev("e1", "created", T, sub([f.item(PRO)])),
+            ev("e2", "deleted", T + 9, sub([f.item(PRO)], status="active")),
+        ],
+    )
+    assert [(m.type.value, m.amount) for m in ledger.movements] == [("new", 1000), ("churn", 1000)]
+    (state,) = ledger.subscriptions
+    assert (state.status, state.mrr) == ("canceled", 0)
+
+
+def test_a_canceled_subscription_with_a_malformed_price_is_still_a_churn() -> None:
+    broken = sub([f.item(PRO)], status="canceled")
+    broken["items"]["data"][0]["price"]["recurring"]["interval"] = "fortnight"
+    assert moves(
+        ev("e1", "created", T, sub([f.item(PRO)])),
+        ev("e2", "deleted", T + 9, broken),
+    ) == [("new", 1000, 1000, None), ("churn", 1000, 0, None)]
+
+
 def test_trial_is_zero_until_it_converts() -> None:
     assert moves(
         ev("e1", "created", T, sub([f.item(PRO)], status="trialing")),

@@ -1,0 +1,141 @@
+"""Stripe's API for events and subscriptions, over data held in memory: the list and
+retrieve shapes backfill and reconcile read, served to `responses` (in-process) or over
+real HTTP (a thread on 127.0.0.1, for the CLI run as a process).
+
+Lists paginate as Stripe does: newest first, `limit` (capped by `page_size`, so a few
+objects already take several pages), `starting_after`, `has_more`; events filter on
+`created[gte]` and `types[]`, subscriptions on `status` (`all`; canceled ones only with
+it). An unknown id is a 404 `resource_missing`. `faults` queues HTTP statuses a path
+answers before it answers normally (a 429, a 500).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+
+ERRORS = {
+    404: ("invalid_request_error", "resource_missing", "No such subscription"),
+    429: ("invalid_request_error", "rate_limit", "Too many requests hit the API too quickly."),
+    500: ("api_error", None, "Something went wrong on Stripe's end."),
+}
+
+
+class FakeStripe:
+    def __init__(
+        self,
+        events: list[dict[str, Any]],
+        subscriptions: list[dict[str, Any]],
+        page_size: int = 100,
+    ) -> None:
+        self.events = sorted(events, key=lambda e: (-e["created"], e["id"]))
+        self.subscriptions = sorted(subscriptions, key=lambda s: (-s["created"], s["id"]))
+        self.page_size = page_size
+        #: Per path, what its next requests answer: a status, or None to answer normally.
+        self.faults: dict[str, list[int | None]] = defaultdict(list)
+        #: (path, query) of every request answered, faults included.
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+
+    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.requests.append((path, query))
+            fault = self.faults[path].pop(0) if self.faults[path] else None
+            if fault is not None:
+                kind, code, message = ERRORS[fault]
+                return fault, {"error": {"type": kind, "code": code, "message": message}}
+        if path == "/v1/events":
+            types = {v for k, v in query.items() if k.startswith("types[")}
+            since = int(query.get("created[gte]", 0))
+            found = [e for e in self.events if e["created"] >= since and e["type"] in types]
+            return 200, self._page(path, found, query)
+        if path == "/v1/subscriptions":
+            status = query.get("status")
+            found = [
+                s
+                for s in self.subscriptions
+                if status == "all"
+                or s["status"] == status
+                or (status is None and s["status"] != "canceled")
+            ]
+            return 200, self._page(path, found, query)
+        if path.startswith("/v1/subscriptions/"):
+            sub_id = path.rsplit("/", 1)[1]
+            for sub in self.subscriptions:
+                if sub["id"] == sub_id:
+                    return 200, sub
+            return 404, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "resource_missing",
+                    "param": "id",
+                    "message": f"No such subscription: '{sub_id}'",
+                }
+            }
+        return 404, {"error": {"type": "invalid_request_error", "message": f"no route {path}"}}
+
+    def _page(
+        self, path: str, found: list[dict[str, Any]], query: dict[str, str]
+    ) -> dict[str, Any]:
+        after = query.get("starting_after")
+        if after is not None:
+            ids = [o["id"] for o in found]
+            found = found[ids.index(after) + 1 :]
+        limit = min(int(query.get("limit", 10)), self.page_size)
+        return {
+            "object": "list",
+            "url": path,
+            "has_more": len(found) > limit,
+            "data": found[:limit],
+        }
+
+    def listed(self, path: str) -> list[dict[str, str]]:
+        """Queries of the requests made to `path`."""
+        return [q for p, q in self.requests if p == path]
+
+    # --- transports ---------------------------------------------------------------
+
+    def responses_callback(
+        self, request: requests.PreparedRequest
+    ) -> tuple[int, dict[str, str], str]:
+        """For `responses.add_callback`."""
+        url = urlsplit(str(request.url))
+        status, body = self.answer(url.path, dict(parse_qsl(url.query)))
+        return status, {"Request-Id": "req_fake"}, json.dumps(body)
+
+
+@contextmanager
+def serve(fake: FakeStripe) -> Iterator[str]:
+    """Serve `fake` over HTTP on 127.0.0.1; yields its base URL, stopped on exit."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            status, body = fake.answer(url.path, dict(parse_qsl(url.query)))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:  # keep the test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="fake-stripe")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -1,0 +1,117 @@
+"""`mrr backfill` and `mrr reconcile` end to end: the console script as a real process,
+talking HTTP to a local server that speaks Stripe's list and retrieve shapes
+(`STRIPE_API_BASE`), not to an in-process mock."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import delete, select
+
+from cli.main import cli
+from models.db import transaction
+from models.tables import CustomerBalance, InboxEvent
+from pipeline.apply import rebuild_all
+from tests.integration.existing_account import DAY, Account, existing_account
+from tests.integration.fake_stripe import FakeStripe, serve
+from tests.integration.processes import cli_json
+
+
+@pytest.fixture
+def account() -> Account:
+    return existing_account(int(time.time()))
+
+
+@pytest.fixture
+def stripe_env(settings, account) -> Iterator[dict[str, str]]:
+    fake = FakeStripe(account.events, account.subscriptions, page_size=3)
+    with serve(fake) as base:
+        yield {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "STRIPE_API_KEY": "sk_test_cli",
+            "STRIPE_API_BASE": base,
+        }
+
+
+@pytest.fixture
+def keyed_env(stripe_env, monkeypatch) -> dict[str, str]:
+    """The same environment for in-process `CliRunner` runs."""
+    for key, value in stripe_env.items():
+        monkeypatch.setenv(key, value)
+    return stripe_env
+
+
+def balances(db) -> dict[tuple[str, str], int]:
+    with db() as s:
+        return {(b.customer_id, b.currency): b.mrr for b in s.scalars(select(CustomerBalance))}
+
+
+def test_mrr_backfill_then_reconcile_as_processes(db, stripe_env, account) -> None:
+    counts = cli_json(stripe_env, "backfill", "--days", "30")
+    window = len(account.in_window())
+    assert counts == {
+        "days": 30,
+        "events": window,
+        "events_stored": window,
+        "subscriptions": 8,
+        "opened": 7,
+        "synthetic_stored": 9,
+        "applied": window + 9,
+        "failed": 0,
+        "quarantined": 0,
+    }
+    assert balances(db) == account.stripe_mrr()
+
+    again = cli_json(stripe_env, "backfill")
+    assert (again["events_stored"], again["synthetic_stored"], again["applied"]) == (0, 0, 0)
+
+    drift = cli_json(stripe_env, "reconcile")
+    assert (drift["checked"], drift["drifted"], drift["drift"], drift["fixed"]) == (8, 0, {}, 0)
+
+
+def test_mrr_reconcile_says_when_nothing_drifts(db, keyed_env) -> None:
+    cli_json(keyed_env, "backfill")
+    result = CliRunner().invoke(cli, ["reconcile"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "no drift: the ledger agrees with Stripe on 8 subscriptions" in result.stdout
+
+
+def test_mrr_reconcile_prints_the_drift_and_fix_heals_it(
+    db, keyed_env, stripe_env, account, settings
+) -> None:
+    cli_json(stripe_env, "backfill")
+    lost = f"bf_sub_gone_deleted_{account.now - 365 * DAY}"
+    with transaction(db) as s:
+        s.execute(delete(InboxEvent).where(InboxEvent.id == lost))
+    rebuild_all(db, settings)
+
+    table = CliRunner().invoke(cli, ["reconcile"], catch_exceptions=False)
+    assert table.exit_code == 0
+    assert "1 of 8 subscriptions drift" in table.stdout
+    assert "sub_gone" in table.stdout and "60.00 usd" in table.stdout
+
+    fixed = CliRunner().invoke(cli, ["reconcile", "--fix", "--json"], catch_exceptions=False)
+    doc = json.loads(fixed.stdout)
+    assert (doc["drifted"], doc["fixed"], doc["drift"]) == (1, 1, {"usd": 6000})
+    assert cli_json(stripe_env, "reconcile")["drifted"] == 0
+
+
+def test_backfill_without_an_api_key_is_a_usage_error(settings, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    for verb in ("backfill", "reconcile"):
+        result = CliRunner().invoke(cli, [verb])
+        assert result.exit_code == 2
+        assert "STRIPE_API_KEY is required" in result.stderr
+
+
+def test_days_beyond_the_events_api_window_are_refused(settings, monkeypatch) -> None:
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_cli")
+    result = CliRunner().invoke(cli, ["backfill", "--days", "31"])
+    assert result.exit_code == 2
+    assert "31 is not in the range 1<=x<=30" in result.stderr
