@@ -68,8 +68,9 @@ def _ensure_admin_database(url: str) -> None:
     admin.dispose()
 
 
-def single_events(customers: int) -> list[dict[str, Any]]:
-    """One `customer.subscription.created` per customer: nothing for a batch to share."""
+def single_events(customers: int, first: int = 0) -> list[dict[str, Any]]:
+    """One `customer.subscription.created` per customer (numbered from `first`): nothing
+    for a batch to share."""
     price = f.price("price_bench", 2500)
     return [
         f.event(
@@ -78,7 +79,7 @@ def single_events(customers: int) -> list[dict[str, Any]]:
             1704067200 + n,
             f.subscription(f"sub_bench_{n:07d}", f"cus_bench_{n:07d}", [f.item(price, 1 + n % 5)]),
         )
-        for n in range(customers)
+        for n in range(first, first + customers)
     ]
 
 

@@ -89,7 +89,7 @@ def signed_requests(path: Path, count: int, offset: int = 0) -> None:
     """`count` distinct events (ids from `offset` on), each signed as Stripe signs."""
     now = int(time.time())
     with path.open("w") as out:
-        for event in single_events(offset + count)[offset:]:
+        for event in single_events(count, first=offset):
             body = raw(event)
             header = stripe.WebhookSignature.generate_signature_header(body, SECRET, now)
             out.write(f"{header}\t{body}\n")

@@ -197,7 +197,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="skip generation (data present)")
+    parser.add_argument("--smoke", action="store_true", help="tiny run, no target (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.customers, args.runs = 2_000, 3
 
     import os
 

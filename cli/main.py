@@ -42,6 +42,16 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
+#: The Events API window `mrr backfill` stores, and `mrr reconcile` backfills first (SPEC §9).
+WINDOW_DAYS = click.option(
+    "--days",
+    type=click.IntRange(1, 30),
+    default=30,
+    show_default=True,
+    help="Days of the Events API's window to store (Stripe keeps 30).",
+)
+
+
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
 @click.pass_context
@@ -192,13 +202,7 @@ def rebuild(as_json: bool, jobs: int | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--days",
-    type=click.IntRange(1, 30),
-    default=30,
-    show_default=True,
-    help="Days of the Events API's window to store (it keeps 30).",
-)
+@WINDOW_DAYS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
 def backfill(days: int, as_json: bool) -> None:
     """Existing account: store the Events API window and an opening history for every
@@ -228,13 +232,7 @@ def backfill(days: int, as_json: bool) -> None:
     is_flag=True,
     help="Store Stripe's current object of each drifted subscription, dated now.",
 )
-@click.option(
-    "--days",
-    type=click.IntRange(1, 30),
-    default=30,
-    show_default=True,
-    help="Days of the Events API's window to backfill first.",
-)
+@WINDOW_DAYS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of the drift.")
 def reconcile(fix: bool, days: int, as_json: bool) -> None:
     """Backfill, then compare every subscription's status and MRR with Stripe's and print

@@ -239,11 +239,11 @@ def currency_code(raw: str, where: str) -> str:
     return code
 
 
-def storable(value: str, what: str) -> str:
-    """`value` if the ledger can store it as text: at most 255 characters, no NUL, and
+def storable(value: str, what: str, limit: int = MAX_TEXT) -> str:
+    """`value` if it can be stored as text: at most `limit` characters, no NUL, and
     valid Unicode (a lone surrogate cannot be encoded); else `InvalidValue`."""
-    if len(value) > MAX_TEXT:
-        raise InvalidValue(f"{what} is longer than {MAX_TEXT} characters")
+    if len(value) > limit:
+        raise InvalidValue(f"{what} is longer than {limit} characters")
     if "\x00" in value:
         raise InvalidValue(f"{what} contains a NUL character")
     try:

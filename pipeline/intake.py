@@ -18,7 +18,8 @@ from typing import Any
 from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.snapshot import customer_id_of
+from ledger.errors import InvalidValue
+from ledger.snapshot import customer_id_of, storable
 from models.db import engine_of
 from models.inbox import (
     InboxRefused,
@@ -93,14 +94,10 @@ def parse_envelope(payload: bytes | str) -> dict[str, Any]:
 
 
 def _storable(value: str, name: str, limit: int) -> None:
-    if len(value) > limit:
-        raise BadEvent(f"event {name} is longer than {limit} characters")
-    if "\x00" in value:
-        raise BadEvent(f"event {name} contains a NUL character")
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadEvent(f"event {name} is not valid Unicode") from None
+        storable(value, f"event {name}", limit)
+    except InvalidValue as exc:
+        raise BadEvent(str(exc)) from None
 
 
 def store(factory: sessionmaker[Session], event: dict[str, Any], raw: str) -> Stored:

@@ -333,3 +333,17 @@ def test_the_search_box_finds_customers(db, settings, client) -> None:
     literal = client.get("/dashboard/customers?q=%25")  # `%` is not a wildcard
     assert "No customer id contains" in literal.get_data(as_text=True)
     assert client.get("/dashboard/customers?q=").headers["Location"] == "/dashboard"
+
+
+def test_the_status_panel_shows_the_last_reconcile(db, settings, client) -> None:
+    from models.clock import utcnow
+    from models.db import transaction
+    from models.runs import record_reconcile
+
+    apply_fixtures(db, settings)
+    with transaction(db) as session:
+        record_reconcile(session, utcnow(), checked=12, drifted=2, fixed=1, drift={"usd": 700})
+    sign_in(client)
+    html = client.get(f"/dashboard?{RANGE}").get_data(as_text=True)
+    assert "Last reconcile" in html
+    assert "12 checked · 2 drifted · 1 fixed" in html

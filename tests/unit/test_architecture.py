@@ -1,4 +1,5 @@
-"""The layers import only downward: the pure core loads no infrastructure, workers no Flask."""
+"""The layers import only downward (ledger ← reporting ← models ← pipeline ← entry points),
+and the three entry points (service, workers, cli) never import each other."""
 
 from __future__ import annotations
 
@@ -50,14 +51,20 @@ def test_ledger_and_reporting_import_no_infrastructure() -> None:
     assert loaded_after(core, infrastructure) == []
 
 
-def test_workers_never_import_flask() -> None:
-    jobs = [
-        "workers.jobs",
-        "workers.runtime",
-        "pipeline.sweep",
-        "pipeline.enrich",
-        "pipeline.queue",
-        "pipeline.backfill",
-        "pipeline.reconcile",
-    ]
-    assert loaded_after(jobs, {"flask", "service"}) == []
+def modules_of(package: str) -> list[str]:
+    return sorted(
+        f"{package}.{p.stem}" for p in (ROOT / package).glob("*.py") if p.stem != "__init__"
+    )
+
+
+def test_use_cases_import_no_entry_point() -> None:
+    """pipeline/ takes sessions, queues and settings: never Flask, click or an entry point."""
+    forbidden = {"flask", "click", "service", "workers", "cli"}
+    assert loaded_after(modules_of("pipeline") + modules_of("models"), forbidden) == []
+
+
+def test_the_entry_points_never_import_each_other() -> None:
+    assert loaded_after(modules_of("workers"), {"flask", "service", "cli"}) == []
+    assert loaded_after(modules_of("service"), {"workers", "cli"}) == []
+    # `mrr worker` starts the worker runtime, lazily, inside its command; nothing else.
+    assert loaded_after(modules_of("cli"), {"service", "workers"}) == []
