@@ -201,9 +201,11 @@ def build(url: str, customers: int, seed: int) -> dict[str, float]:
     settings = Settings(webhook_secrets=(SECRET,), database_url=url)
     factory = session_factory(url)
     t0 = time.perf_counter()
-    applied, failed = apply_inline(factory, settings, [e["id"] for e in events], chunk=200)
-    if failed:
-        sys.exit(f"{len(failed)} events failed to apply, e.g. {next(iter(failed.items()))}")
+    done = apply_inline(factory, settings, [e["id"] for e in events], chunk=200)
+    refused = {**done.failed, **done.quarantined}
+    if refused:
+        sys.exit(f"{len(refused)} events were not applied, e.g. {next(iter(refused.items()))}")
+    applied = done.applied
     with factory() as session:
         movements = session.scalar(select(func.count()).select_from(LedgerMovement)) or 0
     # Statistics and a visibility map, as autovacuum keeps them on a live database.

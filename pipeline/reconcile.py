@@ -212,7 +212,8 @@ def _fix(
             continue
         events.append(gone_event(last, now, api_version=stripe.api_version))
     stored = intake.store_many(factory, [(e, json.dumps(e)) for e in events], synthetic=True)
-    failed = apply_inline(factory, settings, [s.event_id for s in stored if s.pending]).failed
+    done = apply_inline(factory, settings, [s.event_id for s in stored if s.pending])
+    failed = {**done.failed, **done.quarantined}
     for event_id, why in sorted(failed.items()):
         log.error("%s cannot be applied: %s", event_id, why)
     return len([s for s in stored if s.event_id not in failed])
