@@ -43,10 +43,9 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
-from sqlalchemy import func, select
 
+from models import inbox
 from models.db import dispose_engines, session_factory
-from models.tables import EventStatus, InboxEvent
 from pipeline import intake
 from pipeline.queue import enqueue_apply, make_queue
 
@@ -100,14 +99,7 @@ def service_rate(db_url: str, redis_url: str, events: list[dict], log: Path) -> 
 
         def pending() -> int:
             with factory() as session:
-                return int(
-                    session.scalar(
-                        select(func.count())
-                        .select_from(InboxEvent)
-                        .where(InboxEvent.status == EventStatus.PENDING)
-                    )
-                    or 0
-                )
+                return inbox.counts(session)["pending"]
 
         start = time.perf_counter()
         enqueue_apply(queue, ids)

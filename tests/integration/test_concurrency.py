@@ -27,6 +27,7 @@ from pipeline.queue import JOB_TIMEOUT_S, enqueue_apply, make_queue
 from pipeline.sweep import sweep
 from tests.conftest import empty_tables
 from tests.integration.helpers import ledger_snapshot
+from tests.integration.processes import descendants
 from tests.lifecycles import random_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,25 +56,6 @@ def start_worker(settings, *extra: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc (Linux)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def store_all(db, events) -> list[str]:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from rq import Worker
 from rq.job import JobStatus
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from models import inbox
 from models.db import session_factory
 from models.tables import EventStatus, InboxEvent
 from pipeline import intake
@@ -31,14 +32,7 @@ pytestmark = pytest.mark.slow
 
 def pending(factory) -> int:
     with factory() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(InboxEvent)
-                .where(InboxEvent.status == EventStatus.PENDING)
-            )
-            or 0
-        )
+        return inbox.counts(session)["pending"]
 
 
 def test_worker_scheduler_and_sweeper_come_back_after_redis_restarts(

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from ledger.errors import InvalidEvent
 from ledger.events import parse_event
 from tests import factories as f
-
-T = 1704067200
-PRO = f.price("price_pro", 1000, product="prod_pro")
-
-
-def sub(items: list[dict[str, Any]], sub_id: str = "sub_1", **kw: Any) -> dict[str, Any]:
-    return f.subscription(sub_id, "cus_1", items, **kw)
-
+from tests.unit.timelines import PRO, T, sub
 
 # --- ordering -------------------------------------------------------------------------
 
