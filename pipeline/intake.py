@@ -177,7 +177,8 @@ class GroupCommit:
     def submit(self, event: dict[str, Any], raw: str) -> Stored:
         """Store `event` (committed on return), then enqueue it if it is new and pending.
 
-        Raises `InboxUnavailable` (the database) or `IntakeTimeout`.
+        Raises `InboxUnavailable` (the database), `InboxRefused` (a value it can never
+        store) or `IntakeTimeout` (nothing wrote it in `WAIT_S`; it was not stored).
         """
         slot = _Slot(event, raw)
         with self._lock:
@@ -185,7 +186,17 @@ class GroupCommit:
             if not self._writing:
                 self._writing = slot.leader = True
         if not slot.leader and not slot.wake.wait(self.WAIT_S):
-            raise IntakeTimeout("the inbox write did not finish in time")
+            with self._lock:
+                # Never picked up: give up and leave no trace, so the lead can never be
+                # handed to a request that has stopped waiting.
+                abandoned = slot in self._pending and not slot.leader
+                if abandoned:
+                    self._pending.remove(slot)
+            if abandoned:
+                raise IntakeTimeout("the inbox write did not finish in time")
+            # Its batch is being written (bounded by the database timeouts), or it has just
+            # been handed the lead.
+            slot.wake.wait()
         if not slot.done:  # this request writes the batch it heads
             self._write_batch()
         if slot.error is not None:

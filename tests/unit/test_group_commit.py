@@ -1,0 +1,88 @@
+"""The group commit's hand-over of the writing, with threads and a writer we control."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from models.inbox import Stored
+from pipeline.intake import GroupCommit, IntakeTimeout
+
+
+class SlowWriter:
+    """Stores instantly, except while `hold` is clear (it then blocks the batch)."""
+
+    def __init__(self) -> None:
+        self.hold = threading.Event()
+        self.hold.set()
+        self.batches: list[list[str]] = []
+
+    def store(self, items: list[tuple[dict[str, Any], str]]) -> list[Stored]:
+        self.hold.wait(10)
+        self.batches.append([e["id"] for e, _ in items])
+        return [Stored(e["id"], False, False) for e, _ in items]  # nothing to enqueue
+
+
+def group(writer: SlowWriter, wait_s: float) -> GroupCommit:
+    commit = GroupCommit.__new__(GroupCommit)  # no database: the writer stands in
+    commit.writer = writer  # type: ignore[assignment]
+    commit.queue = lambda: None  # type: ignore[assignment, return-value]
+    commit._lock = threading.Lock()
+    commit._pending = []
+    commit._writing = False
+    commit.WAIT_S = wait_s
+    return commit
+
+
+def test_a_request_that_gave_up_is_never_handed_the_writing() -> None:
+    writer = SlowWriter()
+    commit = group(writer, wait_s=0.2)
+    writer.hold.clear()  # the first batch hangs
+    results: dict[str, Any] = {}
+
+    def submit(event_id: str) -> None:
+        try:
+            results[event_id] = commit.submit({"id": event_id}, "{}")
+        except IntakeTimeout as exc:
+            results[event_id] = exc
+
+    first = threading.Thread(target=submit, args=("evt_1",))
+    first.start()
+    while not commit._writing:
+        pass
+    second = threading.Thread(target=submit, args=("evt_2",))
+    second.start()
+    second.join(5)
+    assert isinstance(results["evt_2"], IntakeTimeout)  # gave up, not stored
+    writer.hold.set()
+    first.join(5)
+    assert results["evt_1"].event_id == "evt_1"
+    later = threading.Thread(target=submit, args=("evt_3",))
+    later.start()
+    later.join(5)
+    assert results["evt_3"].event_id == "evt_3"  # someone still writes
+    assert writer.batches == [["evt_1"], ["evt_3"]]
+
+
+def test_concurrent_requests_share_batches_and_each_gets_its_own_result() -> None:
+    writer = SlowWriter()
+    commit = group(writer, wait_s=5)
+    writer.hold.clear()
+    results: dict[str, Any] = {}
+    threads = [
+        threading.Thread(
+            target=lambda n=n: results.__setitem__(n, commit.submit({"id": f"evt_{n}"}, "{}"))
+        )
+        for n in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    while len(commit._pending) < 19:
+        pass
+    writer.hold.set()
+    for thread in threads:
+        thread.join(5)
+    assert {n: r.event_id for n, r in results.items()} == {n: f"evt_{n}" for n in range(20)}
+    assert len(writer.batches) == 2  # the first request alone, then everyone who came meanwhile
+    stored = sorted(event_id for batch in writer.batches for event_id in batch)
+    assert stored == sorted(f"evt_{n}" for n in range(20))
