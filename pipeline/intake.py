@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,6 +162,13 @@ class GroupCommit:
     arriving meanwhile queue up and the next of them writes them all in one round trip.
     Under the gevent web worker a batch is whatever came in during the previous write;
     with a single request at a time it is a batch of one, through the same code.
+
+    Before taking its batch, a writer yields once (`time.sleep(0)`: under gevent a
+    switch to the hub, elsewhere a release of the GIL). Requests whose bytes have
+    already arrived then join the batch instead of waiting for the next one: without
+    it, replies that go out together come back together and the first of them is
+    written alone, so every other write of a loaded worker was a batch of one (measured
+    under wrk: batches of 1 and of 9 in turn; with the yield, nearly all of 9).
     """
 
     MAX_BATCH = 256
@@ -198,6 +206,7 @@ class GroupCommit:
             # been handed the lead.
             slot.wake.wait()
         if not slot.done:  # this request writes the batch it heads
+            time.sleep(0)  # let requests that have already arrived join the batch
             self._write_batch()
         if slot.error is not None:
             raise slot.error

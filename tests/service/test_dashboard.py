@@ -7,6 +7,7 @@ import re
 from http.cookies import SimpleCookie
 
 import pytest
+from flask import request
 
 from service.app import create_app
 from service.session import SESSION_COOKIE
@@ -164,6 +165,18 @@ def test_a_session_opens_the_json_endpoints_and_the_bearer_header_still_does(
     for path in ("/reports/summary", "/reports/movements", "/reports/cohorts", "/status"):
         assert client.get(path).status_code == 200, path
     assert app.test_client().get("/reports/summary", headers=auth).status_code == 200
+
+
+def test_a_webhook_delivery_opens_no_session_even_beside_a_signed_in_one(
+    client, app, post_event
+) -> None:
+    sign_in(client)
+    with app.test_request_context("/webhooks/stripe", method="POST"):
+        assert app.session_interface.open_session(app, request) is None
+    response = post_event({"id": "evt_s", "object": "event", "type": "ping", "created": 1})
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert client.get("/dashboard").status_code == 200  # the session itself is untouched
 
 
 def test_a_cookie_signed_for_another_token_or_tampered_with_is_refused(client, settings) -> None:

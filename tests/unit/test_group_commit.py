@@ -15,9 +15,11 @@ class SlowWriter:
     def __init__(self) -> None:
         self.hold = threading.Event()
         self.hold.set()
+        self.writing: list[str] = []  # the batch being written now
         self.batches: list[list[str]] = []
 
     def store(self, items: list[tuple[dict[str, Any], str]]) -> list[Stored]:
+        self.writing = [e["id"] for e, _ in items]
         self.hold.wait(10)
         self.batches.append([e["id"] for e, _ in items])
         return [Stored(e["id"], False, False) for e, _ in items]  # nothing to enqueue
@@ -48,7 +50,7 @@ def test_a_request_that_gave_up_is_never_handed_the_writing() -> None:
 
     first = threading.Thread(target=submit, args=("evt_1",))
     first.start()
-    while not commit._writing:
+    while not writer.writing:  # its batch is being written
         pass
     second = threading.Thread(target=submit, args=("evt_2",))
     second.start()
@@ -77,12 +79,16 @@ def test_concurrent_requests_share_batches_and_each_gets_its_own_result() -> Non
     ]
     for thread in threads:
         thread.start()
-    while len(commit._pending) < 19:
+    while len(writer.writing) + len(commit._pending) < 20:
         pass
+    first = list(writer.writing)
     writer.hold.set()
     for thread in threads:
         thread.join(5)
     assert {n: r.event_id for n, r in results.items()} == {n: f"evt_{n}" for n in range(20)}
-    assert len(writer.batches) == 2  # the first request alone, then everyone who came meanwhile
+    # The first batch holds whoever came in before its writer took it (its writer yields
+    # once first); the second, everyone who came meanwhile.
+    assert writer.batches[0] == first
+    assert len(writer.batches) == (1 if len(first) == 20 else 2)
     stored = sorted(event_id for batch in writer.batches for event_id in batch)
     assert stored == sorted(f"evt_{n}" for n in range(20))
