@@ -16,6 +16,13 @@ spread over `--jobs` spawned processes. What remains is the domain itself: parsi
 each payload into a snapshot (~35 %, about one json.loads again), deriving the
 timeline with exact fractions (~25 %), writing the ledger rows (~25 %), json.loads
 (~7 %); a single process also waits on PostgreSQL for about half its wall time.
+
+At 1,000,000 events the processes sat at 20 % CPU and PostgreSQL at 70 %: sampling
+pg_stat_activity showed every batch's select and deletes by customer id running as
+sequential scans (PostgreSQL here runs without autovacuum, and the bench's own ANALYZE
+had been rolled back), each costing time in proportion to the whole table, and the
+final orphan sweep's `NOT IN (subquery)` ran into the statement timeout. `mrr rebuild`
+now ANALYZEs as it goes and finds orphans with `NOT EXISTS`.
 """
 
 from __future__ import annotations
