@@ -147,6 +147,25 @@ def private_redis(folder: Path) -> Iterator[RedisServer]:
 
 
 @contextmanager
+def tcp_redis(folder: Path) -> Iterator[int]:
+    """A throwaway Redis server of the embedded binary on a free TCP port of 127.0.0.1
+    (what someone's own local Redis looks like); yields its port."""
+    from pipeline.embedded_redis import server_binary
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@contextmanager
 def fresh_postgres(base_url: str, tag: str) -> Iterator[str]:
     """A new, migrated PostgreSQL database beside `base_url`'s, dropped afterwards."""
     from migrations import upgrade

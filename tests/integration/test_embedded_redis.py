@@ -17,9 +17,8 @@ from pipeline.embedded_redis import (
     data_folder,
     local_redis_url,
     probe_address,
-    server_binary,
 )
-from tests.integration.processes import free_port, wait_until
+from tests.integration.processes import free_port, tcp_redis, wait_until
 
 
 @pytest.mark.parametrize(
@@ -50,19 +49,10 @@ def test_nothing_answering_at_the_probe_means_no_local_redis() -> None:
 
 
 def test_a_redis_answering_at_the_probe_is_used(tmp_path: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with tcp_redis(tmp_path) as port:
         env = {"MRR_REDIS_PROBE": f"127.0.0.1:{port}"}
         url = wait_until(lambda: local_redis_url(env, db=15), 10, "the TCP server")
         assert url == f"redis://127.0.0.1:{port}/15"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_the_embedded_server_is_private_and_persists_nothing(tmp_path: Path) -> None:

@@ -15,8 +15,15 @@ import pytest
 from redis import Redis
 
 from cli.devrun import describe_database, redact, session_secrets
-from pipeline.embedded_redis import local_redis_url, server_binary
-from tests.integration.processes import BIN, WebClient, free_port, process_env, wait_until
+from pipeline.embedded_redis import local_redis_url
+from tests.integration.processes import (
+    BIN,
+    WebClient,
+    free_port,
+    process_env,
+    tcp_redis,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -122,13 +129,7 @@ def test_mrr_run_uses_redis_url_and_prints_no_secret_it_was_given(
 
 
 def test_mrr_run_uses_a_redis_answering_at_the_probe(tmp_path: Path) -> None:
-    port = free_port()
-    local = subprocess.Popen(
-        [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with tcp_redis(tmp_path) as port:
         env = {"PORT": str(free_port()), "MRR_REDIS_PROBE": f"127.0.0.1:{port}"}
         wait_until(lambda: local_redis_url(env, db=0), 10, "the local Redis")
         with mrr_run(tmp_path, env) as (proc, out):
@@ -137,9 +138,6 @@ def test_mrr_run_uses_a_redis_answering_at_the_probe(tmp_path: Path) -> None:
                 assert wait_until(lambda: conn.smembers("rq:workers"), 30, "the worker")
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 0, out.read_text()
-    finally:
-        local.terminate()
-        local.wait(timeout=10)
     assert f"redis://127.0.0.1:{port}/0 (found answering at 127.0.0.1:{port})" in text
     assert not (tmp_path / "mrr-redis").exists()
 
