@@ -44,10 +44,12 @@ from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
+from adapters.queue import enqueue_apply
 from models import inbox
-from models.db import dispose_engines, session_factory
+from models.db import dispose_engines
 from pipeline import intake
-from pipeline.queue import enqueue_apply, make_queue
+from pipeline.runtime import bootstrap
+from pipeline.settings import Settings
 
 NOOP_WORKER = """
 import sys
@@ -85,16 +87,17 @@ def noop_rate(redis_url: str, jobs: int) -> float:
 def service_rate(db_url: str, redis_url: str, events: list[dict], log: Path) -> float:
     """Events/s of two Procfile `worker` processes draining `events` from the inbox."""
     Redis.from_url(redis_url).flushdb()
-    factory = session_factory(db_url)
+    runtime = bootstrap(Settings(database_url=db_url, redis_url=redis_url, queue_name="mrr"))
+    factory = runtime.sessions
     ids = []
     for event in events:
-        stored = intake.store(factory, event, raw(event))
+        stored = intake.store(runtime, event, raw(event))
         if stored.inserted:
             ids.append(stored.event_id)
     env = {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "SWEEP_AFTER_S": "3600"}
     procs = [start_process("worker", env, log) for _ in range(2)]
     try:
-        queue = make_queue(redis_url, "mrr")
+        queue = runtime.queue
         wait_until(lambda: Worker.count(queue=queue) == 2, 60, "two mrr workers")
 
         def pending() -> int:

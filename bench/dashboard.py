@@ -49,10 +49,11 @@ from typing import Any
 from harness import SECRET, TOKEN, bench_database, private_redis, start_process, stop_process
 from sqlalchemy import func, select, text
 
-from models.db import engine_for, session_factory
+from models.db import engine_for
 from models.inbox import store_events_committed
 from models.tables import LedgerMovement
 from pipeline.apply import apply_inline
+from pipeline.runtime import bootstrap
 from pipeline.settings import Settings
 from service.app import create_app
 from tests import factories as f
@@ -198,10 +199,10 @@ def build(url: str, customers: int, seed: int) -> dict[str, float]:
     for lo in range(0, len(events), 2000):
         store_events_committed(engine, [(e, json.dumps(e)) for e in events[lo : lo + 2000]])
     stored = time.perf_counter() - t0
-    settings = Settings(webhook_secrets=(SECRET,), database_url=url)
-    factory = session_factory(url)
+    runtime = bootstrap(Settings(webhook_secrets=(SECRET,), database_url=url))
+    factory = runtime.sessions
     t0 = time.perf_counter()
-    done = apply_inline(factory, settings, [e["id"] for e in events], chunk=200)
+    done = apply_inline(runtime, [e["id"] for e in events], chunk=200)
     refused = {**done.failed, **done.quarantined}
     if refused:
         sys.exit(f"{len(refused)} events were not applied, e.g. {next(iter(refused.items()))}")

@@ -21,10 +21,12 @@ from harness import bench_database, lifecycle_events, private_redis
 from rq import Worker
 from sqlalchemy import func, select
 
+from adapters.queue import enqueue_apply
 from models.db import dispose_engines, engine_of, session_factory
 from models.inbox import store_events_committed
 from models.tables import EventStatus, InboxEvent
-from pipeline.queue import enqueue_apply, make_queue
+from pipeline.runtime import bootstrap
+from pipeline.settings import Settings
 from tests.integration.processes import start_process, stop_process, wait_until
 
 
@@ -62,7 +64,7 @@ def main() -> None:
             if len(ids) >= total:
                 break
         ids = ids[:total]
-        queue = make_queue(redis.url, "mrr")
+        queue = bootstrap(Settings(database_url=url, redis_url=redis.url, queue_name="mrr")).queue
         env = {"DATABASE_URL": url, "REDIS_URL": redis.url, "SWEEP_AFTER_S": "3600"}
         proc = start_process("worker", env, Path(tmp) / "worker.log")
         try:

@@ -7,7 +7,7 @@ command works as written:
   in the commands to try (a fixed well-known default would also open any server someone
   binds to a public address with it);
 * `REDIS_URL` unset: the Redis answering at `MRR_REDIS_PROBE` (default `localhost:6379`),
-  else an embedded server (`pipeline.embedded_redis`) shared by both children and
+  else an embedded server (`adapters.embedded_redis`) shared by both children and
   stopped after them.
 """
 
@@ -27,20 +27,16 @@ from pathlib import Path
 
 import click
 
-from pipeline.embedded_redis import (
-    EmbeddedRedis,
-    EmbeddedRedisError,
-    data_folder,
-    local_redis_url,
-    probe_address,
-)
-from pipeline.settings import Settings, SettingsError
+from adapters.embedded_redis import EmbeddedRedis, data_folder, local_redis_url, probe_address
+from adapters.errors import EmbeddedRedisError
+from pipeline.errors import SettingsError
+from pipeline.samples import EVENTS as SAMPLE_EVENTS
+from pipeline.settings import Settings
 
 #: Seconds to wait for the web process's first answer before printing the summary anyway.
 WEB_START_TIMEOUT_S = 60.0
 #: Seconds each child gets to stop cleanly (a worker finishes its job) before SIGKILL.
 STOP_TIMEOUT_S = 30.0
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "stripe"
 
 
 def session_secrets(environ: MutableMapping[str, str]) -> list[str]:
@@ -186,7 +182,7 @@ def where(
         lines.append(f"  secrets   {names} unset: random ones for this run, used below")
     mrr = Path(sys.executable).with_name("mrr")
     mrr_cmd = _path(mrr) if mrr.exists() else "mrr"
-    fixtures = _path(FIXTURES) if FIXTURES.is_dir() else "PATH/TO/EVENTS"
+    fixtures = _path(SAMPLE_EVENTS)
     secret = (
         f" --secret {env['STRIPE_WEBHOOK_SECRET']}"
         if "STRIPE_WEBHOOK_SECRET" in generated

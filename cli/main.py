@@ -8,26 +8,25 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pipeline.settings import Settings, SettingsError
+from cli.errors import Group
 
 if TYPE_CHECKING:
-    import stripe
+    from pipeline.runtime import Runtime
 
 log = logging.getLogger("mrr")
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+def _runtime() -> Runtime:
+    """The command's runtime, from the environment (the one composition root)."""
+    from pipeline.runtime import bootstrap
+
+    return bootstrap()
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -52,7 +51,7 @@ WINDOW_DAYS = click.option(
 )
 
 
-@click.group()
+@click.group(cls=Group)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
@@ -65,9 +64,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def migrate() -> None:
     """Create or upgrade the database schema (Alembic `upgrade head`)."""
     from migrations import upgrade
+    from pipeline.settings import Settings
 
-    settings = _settings()
-    upgrade(settings.database_url)
+    upgrade(Settings.from_env().database_url)
     click.echo("database schema is up to date", err=True)
 
 
@@ -81,17 +80,15 @@ def replay(
     paths: Sequence[str], url: str | None, secret: str | None, sync: bool, as_json: bool
 ) -> None:
     """Replay Stripe events from files (one event, a JSON array, or JSON lines; dirs recurse)."""
-    from cli.replay import ReplayError, read_events
+    from pipeline.replay import read_events
 
-    settings = _settings()
-    try:
-        events = list(read_events(paths))
-    except ReplayError as exc:
-        raise click.ClickException(str(exc)) from None
+    runtime = _runtime()
+    events = list(read_events(paths))
     if url:
-        result = _replay_http(events, url, secret or next(iter(settings.webhook_secrets), None))
+        secret = secret or next(iter(runtime.settings.webhook_secrets), None)
+        result = _replay_http(events, url, secret)
     else:
-        result = _replay_direct(events, settings, sync)
+        result = _replay_direct(events, runtime, sync)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -117,32 +114,23 @@ def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, i
     return counts
 
 
-def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[str, int]:
-    from pipeline import intake
-    from pipeline.apply import apply_inline
-    from pipeline.queue import make_queue
+def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str, int]:
+    from pipeline.replay import replay as run_replay
 
-    factory = settings.sessions()
-    counts = {"events": len(events), "stored": 0, "duplicates": 0}
-    pending: list[str] = []
-    with click.progressbar(events, label="storing", file=sys.stderr) as bar:
-        for item in bar:
-            stored = intake.store(factory, item.event, item.raw)
-            counts["stored" if stored.inserted else "duplicates"] += 1
-            if stored.pending:
-                pending.append(stored.event_id)
-    if not sync:
-        queued = intake.enqueue(make_queue(settings.redis_url, settings.queue_name), pending)
-        counts["enqueued" if queued else "left_for_sweeper"] = len(pending)
-        return counts
-    with click.progressbar(length=len(pending), label="applying", file=sys.stderr) as bar:
-        result = apply_inline(factory, settings, pending, progress=bar.update)
+    with (
+        click.progressbar(length=len(events), label="storing", file=sys.stderr) as stored,
+        click.progressbar(length=len(events), label="applying", file=sys.stderr) as applied,
+    ):
+        result = run_replay(
+            runtime,
+            events,
+            sync=sync,
+            stored_progress=stored.update,
+            applied_progress=applied.update if sync else None,
+        )
     for event_id, why in sorted({**result.failed, **result.quarantined}.items()):
         log.error("%s: %s", event_id, why)
-    counts.update(
-        applied=result.applied, failed=len(result.failed), quarantined=len(result.quarantined)
-    )
-    return counts
+    return result.document()
 
 
 @cli.command()
@@ -155,17 +143,11 @@ def _replay_direct(events: list[Any], settings: Settings, sync: bool) -> dict[st
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
 def report(kind: str, as_json: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json, the same document as over HTTP)."""
-    from models.clock import utcnow
     from pipeline import reports as report_docs
 
     args = {k: v for k, v in options.items() if v is not None}
-    try:
-        query = report_docs.parse_query(args, report_docs.PARAMETERS[kind])
-        factory = _settings().sessions()
-        with factory() as session:
-            doc = report_docs.REPORTS[kind](session, query, utcnow())
-    except report_docs.BadQuery as exc:
-        raise click.UsageError(str(exc)) from None
+    query = report_docs.parse_query(args, report_docs.PARAMETERS[kind])
+    doc = report_docs.REPORTS[kind](_runtime(), query)
     if as_json:
         click.echo(json.dumps(doc))
         return
@@ -184,21 +166,20 @@ def report(kind: str, as_json: bool, **options: str | None) -> None:
 )
 def rebuild(as_json: bool, jobs: int | None) -> None:
     """Recompute the whole ledger from the inbox (safe while workers run)."""
-    from models.ledger_store import customers_with_events
-    from pipeline.apply import rebuild_all
+    from pipeline.apply import customers_to_rebuild
+    from pipeline.apply import rebuild as run_rebuild
 
-    settings = _settings()
-    factory = settings.sessions()
-    with factory() as session:
-        customers = customers_with_events(session)
+    runtime = _runtime()
+    customers = customers_to_rebuild(runtime)
     with click.progressbar(length=len(customers), label="rebuilding", file=sys.stderr) as bar:
-        result = rebuild_all(
-            factory, settings, customers, progress=bar.update, jobs=jobs or os.cpu_count() or 1
+        result = run_rebuild(
+            runtime, customers, progress=bar.update, jobs=jobs or os.cpu_count() or 1
         )
+    doc = result.document()
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(doc))
     else:
-        click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
+        click.echo(", ".join(f"{k}: {v}" for k, v in doc.items()), err=True)
 
 
 @cli.command()
@@ -208,13 +189,13 @@ def backfill(days: int, as_json: bool) -> None:
     """Existing account: store the Events API window and an opening history for every
     subscription, then apply them. Safe to run again (needs STRIPE_API_KEY)."""
     from pipeline.backfill import backfill as run_backfill
+    from pipeline.backfill import client_for
 
-    settings = _settings()
-    client = _stripe_client(settings)
-    factory = settings.sessions()
-    result = _with_stripe(
+    runtime = _runtime()
+    client = client_for(runtime)
+    result = _with_progress(
         lambda progress: run_backfill(
-            factory, settings, client, now=int(time.time()), days=days, progress=progress
+            runtime, client, now=runtime.now(), days=days, progress=progress
         )
     )
     doc = result.document()
@@ -237,14 +218,14 @@ def backfill(days: int, as_json: bool) -> None:
 def reconcile(fix: bool, days: int, as_json: bool) -> None:
     """Backfill, then compare every subscription's status and MRR with Stripe's and print
     the drift; --fix makes the ledger agree (needs STRIPE_API_KEY)."""
+    from pipeline.backfill import client_for
     from pipeline.reconcile import reconcile as run_reconcile
 
-    settings = _settings()
-    client = _stripe_client(settings)
-    factory = settings.sessions()
-    result = _with_stripe(
+    runtime = _runtime()
+    client = client_for(runtime)
+    result = _with_progress(
         lambda progress: run_reconcile(
-            factory, settings, client, now=int(time.time()), days=days, fix=fix, progress=progress
+            runtime, client, now=runtime.now(), days=days, fix=fix, progress=progress
         )
     )
     if as_json:
@@ -255,27 +236,12 @@ def reconcile(fix: bool, days: int, as_json: bool) -> None:
     print_drift(result.document())
 
 
-def _stripe_client(settings: Settings) -> stripe.StripeClient:
-    from pipeline.backfill import BackfillError, client_for
-
-    try:
-        return client_for(settings)
-    except BackfillError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _with_stripe(run: Callable[[Callable[[str, int], None]], T]) -> T:
-    """Run a Stripe API use case with progress on stderr; Stripe's errors (after the
-    client's retries) become a one-line message and exit status 1."""
-    import stripe
-
+def _with_progress(run: Callable[[Callable[[str, int], None]], T]) -> T:
+    """Run a long use case with its progress on stderr (a line per stage)."""
     from cli.progress import stage_progress
 
-    try:
-        with stage_progress() as progress:
-            return run(progress)
-    except stripe.StripeError as exc:
-        raise click.ClickException(f"Stripe API: {exc.user_message or exc}") from None
+    with stage_progress() as progress:
+        return run(progress)
 
 
 @cli.command()
@@ -292,40 +258,27 @@ def _with_stripe(run: Callable[[Callable[[str, int], None]], T]) -> T:
 )
 def worker(burst: bool, with_scheduler: bool, sweep: bool) -> None:
     """Run a worker on the `mrr` queue: no fork, JSON serializer, scheduler and sweeper threads."""
-    from workers.runtime import run_worker
+    from pipeline.worker import serve
 
-    run_worker(_settings(), burst=burst, with_scheduler=with_scheduler, sweep=sweep)
+    serve(_runtime(), burst=burst, with_scheduler=with_scheduler, sweep=sweep)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def failed(as_json: bool) -> None:
     """List failed and quarantined events: ids, types and reasons (never payloads)."""
-    from pipeline.redrive import problems
+    from pipeline.redrive import failed as failed_events
 
-    found = problems(_settings().sessions())
+    report = failed_events(_runtime())
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "events": [
-                        {
-                            "id": p.id,
-                            "type": p.type,
-                            "status": p.status,
-                            "attempts": p.attempts,
-                            "reason": p.reason,
-                            "received_at": p.received_at.isoformat(),
-                        }
-                        for p in found
-                    ]
-                }
-            )
-        )
+        click.echo(json.dumps(report.document()))
+        return
+    if not report.events:
+        click.echo("no failed or quarantined events", err=True)
         return
     from cli.render import print_table, problems_table
 
-    print_table(problems_table(found))
+    print_table(problems_table(list(report.events)))
 
 
 @cli.command()
@@ -334,49 +287,48 @@ def failed(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def retry(event_ids: Sequence[str], everything: bool, as_json: bool) -> None:
     """Drive failed or quarantined events through the pipeline again (after a fix)."""
-    from pipeline.queue import make_queue
+    from cli.errors import LEFT_FOR_SWEEPER
     from pipeline.redrive import retry as redrive
 
     if bool(event_ids) == everything:
         raise click.UsageError("name event ids, or give --all")
-    settings = _settings()
-    queue = make_queue(settings.redis_url, settings.queue_name)
-    ids = redrive(settings.sessions(), queue, None if everything else list(event_ids))
-    unknown = sorted(set(event_ids) - set(ids))
+    runtime = _runtime()
+    result = redrive(runtime, None if everything else list(event_ids))
     if as_json:
-        click.echo(json.dumps({"retried": ids, "not_failed": unknown}))
+        click.echo(json.dumps(result.document()))
     else:
-        click.echo(f"re-enqueued {len(ids)} event(s)", err=True)
-        for event_id in unknown:
+        if result.enqueued:
+            click.echo(f"re-enqueued {len(result.retried)} event(s)", err=True)
+        else:
+            click.echo(
+                f"reset {len(result.retried)} event(s) to pending; Redis does not answer, so a "
+                f"worker's sweeper enqueues them within SWEEP_AFTER_S "
+                f"({runtime.settings.sweep_after_s} s) of its return",
+                err=True,
+            )
+        for event_id in result.not_failed:
             click.echo(f"{event_id}: not a failed or quarantined event", err=True)
-    if unknown:
+    if result.not_failed:
         sys.exit(1)
+    if not result.enqueued:
+        sys.exit(LEFT_FOR_SWEEPER)
 
 
 @cli.command()
 @click.option("--loop", is_flag=True, help="Keep sweeping every SWEEP_AFTER_S/2 seconds.")
 def sweep(loop: bool) -> None:
     """Re-enqueue inbox rows still pending after SWEEP_AFTER_S whose job is gone."""
-    from pipeline.queue import make_queue
     from pipeline.sweep import sweep as sweep_once
     from pipeline.sweep import sweep_forever
 
-    settings = _settings()
-    factory = settings.sessions()
+    runtime = _runtime()
     if loop:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        sweep_forever(
-            factory,
-            lambda: make_queue(settings.redis_url, settings.queue_name),
-            settings.sweep_after_s,
-            stop,
-        )
+        sweep_forever(runtime, stop)
         return
-    n = sweep_once(
-        factory, make_queue(settings.redis_url, settings.queue_name), settings.sweep_after_s
-    )
+    n = sweep_once(runtime)
     click.echo(f"re-enqueued {n} pending event(s)", err=True)
 
 
@@ -398,15 +350,7 @@ def run(ctx: click.Context, host: str, port: int) -> None:
 
 
 def main() -> None:
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    try:
-        cli(prog_name="mrr")
-    except (OperationalError, ProgrammingError) as exc:
-        # A missing table is the usual first-run mistake; say how to fix it.
-        hint = " (run `mrr migrate` first?)" if "table" in str(exc.orig).lower() else ""
-        click.echo(f"Error: database: {exc.orig}{hint}", err=True)
-        sys.exit(1)
+    cli(prog_name="mrr")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from ledger.events import is_subscription_event
 from ledger.snapshot import customer_id_of
 from models.clock import utcnow
 from models.db import describe
+from models.errors import InboxRefused, InboxUnavailable
 from models.tables import EventStatus, InboxEvent
 
 
@@ -57,14 +58,6 @@ def store_event(
         return Stored(values["id"], True, values["status"] == EventStatus.PENDING)
     status = session.scalar(select(InboxEvent.status).where(InboxEvent.id == values["id"]))
     return Stored(values["id"], False, status == EventStatus.PENDING)
-
-
-class InboxUnavailable(Exception):
-    """The inbox could not be written (the database is down or timed out): retry later."""
-
-
-class InboxRefused(Exception):
-    """The database refused the row itself (a value it can never store): never retry."""
 
 
 def store_events_committed(
@@ -371,15 +364,33 @@ def record_failure(session: Session, event_id: str, error: str, attempts_allowed
     return final
 
 
-def counts(session: Session) -> dict[str, int]:
-    """SPEC §6 inbox counts: received = processed + failed + pending.
+def counts_by_type(session: Session) -> dict[str, dict[str, int]]:
+    """SPEC §6 inbox counts per event type (`tally` of each type's statuses)."""
+    rows = session.execute(
+        select(InboxEvent.type, InboxEvent.status, func.count()).group_by(
+            InboxEvent.type, InboxEvent.status
+        )
+    ).all()
+    by_type: dict[str, dict[str, int]] = {}
+    for event_type, status, n in rows:
+        by_type.setdefault(event_type, {})[status] = int(n)
+    return {event_type: tally(statuses) for event_type, statuses in sorted(by_type.items())}
 
-    Ignored types count as processed, quarantined events as failed (each also has a
-    count of its own).
-    """
+
+def counts(session: Session) -> dict[str, int]:
+    """SPEC §6 inbox counts of the whole inbox (`tally` of its statuses)."""
     by_status = dict(
         session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all()
     )
+    return tally(by_status)
+
+
+def tally(by_status: Mapping[str, int]) -> dict[str, int]:
+    """SPEC §6: received = processed + failed + pending, from the number of rows per status.
+
+    Ignored types count as processed, quarantined events as failed (each also has a
+    count of its own). `/status` and `/metrics` both count through here.
+    """
     processed = by_status.get(EventStatus.PROCESSED, 0) + by_status.get(EventStatus.IGNORED, 0)
     quarantined = by_status.get(EventStatus.QUARANTINED, 0)
     failed = by_status.get(EventStatus.FAILED, 0) + quarantined
@@ -392,6 +403,21 @@ def counts(session: Session) -> dict[str, int]:
         "quarantined": quarantined,
         "pending": pending,
     }
+
+
+def apply_latency(session: Session, buckets_s: Sequence[float]) -> tuple[list[int], int, int]:
+    """Applied events with a receipt-to-commit latency within each of `buckets_s`
+    (cumulative), their number and the sum of their latencies in milliseconds."""
+    e = InboxEvent
+    row = session.execute(
+        select(
+            *(func.sum(case((e.apply_ms <= b * 1000, 1), else_=0)) for b in buckets_s),
+            func.count(),
+            func.coalesce(func.sum(e.apply_ms), 0),
+        ).where(e.apply_ms.is_not(None))
+    ).one()
+    *cumulative, count, sum_ms = row
+    return [int(c or 0) for c in cumulative], int(count), int(sum_ms)
 
 
 def synthetic_count(session: Session) -> int:

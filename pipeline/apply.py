@@ -6,7 +6,7 @@ A customer's ledger is always rewritten whole from every stored event of that cu
 applies its own event *and* other pending events in the same transaction: each batch
 loads, parses and prices every event once and writes all its customers with a fixed
 number of statements. Jobs of the other events it applied are then dropped from the
-queue by the worker (`pipeline.queue.absorb`).
+queue by the worker (`adapters.queue.absorb`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ledger.errors import InvalidEvent, InvalidValue, LedgerError
 from ledger.events import SubscriptionEvent, is_subscription_event, parse_event
@@ -32,6 +32,8 @@ from models import inbox, ledger_store
 from models.db import describe, lock_customers, transaction, try_lock_customers
 from models.tables import EventStatus, InboxEvent
 from pipeline import enrich
+from pipeline.errors import EventNotFound
+from pipeline.runtime import Runtime, bootstrap
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,8 @@ BATCH_EVENTS = 200
 SCAN_PENDING = 4 * BATCH_EVENTS
 
 
-class EventNotFound(LedgerError):
-    """The job names an event that is not in the inbox."""
-
-
 @dataclass
-class Outcome:
+class ApplyResult:
     """What one call applied: events it marked processed, beyond the ones asked for."""
 
     customers: int = 0
@@ -59,15 +57,23 @@ class Outcome:
     #: Events asked for that the ledger can never apply: quarantined with their reason.
     quarantined: list[str] = field(default_factory=list)
 
+    def document(self) -> dict[str, Any]:
+        return {
+            "customers": self.customers,
+            "events": self.events,
+            "others": len(self.others),
+            "already": self.already,
+            "quarantined": self.quarantined,
+        }
+
 
 def apply_event_ids(
-    factory: sessionmaker[Session],
-    settings: Settings,
+    runtime: Runtime,
     event_ids: Sequence[str],
     *,
     batch: int = BATCH_EVENTS,
     attempts_allowed: int = 1,
-) -> Outcome:
+) -> ApplyResult:
     """Apply the given stored events, and with them up to `batch` other pending events.
 
     A failure is counted in the inbox row of each event asked for (the last allowed
@@ -75,14 +81,14 @@ def apply_event_ids(
     be parsed raises `InvalidEvent` after the rest of the batch is written.
     """
     try:
-        return _apply(factory, settings, event_ids, batch)
+        return _apply(runtime, event_ids, batch)
     except Exception as exc:
         # The ledger's own errors name the field; any other is described without the
         # statement or its parameters (they would be the event's payload).
         error = f"{type(exc).__name__}: {exc}" if isinstance(exc, LedgerError) else describe(exc)
         log.warning("events %s failed: %s", ", ".join(event_ids), error)
         try:
-            with transaction(factory) as session:
+            with transaction(runtime.sessions) as session:
                 for event_id in event_ids:
                     inbox.record_failure(session, event_id, error, attempts_allowed)
         except Exception:  # the database may be what failed: keep the original error
@@ -90,10 +96,8 @@ def apply_event_ids(
         raise exc from None
 
 
-def _apply(
-    factory: sessionmaker[Session], settings: Settings, event_ids: Sequence[str], batch: int
-) -> Outcome:
-    with transaction(factory) as session:
+def _apply(runtime: Runtime, event_ids: Sequence[str], batch: int) -> ApplyResult:
+    with transaction(runtime.sessions) as session:
         heads = inbox.heads(session, event_ids)
         absent = sorted(set(event_ids) - set(heads))
         if absent:
@@ -113,11 +117,11 @@ def _apply(
             # Workers draw different customers, so two batches rarely want the same one.
             random.shuffle(candidates)
             others = candidates[:batch]
-    outcome = Outcome(already=len(event_ids) - len(todo))
+    outcome = ApplyResult(already=len(event_ids) - len(todo))
     if not todo:
         return outcome
     own_customers = sorted({h.customer_id for h in todo if h.customer_id is not None})
-    written = apply_customers(factory, settings, own_customers, others, batch=batch)
+    written = apply_customers(runtime, own_customers, others, batch=batch)
     outcome.customers = len(written.customers)
     outcome.events = len(written.processed)
     outcome.others = sorted(written.processed - set(event_ids))
@@ -161,8 +165,7 @@ class _FetchFirst(Exception):
 
 
 def apply_customers(
-    factory: sessionmaker[Session],
-    settings: Settings,
+    runtime: Runtime,
     customers: Sequence[str],
     others: Sequence[str] = (),
     *,
@@ -180,10 +183,10 @@ def apply_customers(
     fetched = False
     while True:
         try:
-            with transaction(factory) as session:
-                return _write(session, settings, customers, others, batch, force, fetched)
+            with transaction(runtime.sessions) as session:
+                return _write(session, runtime.settings, customers, others, batch, force, fetched)
         except _FetchFirst as need:
-            enrich.fetch_missing(factory, settings, need.wanted)
+            enrich.fetch_missing(runtime, need.wanted)
             fetched = True
             others = ()
 
@@ -275,34 +278,54 @@ def _within_batch(rows: list[Row[Any]], own: set[str], batch: int) -> list[Row[A
     return kept
 
 
-def rebuild_all(
-    factory: sessionmaker[Session],
-    settings: Settings,
+@dataclass
+class RebuildResult:
+    """What `mrr rebuild` did; `document()` is its `--json` output."""
+
+    customers: int
+    events: int
+    orphans_deleted: int
+
+    def document(self) -> dict[str, int]:
+        return {
+            "customers": self.customers,
+            "events": self.events,
+            "orphans_deleted": self.orphans_deleted,
+        }
+
+
+def customers_to_rebuild(runtime: Runtime) -> list[str]:
+    """Every customer with a stored subscription event, sorted (what a rebuild covers)."""
+    with runtime.sessions() as session:
+        return ledger_store.customers_with_events(session)
+
+
+def rebuild(
+    runtime: Runtime,
     customers: Collection[str] | None = None,
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
     jobs: int = 1,
-) -> dict[str, int]:
+) -> RebuildResult:
     """Recompute every customer's ledger from the inbox (`mrr rebuild`).
 
     Safe beside running workers: each customer is rewritten under its lock, so reports
     never see a half-built ledger. Derived rows of customers with no stored events left
-    are deleted and the daily rollup recounted at the end. `customers` defaults to every
-    customer in the inbox; `progress` is called with the number done after each chunk.
+    are deleted and the daily rollup recounted at the end. `customers` defaults to
+    `customers_to_rebuild`; `progress` is called with the number done after each chunk.
     With `jobs` > 1 (PostgreSQL), chunks are rebuilt by that many processes started
-    afresh (spawned, never forked), each with its own engine.
+    afresh (spawned, never forked), each with its own runtime.
     """
-    if customers is None:
-        with factory() as session:
-            customers = ledger_store.customers_with_events(session)
-    ordered = sorted(customers)
+    ordered = sorted(customers if customers is not None else customers_to_rebuild(runtime))
     parts = [ordered[start : start + chunk] for start in range(0, len(ordered), chunk)]
-    statistics = _Statistics(factory)
+    statistics = _Statistics(runtime)
     events = 0
-    if jobs > 1 and factory.kw["bind"].dialect.name == "postgresql":
+    if jobs > 1 and runtime.sessions.kw["bind"].dialect.name == "postgresql":
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_rebuild_part, settings, part): len(part) for part in parts}
+            futures = {
+                pool.submit(_rebuild_part, runtime.settings, part): len(part) for part in parts
+            }
             for future in as_completed(futures):
                 events += future.result()
                 statistics.after(events)
@@ -310,14 +333,14 @@ def rebuild_all(
                     progress(futures[future])
     else:
         for part in parts:
-            events += len(apply_customers(factory, settings, part, batch=0, force=True).processed)
+            events += len(apply_customers(runtime, part, batch=0, force=True).processed)
             statistics.after(events)
             if progress is not None:
                 progress(len(part))
-    with transaction(factory) as session:
+    with transaction(runtime.sessions) as session:
         orphans = ledger_store.delete_orphans(session)
         ledger_store.rebuild_rollups(session)  # and repair any drift of the rollup
-    return {"customers": len(ordered), "events": events, "orphans_deleted": orphans}
+    return RebuildResult(len(ordered), events, orphans)
 
 
 class _Statistics:
@@ -327,8 +350,8 @@ class _Statistics:
 
     FIRST = 10_000
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
-        self.factory = factory
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self.next = self.FIRST
         self.refresh()
 
@@ -338,49 +361,54 @@ class _Statistics:
             self.next = 2 * events
 
     def refresh(self) -> None:
-        with transaction(self.factory) as session:
+        with transaction(self.runtime.sessions) as session:
             ledger_store.refresh_statistics(session)
 
 
 def _rebuild_part(settings: Settings, customers: list[str]) -> int:
-    """One chunk of a parallel rebuild, in a process of its own."""
-
-    factory = settings.sessions()
-    return len(apply_customers(factory, settings, customers, batch=0, force=True).processed)
+    """One chunk of a parallel rebuild, in a process of its own with its own runtime."""
+    runtime = bootstrap(settings)
+    return len(apply_customers(runtime, customers, batch=0, force=True).processed)
 
 
 @dataclass
-class Inline:
+class InlineResult:
     """What `apply_inline` did with the events it was given."""
 
     applied: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     quarantined: dict[str, str] = field(default_factory=dict)
 
+    def document(self) -> dict[str, int]:
+        return {
+            "applied": self.applied,
+            "failed": len(self.failed),
+            "quarantined": len(self.quarantined),
+        }
+
 
 def apply_inline(
-    factory: sessionmaker[Session],
-    settings: Settings,
+    runtime: Runtime,
     event_ids: Sequence[str],
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
-) -> Inline:
+) -> InlineResult:
     """Apply stored events without a queue (`mrr replay --sync`, `mrr backfill`): no
     retries, so an event that cannot be parsed is marked `failed` at once, and one that
     can never be applied is quarantined, both with their reasons."""
-    with factory() as session:
+    with runtime.sessions() as session:
         heads = inbox.heads(session, event_ids)
     customers = sorted({h.customer_id for h in heads.values() if h.customer_id is not None})
     processed: set[str] = set()
-    result = Inline()
+    result = InlineResult()
     for start in range(0, len(customers), chunk):
-        written = apply_customers(factory, settings, customers[start : start + chunk], batch=0)
+        written = apply_customers(runtime, customers[start : start + chunk], batch=0)
         processed |= written.processed
         result.failed.update(written.invalid)
         result.quarantined.update(written.quarantined)
         if progress is not None:
             progress(len(customers[start : start + chunk]))
-    with transaction(factory) as session:
+    with transaction(runtime.sessions) as session:
         for head in heads.values():
             if head.customer_id is None and is_subscription_event(head.type):
                 result.failed[head.id] = _parse_error(session, head.id)

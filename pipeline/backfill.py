@@ -17,21 +17,21 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import Any, TypeVar
 
 import stripe
-from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.backfill import opening_history
 from ledger.errors import InvalidEvent
 from ledger.events import SUBSCRIPTION_EVENT_TYPES, SubscriptionEvent, parse_event
+from ledger.opening import opening_history
 from ledger.snapshot import customer_id_of
 from models import inbox, ledger_store
 from pipeline import intake
 from pipeline.apply import apply_inline
-from pipeline.enrich import stripe_client
-from pipeline.settings import Settings
+from pipeline.errors import StripeAccessError
+from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ NETWORK_RETRIES = 6
 Progress = Callable[[str, int], None]
 
 T = TypeVar("T")
-
-
-class BackfillError(RuntimeError):
-    """Backfill cannot run as configured (no API key, a window out of range)."""
 
 
 @dataclass
@@ -88,32 +84,31 @@ class BackfillResult:
         }
 
 
-def client_for(settings: Settings) -> stripe.StripeClient:
-    """The Stripe client of backfill and reconcile: enrichment's, more patient."""
-    if settings.stripe_api_key is None:
-        raise BackfillError("STRIPE_API_KEY is required to read the account from Stripe's API")
-    return stripe_client(settings, max_network_retries=NETWORK_RETRIES)
+def client_for(runtime: Runtime) -> stripe.StripeClient:
+    """The Stripe client of backfill and reconcile: enrichment's, more patient. Raises
+    `StripeAccessError` without `STRIPE_API_KEY`."""
+    return runtime.stripe(max_network_retries=NETWORK_RETRIES)
 
 
 def backfill(
-    factory: sessionmaker[Session],
-    settings: Settings,
+    runtime: Runtime,
     client: stripe.StripeClient,
     *,
-    now: int,
+    now: datetime,
     days: int = MAX_DAYS,
     progress: Progress | None = None,
     visit: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> BackfillResult:
     """Store the window's events and every subscription's opening history, then apply.
 
-    `now` (unix seconds) is when Stripe's listed objects are taken to describe; the
-    window is the `days` before it. `visit` is called with each page of listed
+    `now` is when Stripe's listed objects are taken to describe; the window is the
+    `days` before it. `visit` is called with each page of listed
     subscriptions (plain JSON) once their openings are stored (reconcile reads Stripe's
     side there). Idempotent; raises Stripe's errors once its retries are spent.
     """
     if not 1 <= days <= MAX_DAYS:
-        raise BackfillError(f"--days must be between 1 and {MAX_DAYS}, got {days}")
+        raise StripeAccessError(f"--days must be between 1 and {MAX_DAYS}, got {days}")
+    at = int(now.timestamp())
     result = BackfillResult(days)
     report = progress or (lambda stage, n: None)
     pending: set[str] = set()
@@ -121,12 +116,12 @@ def backfill(
     window = list_all(
         client,
         "/v1/events",
-        {"types": sorted(SUBSCRIPTION_EVENT_TYPES), "created": {"gte": now - days * DAY_S}},
+        {"types": sorted(SUBSCRIPTION_EVENT_TYPES), "created": {"gte": at - days * DAY_S}},
     )
     in_window: dict[str, str | None] = {}
     for page in window:
         events = [e for e in page if e.get("type") in SUBSCRIPTION_EVENT_TYPES]
-        stored = intake.store_many(factory, [(e, json.dumps(e)) for e in events])
+        stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in events])
         result.events += len(events)
         result.events_stored += sum(s.inserted for s in stored)
         pending.update(s.event_id for s in stored if s.pending)
@@ -140,18 +135,16 @@ def backfill(
         listed.update(str(o["id"]) for o in objects)
         result.subscriptions += len(objects)
         opened = [(str(o["id"]), customer_id_of(o), o) for o in objects]
-        _open(factory, opened, now, result, pending)
+        _open(runtime, opened, at, result, pending)
         if visit is not None:
             visit(objects)
         report("subscriptions listed", len(objects))
     # Stripe no longer lists these, but the window has their events: open them from those.
     unlisted = [(s, c, None) for s, c in sorted(in_window.items()) if s not in listed]
     for chunk in _pages(iter(unlisted)):
-        _open(factory, chunk, now, result, pending)
+        _open(runtime, chunk, at, result, pending)
 
-    done = apply_inline(
-        factory, settings, sorted(pending), progress=lambda n: report("customers applied", n)
-    )
+    done = apply_inline(runtime, sorted(pending), progress=lambda n: report("customers applied", n))
     result.applied, result.failed, result.quarantined = done.applied, done.failed, done.quarantined
     for event_id, why in sorted({**done.failed, **done.quarantined}.items()):
         log.error("%s cannot be applied: %s", event_id, why)
@@ -159,7 +152,7 @@ def backfill(
 
 
 def _open(
-    factory: sessionmaker[Session],
+    runtime: Runtime,
     subscriptions: Sequence[tuple[str, str | None, Mapping[str, Any] | None]],
     now: int,
     result: BackfillResult,
@@ -169,7 +162,7 @@ def _open(
     None) that need one, reading what their customers have stored; add every pending
     event of those customers to `pending`."""
     customers = {c for _, c, _ in subscriptions if c is not None}
-    stored_events = _stored_by_subscription(factory, customers)
+    stored_events = _stored_by_subscription(runtime, customers)
     made: list[dict[str, Any]] = []
     for sub_id, customer, current in subscriptions:
         if customer is None:
@@ -183,18 +176,18 @@ def _open(
         )
         result.opened += bool(history)
         made.extend(history)
-    stored = intake.store_many(factory, [(e, json.dumps(e)) for e in made], synthetic=True)
+    stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in made], synthetic=True)
     result.synthetic_stored += sum(s.inserted for s in stored)
     # Not only what this run stored: an interrupted run may have left openings unapplied.
-    with factory() as session:
+    with runtime.sessions() as session:
         pending.update(inbox.pending_of(session, customers))
 
 
 def _stored_by_subscription(
-    factory: sessionmaker[Session], customers: Iterable[str]
+    runtime: Runtime, customers: Iterable[str]
 ) -> dict[str, list[SubscriptionEvent]]:
     """The customers' stored events that parse, by subscription id."""
-    with factory() as session:
+    with runtime.sessions() as session:
         rows = ledger_store.customer_rows(session, set(customers))
     found: dict[str, list[SubscriptionEvent]] = defaultdict(list)
     for row in rows:

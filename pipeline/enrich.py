@@ -17,14 +17,15 @@ from typing import Any
 
 import stripe
 from sqlalchemy import select, tuple_
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from adapters.stripe_http import plain
 from ledger.mrr import Catalog, Need, needs
 from ledger.snapshot import Coupon, Snapshot, Tier, parse_coupon, parse_tiers
 from models.clock import utcnow
 from models.db import transaction
 from models.tables import StripeObject
-from pipeline.settings import Settings
+from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +46,21 @@ def subscription_expand(api_version: str) -> list[str]:
     return expand
 
 
-def fetch_missing(factory: sessionmaker[Session], settings: Settings, wanted: set[Need]) -> int:
+def fetch_missing(runtime: Runtime, wanted: set[Need]) -> int:
     """Fetch what the ledger lacks from Stripe and cache it; returns how many objects.
 
     Call it with no database lock held: it waits on the network. Nothing happens
     without an API key. A Stripe error other than "no such object" raises, so the job
     is retried.
     """
-    if not wanted or settings.stripe_api_key is None:
+    if not wanted or runtime.settings.stripe_api_key is None:
         return 0
-    client = stripe_client(settings)
+    client = runtime.stripe()
     fetched: dict[tuple[str, str], Any] = {}
     for need in sorted(wanted, key=lambda n: (n.kind, n.id)):
         fetched.update(_fetch(client, need))
     # Coupons named by freshly fetched discounts.
-    with factory() as session:
+    with runtime.sessions() as session:
         known = set(
             _load(
                 session,
@@ -71,46 +72,9 @@ def fetch_missing(factory: sessionmaker[Session], settings: Settings, wanted: se
             coupon_id = fetched[(kind, _id)]["coupon"]
             if ("coupon", coupon_id) not in fetched and ("coupon", coupon_id) not in known:
                 fetched.update(_fetch(client, Need("coupon", coupon_id)))
-    with transaction(factory) as session:
+    with transaction(runtime.sessions) as session:
         _store(session, fetched)
     return len(fetched)
-
-
-class RetryingHTTPClient(stripe.RequestsClient):
-    """stripe-python's `requests` client, which also retries rate limits (HTTP 429).
-
-    stripe-python retries connection errors, 409 and 5xx with exponential backoff and
-    jitter, but a 429 only when Stripe adds `Stripe-Should-Retry: true` (lock
-    timeouts). Listing a whole account can hit the rate limit itself, and the right
-    answer to that is the same backoff (SPEC §9), unless Stripe says not to retry.
-    """
-
-    def _should_retry(
-        self,
-        response: tuple[Any, int, Mapping[str, str] | None] | None,
-        api_connection_error: stripe.APIConnectionError | None,
-        num_retries: int,
-        max_network_retries: int | None,
-    ) -> bool:
-        if response is not None and response[1] == 429 and num_retries < (max_network_retries or 0):
-            headers = response[2]
-            return headers is None or headers.get("stripe-should-retry") != "false"
-        return bool(
-            super()._should_retry(response, api_connection_error, num_retries, max_network_retries)
-        )
-
-
-def stripe_client(settings: Settings, *, max_network_retries: int = 2) -> stripe.StripeClient:
-    """A client for `STRIPE_API_KEY` at `STRIPE_API_BASE`, retrying 429, 409, 5xx and
-    connection errors up to `max_network_retries` times with stripe-python's backoff."""
-    base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
-    assert settings.stripe_api_key is not None
-    return stripe.StripeClient(
-        settings.stripe_api_key,
-        base_addresses=base,  # type: ignore[arg-type]
-        http_client=RetryingHTTPClient(),
-        max_network_retries=max_network_retries,
-    )
 
 
 def missing(snapshots: Iterable[Snapshot], catalog: Catalog) -> set[Need]:
@@ -199,11 +163,3 @@ def _discounts_of(sub: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
         if isinstance(coupon, str):
             found[("discount", disc["id"])] = {"coupon": coupon}
     return found
-
-
-def plain(obj: Any) -> dict[str, Any]:
-    """A StripeObject as plain JSON data, as the API sent it."""
-    data = obj.to_dict(recursive=True) if hasattr(obj, "to_dict") else obj
-    # stripe-python turns `*_decimal` strings into Decimal; back to the API's strings.
-    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
-    return plain

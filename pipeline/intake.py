@@ -16,20 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rq import Queue
-from sqlalchemy.orm import Session, sessionmaker
-
+from adapters.queue import enqueue_new
 from ledger.errors import InvalidValue
 from ledger.snapshot import customer_id_of, storable
 from models.db import engine_of
-from models.inbox import (
-    InboxRefused,
-    InboxUnavailable,
-    InboxWriter,
-    Stored,
-    store_events_committed,
-)
-from pipeline.queue import enqueue_new
+from models.errors import InboxRefused, InboxUnavailable
+from models.inbox import InboxWriter, Stored, store_events_committed
+from pipeline.errors import BadEvent, IntakeTimeout
+from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +41,10 @@ __all__ = [
 ]
 
 
-class BadEvent(ValueError):
-    """A body that is not a Stripe event; nothing is stored."""
-
-
-class IntakeTimeout(RuntimeError):
-    """The inbox write this request waits on did not finish in time (a 503: retry)."""
-
-
 #: Widths of the inbox columns an event's fields go into.
 MAX_ID, MAX_API_VERSION = 255, 64
 #: `created` must fit the inbox's 64-bit column.
-MAX_CREATED = 2**63 - 1
+INT64_MAX = 2**63 - 1
 
 
 def parse_envelope(payload: bytes | str) -> dict[str, Any]:
@@ -84,7 +70,7 @@ def parse_envelope(payload: bytes | str) -> dict[str, Any]:
     if isinstance(event.get("api_version"), str):
         _storable(event["api_version"], "api_version", MAX_API_VERSION)
     created = event.get("created")
-    if isinstance(created, int) and not -MAX_CREATED <= created <= MAX_CREATED:
+    if isinstance(created, int) and not -INT64_MAX <= created <= INT64_MAX:
         raise BadEvent("event created is out of range")
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
@@ -101,13 +87,13 @@ def _storable(value: str, name: str, limit: int) -> None:
         raise BadEvent(str(exc)) from None
 
 
-def store(factory: sessionmaker[Session], event: dict[str, Any], raw: str) -> Stored:
+def store(runtime: Runtime, event: dict[str, Any], raw: str) -> Stored:
     """Store one event, committed when this returns (insert-or-ignore by id)."""
-    return store_many(factory, [(event, raw)])[0]
+    return store_many(runtime, [(event, raw)])[0]
 
 
 def store_many(
-    factory: sessionmaker[Session],
+    runtime: Runtime,
     items: Sequence[tuple[dict[str, Any], str]],
     *,
     synthetic: bool = False,
@@ -117,29 +103,27 @@ def store_many(
     backfill or reconcile (SPEC §9). Results follow `items`' order."""
     if not items:
         return []
-    return store_events_committed(engine_of(factory), items, synthetic=synthetic)
+    return store_events_committed(engine_of(runtime.sessions), items, synthetic=synthetic)
 
 
-def enqueue(queue: Queue, event_ids: Sequence[str]) -> bool:
+def enqueue(runtime: Runtime, event_ids: Sequence[str]) -> bool:
     """Enqueue newly stored events after their commit; a Redis failure is logged, never
     raised (the sweeper catches up). Returns whether they reached the queue."""
     if not event_ids:
         return True
     try:
-        enqueue_new(queue, event_ids)
+        enqueue_new(runtime.queue, event_ids)
         return True
     except Exception as exc:
         log.warning("enqueue failed, the sweeper will retry %d event(s): %s", len(event_ids), exc)
         return False
 
 
-def store_and_enqueue(
-    factory: sessionmaker[Session], queue: Queue, event: dict[str, Any], raw: str
-) -> Stored:
+def store_and_enqueue(runtime: Runtime, event: dict[str, Any], raw: str) -> Stored:
     """Store one event (committed), then enqueue it if it is new and awaits a worker."""
-    stored = store(factory, event, raw)
+    stored = store(runtime, event, raw)
     if stored.inserted and stored.pending:
-        enqueue(queue, [stored.event_id])
+        enqueue(runtime, [stored.event_id])
     return stored
 
 
@@ -152,6 +136,10 @@ class _Slot:
     done: bool = False
     result: Stored | None = None
     error: BaseException | None = None
+
+
+#: Seconds a request waits for the batch holding its event before answering 503.
+WAIT_S = 30.0
 
 
 class GroupCommit:
@@ -172,15 +160,26 @@ class GroupCommit:
     """
 
     MAX_BATCH = 256
-    #: Seconds a request waits for the batch holding its event before answering 503.
-    WAIT_S = 30.0
 
-    def __init__(self, factory: sessionmaker[Session], queue: Callable[[], Queue]) -> None:
-        self.writer = InboxWriter(engine_of(factory))
-        self.queue = queue
+    def __init__(
+        self,
+        store: Callable[[Sequence[tuple[dict[str, Any], str]]], list[Stored]],
+        enqueue: Callable[[Sequence[str]], object],
+        wait_s: float = WAIT_S,
+    ) -> None:
+        self.store_batch = store
+        self.enqueue = enqueue
+        self.wait_s = wait_s
         self._lock = threading.Lock()
         self._pending: list[_Slot] = []
         self._writing = False
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> GroupCommit:
+        """The web process's group commit: the intake's own connection (`InboxWriter`),
+        and the enqueue that leaves a Redis outage to the sweeper."""
+        writer = InboxWriter(engine_of(runtime.sessions))
+        return cls(writer.store, lambda ids: enqueue(runtime, ids))
 
     def submit(self, event: dict[str, Any], raw: str) -> Stored:
         """Store `event` (committed on return), then enqueue it if it is new and pending.
@@ -193,7 +192,7 @@ class GroupCommit:
             self._pending.append(slot)
             if not self._writing:
                 self._writing = slot.leader = True
-        if not slot.leader and not slot.wake.wait(self.WAIT_S):
+        if not slot.leader and not slot.wake.wait(self.wait_s):
             with self._lock:
                 # Never picked up: give up and leave no trace, so the lead can never be
                 # handed to a request that has stopped waiting.
@@ -217,7 +216,7 @@ class GroupCommit:
         """Store the batch; if the database refuses a row, store one by one, so only the
         refused event is answered 400 and the others are stored."""
         try:
-            results = self.writer.store([(s.event, s.raw) for s in batch])
+            results = self.store_batch([(s.event, s.raw) for s in batch])
         except InboxRefused as exc:
             if len(batch) == 1:
                 batch[0].error = exc
@@ -235,7 +234,7 @@ class GroupCommit:
         try:
             self._store(batch)
             results = [s.result for s in batch if s.result is not None]
-            enqueue(self.queue(), [s.event_id for s in results if s.inserted and s.pending])
+            self.enqueue([s.event_id for s in results if s.inserted and s.pending])
         except Exception as exc:
             for slot in batch:
                 if slot.result is None and slot.error is None:

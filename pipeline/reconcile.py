@@ -14,29 +14,28 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.backfill import Drift, Standing, compare, fix_event, gone_event, standing, total_drift
+from adapters.leader import lead_forever
+from adapters.stripe_http import plain
+from ledger.drift import Drift, Standing, compare, standing, total_drift
 from ledger.errors import InvalidEvent
 from ledger.mrr import Catalog
 from ledger.snapshot import Snapshot, parse_subscription
-from models import leases, runs
-from models.clock import utcnow
+from ledger.synthetic import fix_event, gone_event
+from models import runs
 from models.db import transaction
 from models.queries import LedgerSubscription, ledger_subscriptions
 from models.tables import InboxEvent
 from pipeline import enrich, intake
 from pipeline.apply import apply_inline
 from pipeline.backfill import MAX_DAYS, BackfillResult, Progress, backfill, client_for
-from pipeline.settings import Settings
-from pipeline.sweep import holder_name
+from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +85,10 @@ def _side(side: Standing | None) -> dict[str, Any] | None:
 
 
 def reconcile(
-    factory: sessionmaker[Session],
-    settings: Settings,
+    runtime: Runtime,
     client: stripe.StripeClient,
     *,
-    now: int,
+    now: datetime,
     days: int = MAX_DAYS,
     fix: bool = False,
     progress: Progress | None = None,
@@ -106,16 +104,14 @@ def reconcile(
 
     def price_page(objects: list[dict[str, Any]]) -> None:
         snapshots = _snapshots(objects)
-        catalog = _catalog(factory, settings, snapshots.values())
+        catalog = _catalog(runtime, snapshots.values())
         for sub_id, snapshot in snapshots.items():
             stripe_side[sub_id] = standing(snapshot, catalog)
             customers[sub_id] = snapshot.customer
 
-    filled = backfill(
-        factory, settings, client, now=now, days=days, progress=progress, visit=price_page
-    )
+    filled = backfill(runtime, client, now=now, days=days, progress=progress, visit=price_page)
     result = ReconcileResult(filled)
-    with factory() as session:
+    with runtime.sessions() as session:
         ledger = ledger_subscriptions(session)
     customers.update({s.id: s.customer_id for s in ledger.values()})
     vanished: set[str] = set()
@@ -141,11 +137,11 @@ def reconcile(
             "drift on %s: ledger %s, Stripe %s", drift.subscription_id, drift.ledger, drift.stripe
         )
     if fix and result.drifts:
-        result.fixed = _fix(factory, settings, client, result.drifts, ledger, now)
-    with transaction(factory) as session:
+        result.fixed = _fix(runtime, client, result.drifts, ledger, int(now.timestamp()))
+    with transaction(runtime.sessions) as session:
         runs.record_reconcile(
             session,
-            at=datetime.fromtimestamp(now, UTC),
+            at=now,
             checked=result.checked,
             drifted=len(result.drifts),
             fixed=result.fixed,
@@ -166,15 +162,13 @@ def _snapshots(objects: list[dict[str, Any]]) -> dict[str, Snapshot]:
     return parsed
 
 
-def _catalog(
-    factory: sessionmaker[Session], settings: Settings, snapshots: Iterable[Snapshot]
-) -> Catalog:
+def _catalog(runtime: Runtime, snapshots: Iterable[Snapshot]) -> Catalog:
     """The cached prices and coupons the snapshots name, fetching what is missing."""
     snapshots = list(snapshots)
-    with factory() as session:
+    with runtime.sessions() as session:
         catalog = enrich.cached_catalog(session, snapshots)
-    if enrich.fetch_missing(factory, settings, enrich.missing(snapshots, catalog)):
-        with factory() as session:
+    if enrich.fetch_missing(runtime, enrich.missing(snapshots, catalog)):
+        with runtime.sessions() as session:
             catalog = enrich.cached_catalog(session, snapshots)
     return catalog
 
@@ -182,7 +176,7 @@ def _catalog(
 def _retrieve(client: stripe.StripeClient, sub_id: str) -> dict[str, Any] | None:
     """Stripe's current object of one subscription; None when Stripe has none (404)."""
     try:
-        return enrich.plain(client.v1.subscriptions.retrieve(sub_id))
+        return plain(client.v1.subscriptions.retrieve(sub_id))
     except stripe.InvalidRequestError as exc:
         if exc.code != "resource_missing":
             raise
@@ -190,8 +184,7 @@ def _retrieve(client: stripe.StripeClient, sub_id: str) -> dict[str, Any] | None
 
 
 def _fix(
-    factory: sessionmaker[Session],
-    settings: Settings,
+    runtime: Runtime,
     client: stripe.StripeClient,
     drifts: list[Drift],
     ledger: Mapping[str, LedgerSubscription],
@@ -206,22 +199,22 @@ def _fix(
             events.append(fix_event(current, now, api_version=stripe.api_version))
             continue
         mine = ledger.get(drift.subscription_id)
-        last = _stored_object(factory, mine.last_event_id) if mine is not None else None
+        last = _stored_object(runtime, mine.last_event_id) if mine is not None else None
         if last is None:
             log.warning("cannot fix %s: Stripe and the inbox lack it", drift.subscription_id)
             continue
         events.append(gone_event(last, now, api_version=stripe.api_version))
-    stored = intake.store_many(factory, [(e, json.dumps(e)) for e in events], synthetic=True)
-    done = apply_inline(factory, settings, [s.event_id for s in stored if s.pending])
+    stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in events], synthetic=True)
+    done = apply_inline(runtime, [s.event_id for s in stored if s.pending])
     failed = {**done.failed, **done.quarantined}
     for event_id, why in sorted(failed.items()):
         log.error("%s cannot be applied: %s", event_id, why)
     return len([s for s in stored if s.event_id not in failed])
 
 
-def _stored_object(factory: sessionmaker[Session], event_id: str) -> dict[str, Any] | None:
+def _stored_object(runtime: Runtime, event_id: str) -> dict[str, Any] | None:
     """The subscription object an inbox event carries."""
-    with factory() as session:
+    with runtime.sessions() as session:
         row = session.get(InboxEvent, event_id)
     if row is None:
         return None
@@ -229,53 +222,43 @@ def _stored_object(factory: sessionmaker[Session], event_id: str) -> dict[str, A
     return obj if isinstance(obj, dict) else None
 
 
-def is_due(factory: sessionmaker[Session], every_s: int, now: datetime) -> bool:
+def is_due(runtime: Runtime, every_s: int, now: datetime) -> bool:
     """Whether the last reconcile of the deployment is `every_s` old (or there was none)."""
-    with factory() as session:
+    with runtime.sessions() as session:
         last = runs.last_reconcile(session)
     return last is None or now - last.at >= timedelta(seconds=every_s)
 
 
-def reconcile_forever(
-    factory: sessionmaker[Session],
-    settings: Settings,
-    every_s: int,
-    stop: threading.Event,
-) -> None:
-    """Reconcile with `--fix` whenever the last run is `every_s` old, until `stop` is set.
+def reconcile_forever(runtime: Runtime, stop: threading.Event) -> None:
+    """Reconcile with `--fix` whenever the last run is `RECONCILE_EVERY_S` old, until
+    `stop` is set.
 
     Every worker runs this loop; the `reconciler` lease lets one of them run at a time,
-    and the run log makes the others skip a reconcile that was just done. Errors (Stripe
-    or the database away) are logged and tried again at the next check.
+    and the run log makes a new holder skip a reconcile that was just done. Errors
+    (Stripe or the database away) are logged and tried again at the next check.
     """
-    pause = float(min(every_s, 60))
-    # Long enough for a whole run on a big account; a holder that dies frees it then.
-    ttl = float(min(max(every_s, 600), 3600))
-    me = holder_name()
-    while not stop.is_set():
-        try:
-            if is_due(factory, every_s, utcnow()):
-                with transaction(factory) as session:
-                    leader = leases.hold(session, LEASE, me, ttl_s=ttl, now=utcnow())
-                if leader:
-                    try:
-                        if is_due(factory, every_s, utcnow()):  # another may have just run
-                            done = reconcile(
-                                factory,
-                                settings,
-                                client_for(settings),
-                                now=int(time.time()),
-                                fix=True,
-                            )
-                            log.info(
-                                "reconcile: %d checked, %d drifted, %d fixed",
-                                done.checked,
-                                len(done.drifts),
-                                done.fixed,
-                            )
-                    finally:
-                        with transaction(factory) as session:
-                            leases.release(session, LEASE, me)
-        except Exception as exc:
-            log.warning("periodic reconcile failed, trying again later: %s", exc)
-        stop.wait(pause)
+    every_s = runtime.settings.reconcile_every_s
+    if every_s is None:
+        return
+
+    def round_() -> None:
+        if not is_due(runtime, every_s, runtime.now()):
+            return
+        done = reconcile(runtime, client_for(runtime), now=runtime.now(), fix=True)
+        log.info(
+            "reconcile: %d checked, %d drifted, %d fixed",
+            done.checked,
+            len(done.drifts),
+            done.fixed,
+        )
+
+    lead_forever(
+        runtime.sessions,
+        LEASE,
+        round_,
+        pause_s=float(min(every_s, 60)),
+        # Long enough for a whole run on a big account; a holder that dies frees it then.
+        ttl_s=float(min(max(every_s, 600), 3600)),
+        stop=stop,
+        clock=runtime.clock,
+    )

@@ -1,8 +1,11 @@
-"""Report documents, shared by the HTTP views and `mrr report` so both print the same numbers."""
+"""Report documents, shared by the HTTP views, the dashboard and `mrr report`, so all
+show the same numbers. Each report is `report(runtime, query) -> document`; "now" is the
+runtime's clock."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -12,6 +15,8 @@ from sqlalchemy.orm import Session
 from ledger.errors import InvalidValue
 from ledger.snapshot import storable
 from models import queries
+from pipeline.errors import BadQuery
+from pipeline.runtime import Runtime
 from reporting.cohorts import cohort_table
 from reporting.periods import Period, boundaries, floor, snap
 from reporting.rows import period_row, period_rows
@@ -23,10 +28,6 @@ MAX_COHORT_MONTHS = 120
 #: Dates outside these years are refused (and keep period arithmetic far from year 9999).
 MIN_YEAR, MAX_YEAR = 1970, 2200
 TRAILING_DAYS = 30
-
-
-class BadQuery(ValueError):
-    """A report parameter is malformed; the message names it (a JSON 400 over HTTP)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,23 @@ def resolve_currency(session: Session, requested: str | None) -> tuple[str, list
     return currency, totals
 
 
-def movements_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+Document = dict[str, Any]
+Report = Callable[[Runtime, Query], Document]
+
+
+def _report(build: Callable[[Session, Query, datetime], Document]) -> Report:
+    """A report as the entry points call it: on the runtime's sessions and clock."""
+
+    def report(runtime: Runtime, query: Query) -> Document:
+        with runtime.sessions() as session:
+            return build(session, query, runtime.now())
+
+    report.__doc__ = build.__doc__
+    return report
+
+
+def _movements(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+    """One SPEC §7 row per period of the query's range (default: the last 12 periods)."""
     currency, _ = resolve_currency(session, query.currency)
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
     opening = queries.opening(session, currency, lo)
@@ -91,7 +108,8 @@ def movements_report(session: Session, query: Query, now: datetime) -> dict[str,
     }
 
 
-def summary_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+def _summary(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+    """MRR, ARR, ARPA, trailing rates, LTV and projection as of now or `as_of`."""
     currency, totals = resolve_currency(session, query.currency)
     as_of = query.as_of or now
     day = as_of.date()
@@ -117,7 +135,7 @@ def summary_report(session: Session, query: Query, now: datetime) -> dict[str, A
     return doc
 
 
-def cohorts_report(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+def _cohorts(session: Session, query: Query, now: datetime) -> dict[str, Any]:
     """Cohorts by month of first `new`; default: the 12 months up to `as_of`'s month."""
     currency, _ = resolve_currency(session, query.currency)
     lo, hi = _range(query, now, Period.MONTH, MAX_COHORT_MONTHS)
@@ -129,8 +147,11 @@ def cohorts_report(session: Session, query: Query, now: datetime) -> dict[str, A
     }
 
 
+summary_report = _report(_summary)
+movements_report = _report(_movements)
+cohorts_report = _report(_cohorts)
 #: The reports `mrr report` and `/reports/<name>` share, by name.
-REPORTS = {
+REPORTS: dict[str, Report] = {
     "summary": summary_report,
     "movements": movements_report,
     "cohorts": cohorts_report,
@@ -146,8 +167,19 @@ def valid_customer_id(customer_id: str) -> bool:
     return True
 
 
-def customer_report(session: Session, customer_id: str) -> dict[str, Any] | None:
+def customer_report(runtime: Runtime, customer_id: str) -> dict[str, Any] | None:
     """A customer's MRR timeline and movements; None for a customer never seen."""
+    with runtime.sessions() as session:
+        return _customer(session, customer_id)
+
+
+def find_customers(runtime: Runtime, text: str, limit: int) -> list[str]:
+    """Up to `limit` customer ids containing `text` (the dashboard's search)."""
+    with runtime.sessions() as session:
+        return queries.find_customers(session, text, limit)
+
+
+def _customer(session: Session, customer_id: str) -> dict[str, Any] | None:
     subs = queries.customer_subscriptions(session, customer_id)
     if not subs:
         return None

@@ -1,7 +1,7 @@
 """Configuration, read once from the environment into a frozen object (SPEC §3).
 
-It lives in `models/`, the lowest layer that talks to the outside world, so that the
-worker, the web process and the CLI share one reading of the environment.
+`pipeline.runtime.bootstrap` turns it into the collaborators every entry point shares;
+nothing here connects to anything.
 """
 
 from __future__ import annotations
@@ -10,14 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from models.db import Limits, session_factory
-
-
-class SettingsError(ValueError):
-    """An environment variable is missing or malformed; raised at boot, never later."""
-
+from models.db import Limits
+from pipeline.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "sqlite:///mrr.db"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -75,10 +69,6 @@ class Settings:
     @property
     def db_limits(self) -> Limits:
         return Limits(self.db_connect_timeout_s, self.db_statement_timeout_s)
-
-    def sessions(self) -> sessionmaker[Session]:
-        """This process's session factory for the configured database (built on first use)."""
-        return session_factory(self.database_url, self.db_limits)
 
     def require_webhook_secret(self) -> Settings:
         """The web process refuses to start without a signing secret (never verify-less)."""

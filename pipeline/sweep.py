@@ -5,55 +5,44 @@ It keeps no state in Redis: it reads the inbox, asks RQ which jobs are still que
 scheduled or running, and enqueues the others with the retries their inbox rows have
 left. So a Redis loss, a killed worker or a failed enqueue is recovered, a backlog is
 never duplicated, and no event gets a fresh retry budget. One sweeper runs per
-deployment: whoever holds the `sweeper` lease in the database.
+deployment: whoever holds the `sweeper` lease in the database (`adapters.leader`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
-from collections.abc import Callable
 from datetime import datetime
 
-from rq import Queue
-from sqlalchemy.orm import Session, sessionmaker
-
-from models import inbox, leases
-from models.clock import utcnow
+from adapters.leader import lead_forever
+from adapters.queue import enqueue_apply, jobs_in_flight
+from models import inbox
 from models.db import transaction
-from pipeline.queue import enqueue_apply, jobs_in_flight
+from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 LEASE = "sweeper"
 
 
-def sweep(
-    factory: sessionmaker[Session],
-    queue: Queue,
-    older_than_s: int,
-    now: datetime | None = None,
-    batch: int = 1000,
-) -> int:
+def sweep(runtime: Runtime, now: datetime | None = None, batch: int = 1000) -> int:
     """Enqueue every stale pending event whose job is gone; returns how many were enqueued.
 
     Stale rows whose job is still on its way are stamped too, so they are looked at
-    again only after another `older_than_s`.
+    again only after another `SWEEP_AFTER_S`.
     """
     total = 0
-    stamp = now or utcnow()
+    stamp = now or runtime.now()
+    older_than_s = runtime.settings.sweep_after_s
     while True:
-        with transaction(factory) as session:
+        with transaction(runtime.sessions) as session:
             due = inbox.due_for_sweep(session, older_than_s, now=stamp, limit=batch)
             if not due:
                 return total
-            alive = jobs_in_flight(queue, due, stamp)
+            alive = jobs_in_flight(runtime.queue, due, stamp)
             lost = {event_id: n for event_id, n in due.items() if event_id not in alive}
             if lost:
-                enqueue_apply(queue, list(lost), lost)
+                enqueue_apply(runtime.queue, list(lost), lost)
             inbox.mark_enqueued(session, sorted(due), at=stamp)
         total += len(lost)
         if lost:
@@ -62,33 +51,16 @@ def sweep(
             return total
 
 
-def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def sweep_forever(
-    factory: sessionmaker[Session],
-    queue_factory: Callable[[], Queue],
-    older_than_s: int,
-    stop: threading.Event,
-) -> None:
-    """Sweep every `older_than_s / 2` seconds while holding the `sweeper` lease, until
+def sweep_forever(runtime: Runtime, stop: threading.Event) -> None:
+    """Sweep every `SWEEP_AFTER_S / 2` seconds while holding the `sweeper` lease, until
     `stop` is set. Redis or database outages are logged and tried again next round."""
-    pause = max(older_than_s / 2, 1.0)
-    me = holder_name()
-    try:
-        while not stop.is_set():
-            try:
-                with transaction(factory) as session:
-                    leader = leases.hold(session, LEASE, me, ttl_s=3 * pause, now=utcnow())
-                if leader:
-                    sweep(factory, queue_factory(), older_than_s)
-            except Exception as exc:
-                log.warning("sweep failed, retrying in %.0fs: %s", pause, exc)
-            stop.wait(pause)
-    finally:
-        try:
-            with transaction(factory) as session:
-                leases.release(session, LEASE, me)
-        except Exception:  # the database may be down; the lease expires by itself
-            log.debug("could not release the sweeper lease", exc_info=True)
+    pause = max(runtime.settings.sweep_after_s / 2, 1.0)
+    lead_forever(
+        runtime.sessions,
+        LEASE,
+        lambda: sweep(runtime),
+        pause_s=pause,
+        ttl_s=3 * pause,
+        stop=stop,
+        clock=runtime.clock,
+    )

@@ -6,17 +6,19 @@ import logging
 
 from flask import Flask
 
+from pipeline.runtime import Runtime, bootstrap
 from pipeline.settings import Settings
-from service import dashboard, ops, report_api, session, webhook
+from service import dashboard, extensions, ops, report_api, session, webhook
 from service.errors import register_error_handlers
-from service.extensions import Services
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the web app. Without a webhook secret it refuses to start (SettingsError)."""
-    settings = (settings or Settings.from_env()).require_webhook_secret()
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """Build the web app on `runtime` (bootstrapped from `settings`, or from the
+    environment). Without a webhook secret it refuses to start (SettingsError)."""
+    runtime = runtime or bootstrap(settings)
+    settings = runtime.settings.require_webhook_secret()
     app = Flask(__name__)
-    register_settings(app, settings)
+    register_settings(app, runtime)
     register_sessions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
@@ -24,11 +26,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def register_settings(app: Flask, settings: Settings) -> None:
+def register_settings(app: Flask, runtime: Runtime) -> None:
     # One byte over the limit is read, so a chunked body over it is told apart (a 413).
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["mrr"] = Services.build(settings)
+    extensions.register(app, runtime)
 
 
 def register_sessions(app: Flask, settings: Settings) -> None:

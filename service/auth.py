@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from flask import request
 
 from service.errors import ApiError
-from service.extensions import services
+from service.extensions import runtime
 from service.session import signed_in, token_matches
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,7 +29,7 @@ def bearer_ok(header: str | None, token: str) -> bool:
 def require_ops_token(view: F) -> F:
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        token = services().settings.ops_token
+        token = runtime().settings.ops_token
         if token is None:
             raise ApiError(503, "ops_disabled", "OPS_TOKEN is not configured on this server")
         if not (bearer_ok(request.headers.get("Authorization"), token) or signed_in()):

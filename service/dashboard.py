@@ -9,7 +9,6 @@ either they redirect to the sign-in form. Errors here are HTML pages, not JSON.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -24,17 +23,16 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
 
-from models import queries
-from models.clock import utcnow
 from pipeline import reports as report_docs
+from pipeline.errors import BadQuery
+from pipeline.runtime import Runtime
+from pipeline.status import status as status_document
 from reporting.display import money, pct
 from service import figures
 from service.auth import bearer_ok
-from service.extensions import services
-from service.ops import build_status
+from service.extensions import runtime
 from service.session import (
     THROTTLE,
     LoginThrottle,
@@ -72,7 +70,7 @@ def require_sign_in(view: F) -> F:
 
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        token = services().settings.ops_token
+        token = runtime().settings.ops_token
         if token is None:
             raise ServiceUnavailable("Set OPS_TOKEN on the server to open the dashboard.")
         if signed_in() or bearer_ok(request.headers.get("Authorization"), token):
@@ -88,14 +86,12 @@ def index() -> str:
     """The dashboard for the picked currency, period and range (the reports' defaults)."""
     args = _filled(request.args)
     focus = args.pop("focus", None)
-    svc, now = services(), utcnow()
+    current = runtime()
     try:
-        with svc.sessions() as session:
-            docs = _documents(session, report_docs.parse_query(args, PICKERS), now)
-    except report_docs.BadQuery as exc:
+        docs = _documents(current, report_docs.parse_query(args, PICKERS))
+    except BadQuery as exc:
         raise BadRequest(str(exc)) from None
-    # After the reports' session has ended: on SQLite a second one would wait for it.
-    status = build_status(svc, now)
+    status = status_document(current)
     if docs is None:
         return render_template(
             "dashboard/first_run.html",
@@ -138,19 +134,19 @@ def index() -> str:
     )
 
 
-def _documents(session: Session, query: report_docs.Query, now: datetime) -> Documents | None:
+def _documents(current: Runtime, query: report_docs.Query) -> Documents | None:
     """The summary, movements and cohorts documents of one currency (the picked one, else
     the one with the most MRR), each exactly what its `/reports/*` URL serves; None while
     the ledger has no customer (the first-run page, not empty axes)."""
-    summary = report_docs.summary_report(session, report_docs.Query(currency=query.currency), now)
+    summary = report_docs.summary_report(current, report_docs.Query(currency=query.currency))
     if not summary["currencies"]:
         return None
     currency = summary["currency"]
     movements = report_docs.movements_report(
-        session, report_docs.Query(currency, query.period, query.start, query.end), now
+        current, report_docs.Query(currency, query.period, query.start, query.end)
     )
     cohorts = report_docs.cohorts_report(
-        session, report_docs.Query(currency, start=query.start, end=query.end), now
+        current, report_docs.Query(currency, start=query.start, end=query.end)
     )
     return summary, movements, cohorts
 
@@ -162,8 +158,7 @@ def search() -> ResponseReturnValue:
     text = request.args.get("q", "").strip()
     if not text:
         return redirect(url_for(".index"))
-    with services().sessions() as session:
-        matches = queries.find_customers(session, text, SEARCH_LIMIT)
+    matches = report_docs.find_customers(runtime(), text, SEARCH_LIMIT)
     if matches and (matches[0] == text or len(matches) == 1):
         return redirect(url_for(".customer", customer_id=matches[0]))
     return render_template("dashboard/search.html", q=text, matches=matches, limit=SEARCH_LIMIT)
@@ -173,14 +168,14 @@ def search() -> ResponseReturnValue:
 @require_sign_in
 def customer(customer_id: str) -> str:
     """A customer's MRR over time, subscriptions and movements."""
-    with services().sessions() as session:
-        doc = report_docs.customer_report(session, customer_id)
+    current = runtime()
+    doc = report_docs.customer_report(current, customer_id)
     if doc is None:
         raise NotFound(f"No subscription events for customer {customer_id!r}.")
     return render_template(
         "dashboard/customer.html",
         doc=doc,
-        charts=figures.customer_charts(doc, utcnow()),
+        charts=figures.customer_charts(doc, current.now()),
         source=url_for("reports.customer", customer_id=customer_id),
     )
 
@@ -189,7 +184,7 @@ def customer(customer_id: str) -> str:
 def login() -> ResponseReturnValue:
     """The sign-in form: the token goes in a POST body, never a URL, and comes back
     as a session cookie."""
-    token = services().settings.ops_token
+    token = runtime().settings.ops_token
     if token is None:
         raise ServiceUnavailable("Set OPS_TOKEN on the server to open the dashboard.")
     next_page = _next_page(request.values.get("next"))

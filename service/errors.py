@@ -1,19 +1,42 @@
-"""One JSON error shape for every refusal: `{"error": {"code": ..., "message": ...}}`."""
+"""Every refusal as one JSON shape, `{"error": {"code": ..., "message": ...}}`, mapped
+from exceptions in one place.
+
+Views raise; they never build an error response. `ApiError` is a view's own refusal (a
+missing token, a parameter given twice); the use cases' and the store's errors map to
+their status here; werkzeug's (404, 405, 413) keep their status; anything else is a
+500 without its traceback. The dashboard's pages answer its errors in HTML instead
+(`service/dashboard.py`).
+"""
 
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from models.errors import InboxRefused, InboxUnavailable
+from pipeline.errors import BadEvent, BadQuery, EventNotFound, IntakeTimeout
+
 
 class ApiError(Exception):
-    """Raised by views to answer `status` with a JSON error."""
+    """A view's refusal: answer `status` with `code` and `message`."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+
+
+#: Errors of the layers below: (status, code, the message shown, or None for the error's
+#: own). The inbox's are described without the database's words (they reach Stripe).
+MAPPED: dict[type[Exception], tuple[int, str, str | None]] = {
+    BadQuery: (400, "bad_query", None),
+    BadEvent: (400, "bad_event", None),
+    InboxRefused: (400, "bad_event", "the event cannot be stored"),
+    EventNotFound: (404, "unknown_event", None),
+    InboxUnavailable: (503, "inbox_unavailable", "the inbox cannot be written; retry later"),
+    IntakeTimeout: (503, "inbox_unavailable", "the inbox cannot be written; retry later"),
+}
 
 
 def json_error(status: int, code: str, message: str) -> Response:
@@ -28,6 +51,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return json_error(exc.status, exc.code, exc.message)
+
+    for error_type in MAPPED:
+
+        @app.errorhandler(error_type)
+        def _mapped(exc: Exception) -> Response:
+            status, code, shown = next(v for t, v in MAPPED.items() if isinstance(exc, t))
+            return json_error(status, code, shown or str(exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -1,4 +1,5 @@
-"""The app's collaborators, kept in `app.extensions["mrr"]` and built by `create_app`.
+"""The app's collaborators: the `Runtime` of `pipeline.runtime.bootstrap`, kept in
+`app.extensions`, and the web process's group commit of webhook deliveries.
 
 Nothing here connects at build time: the engine and the Redis client open their first
 connection on first use, in the process that serves requests.
@@ -6,38 +7,23 @@ connection on first use, in the process that serves requests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from flask import current_app
-from rq import Queue
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask, current_app
 
 from pipeline.intake import GroupCommit
-from pipeline.queue import make_queue
-from pipeline.settings import Settings
+from pipeline.runtime import Runtime
+
+RUNTIME = "mrr.runtime"
+INTAKE = "mrr.intake"
 
 
-@dataclass
-class Services:
-    settings: Settings
-    sessions: sessionmaker[Session]
-    #: The process's group commit of webhook deliveries.
-    intake: GroupCommit = field(init=False, repr=False)
-    _queue: Queue | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self.intake = GroupCommit(self.sessions, lambda: self.queue)
-
-    @classmethod
-    def build(cls, settings: Settings) -> Services:
-        return cls(settings=settings, sessions=settings.sessions())
-
-    @property
-    def queue(self) -> Queue:
-        if self._queue is None:
-            self._queue = make_queue(self.settings.redis_url, self.settings.queue_name)
-        return self._queue
+def register(app: Flask, runtime: Runtime) -> None:
+    app.extensions[RUNTIME] = runtime
+    app.extensions[INTAKE] = GroupCommit.of(runtime)
 
 
-def services() -> Services:
-    return current_app.extensions["mrr"]  # type: ignore[no-any-return]
+def runtime() -> Runtime:
+    return current_app.extensions[RUNTIME]  # type: ignore[no-any-return]
+
+
+def group_commit() -> GroupCommit:
+    return current_app.extensions[INTAKE]  # type: ignore[no-any-return]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from models.clock import utcnow
 from pipeline import reports as report_docs
 from service.auth import require_ops_token
 from service.errors import ApiError
-from service.extensions import services
+from service.extensions import runtime
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -22,13 +21,9 @@ def _args() -> dict[str, str]:
 
 
 def _respond(name: str) -> Response:
-    """Parse the query string, build report `name`, and turn a bad parameter into a 400."""
-    try:
-        query = report_docs.parse_query(_args(), report_docs.PARAMETERS[name])
-        with services().sessions() as session:
-            return jsonify(report_docs.REPORTS[name](session, query, utcnow()))
-    except report_docs.BadQuery as exc:
-        raise ApiError(400, "bad_query", str(exc)) from None
+    """Parse the query string and build report `name` (a bad parameter is a 400)."""
+    query = report_docs.parse_query(_args(), report_docs.PARAMETERS[name])
+    return jsonify(report_docs.REPORTS[name](runtime(), query))
 
 
 @bp.get("/summary")
@@ -56,8 +51,7 @@ def customer(customer_id: str) -> Response:
         raise ApiError(400, "bad_query", "this report takes no parameters")
     if not report_docs.valid_customer_id(customer_id):
         raise ApiError(400, "bad_query", "not a valid customer id")
-    with services().sessions() as session:
-        doc = report_docs.customer_report(session, customer_id)
+    doc = report_docs.customer_report(runtime(), customer_id)
     if doc is None:
         raise ApiError(404, "unknown_customer", "no subscription events for this customer")
     return jsonify(doc)

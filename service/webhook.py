@@ -1,5 +1,7 @@
 """`POST /webhooks/stripe`: verify the raw bytes, store, enqueue, answer (SPEC §4).
 
+Each refusal raises; `service/errors.py` turns it into its status and JSON body.
+
 Persist-then-ack: the 200 goes out only after the event is committed to the inbox, so
 an acknowledged event can never be lost; the enqueue after the commit may fail (Redis
 down) without harm, because the sweeper re-enqueues pending rows.
@@ -16,15 +18,18 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from pipeline import intake
-from service.errors import json_error
-from service.extensions import services
+from service.errors import ApiError
+from service.extensions import group_commit, runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__)
 
 
-class SignatureError(ValueError):
+class SignatureError(ApiError):
     """The Stripe-Signature header is missing, malformed, expired or does not match."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "bad_signature", message)
 
 
 def verify_signature(
@@ -64,37 +69,31 @@ def verify_signature(
 
 @bp.post("/webhooks/stripe")
 def stripe_webhook() -> Response:
-    svc = services()
-    limit = svc.settings.max_body_bytes
+    settings = runtime().settings
+    limit = settings.max_body_bytes
     # The app reads at most one byte more than the limit (MAX_CONTENT_LENGTH): that byte
     # tells a chunked body over the limit from one exactly at it.
     try:
         payload = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        return _too_large(limit)
+        raise _too_large(limit) from None
     if len(payload) > limit:
-        return _too_large(limit)
+        raise _too_large(limit)
+    verify_signature(
+        payload,
+        request.headers.get("Stripe-Signature"),
+        settings.webhook_secrets,
+        settings.webhook_tolerance_s,
+    )
+    event = intake.parse_envelope(payload)
     try:
-        verify_signature(
-            payload,
-            request.headers.get("Stripe-Signature"),
-            svc.settings.webhook_secrets,
-            svc.settings.webhook_tolerance_s,
-        )
-    except SignatureError as exc:
-        return json_error(400, "bad_signature", str(exc))
-    try:
-        event = intake.parse_envelope(payload)
-    except intake.BadEvent as exc:
-        return json_error(400, "bad_event", str(exc))
-    try:
-        stored = svc.intake.submit(event, payload.decode("utf-8"))
-    except (intake.InboxUnavailable, intake.IntakeTimeout) as exc:
-        log.error("inbox write failed for event %s: %s", event["id"], exc)
-        return json_error(503, "inbox_unavailable", "the inbox cannot be written; retry later")
+        stored = group_commit().submit(event, payload.decode("utf-8"))
     except intake.InboxRefused as exc:
         log.warning("inbox refused event %s: %s", event["id"], exc)
-        return json_error(400, "bad_event", "the event cannot be stored")
+        raise
+    except (intake.InboxUnavailable, intake.IntakeTimeout) as exc:
+        log.error("inbox write failed for event %s: %s", event["id"], exc)
+        raise
     return jsonify({"received": True, "id": stored.event_id, "duplicate": not stored.inserted})
 
 
@@ -109,5 +108,5 @@ def _timestamp(header: str) -> int:
         raise SignatureError("Stripe-Signature header has no valid timestamp") from None
 
 
-def _too_large(limit: int) -> Response:
-    return json_error(413, "too_large", f"body exceeds MAX_BODY_BYTES ({limit} bytes)")
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"body exceeds MAX_BODY_BYTES ({limit} bytes)")

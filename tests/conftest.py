@@ -1,10 +1,15 @@
-"""Shared fixtures: a real database (PostgreSQL when DATABASE_URL points at it, a SQLite
-file otherwise), a Redis database of the tests' own, the app, and signing helpers.
+"""Shared fixtures: a database and a Redis of the suite's own, the runtime, the app, and
+signing helpers.
 
-Redis, in order: `TEST_REDIS_URL`; else database 15 of the Redis answering at
-`MRR_REDIS_PROBE` (default localhost:6379); else an embedded server started once for
-the session (`pipeline.embedded_redis`), so the suite needs no Redis installed.
-`REDIS_URL` is never used: the tests flush their database.
+Nothing here can reach an operator's data:
+* the suite's database is `TEST_DATABASE_URL`, else a SQLite file in pytest's temporary
+  folder; it refuses to start on a database that holds tables it did not create (it marks
+  the databases it creates with the table `mrr_test_suite`);
+* its Redis is `TEST_REDIS_URL`, else an embedded server started for the session, even
+  when a Redis answers on localhost;
+* the configuration an operator may have exported (`DATABASE_URL`, `REDIS_URL`, Stripe's
+  key, the secrets) is removed from the environment before any test runs, so neither the
+  suite nor a process it starts can read it.
 """
 
 from __future__ import annotations
@@ -22,25 +27,44 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.embedded_redis import EmbeddedRedis
 from migrations import upgrade
 from models.db import dispose_engines, make_engine, session_factory
 from models.tables import Base
-from pipeline.embedded_redis import EmbeddedRedis, local_redis_url
-from pipeline.queue import make_queue, redis_for
+from pipeline.runtime import Runtime, bootstrap, install
+from pipeline.samples import EVENTS as SAMPLE_EVENTS
 from pipeline.settings import Settings
 from service.app import create_app
-from workers import context
 
 SECRET = "whsec_test_secret"
 OPS_TOKEN = "ops-test-token"
-FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
-#: The database of a developer's own Redis the tests may flush.
-LOCAL_REDIS_DB = 15
+FIXTURES = SAMPLE_EVENTS
+#: The table that marks a database as the suite's own, to wipe at will.
+MARKER_TABLE = "mrr_test_suite"
+#: What an operator may have configured; the suite and its processes never see it.
+OPERATOR_CONFIG = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "STRIPE_API_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "OPS_TOKEN",
+    "MRR_QUEUE",
+    "RECONCILE_EVERY_S",
+)
+#: What the suite was started with, for the test that checks the scrubbing.
+STARTED_WITH = {name: os.environ[name] for name in OPERATOR_CONFIG if name in os.environ}
+for _name in OPERATOR_CONFIG:
+    os.environ.pop(_name, None)
 
 stripe.max_network_retries = 0
+
+
+class ForeignDatabase(Exception):
+    """The database named for the tests holds tables the suite did not create."""
 
 
 def sign(body: str | bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
@@ -52,17 +76,37 @@ def load_fixture_events(folder: Path = FIXTURES) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))]
 
 
+def claim(url: str) -> None:
+    """Make `url` the suite's: refuse a database that holds tables the suite did not
+    create, then drop everything in it and migrate it afresh (marked as the suite's)."""
+    engine = make_engine(url)
+    try:
+        names = set(inspect(engine).get_table_names())
+        if names and MARKER_TABLE not in names:
+            raise ForeignDatabase(
+                f"TEST_DATABASE_URL names a database that holds tables the test suite did not "
+                f"create ({', '.join(sorted(names)[:5])}…). The suite wipes its database: give "
+                "it an empty one of its own, e.g. `createdb mrr_test` and "
+                "TEST_DATABASE_URL=postgresql://…/mrr_test."
+            )
+        with engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            conn.execute(text(f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (created TEXT)"))
+    finally:
+        engine.dispose()
+    upgrade(url)  # the schema under test is the migrations', not create_all's
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL") or (
+    url = os.environ.get("TEST_DATABASE_URL", "").strip() or (
         f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     )
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        Base.metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    engine.dispose()
-    upgrade(url)  # the schema under test is the migrations', not create_all's
+    try:
+        claim(url)
+    except ForeignDatabase as exc:
+        pytest.exit(str(exc), returncode=4)
     yield url
     dispose_engines()
 
@@ -87,10 +131,8 @@ def db(database_url: str) -> sessionmaker[Session]:
 
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The tests' Redis for the whole session (see the module docstring)."""
-    url = os.environ.get("TEST_REDIS_URL", "").strip() or local_redis_url(
-        os.environ, db=LOCAL_REDIS_DB
-    )
+    """The tests' Redis for the whole session: `TEST_REDIS_URL`, else a private server."""
+    url = os.environ.get("TEST_REDIS_URL", "").strip()
     if url:
         yield url
         return
@@ -108,22 +150,28 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(db: sessionmaker[Session], database_url: str, redis_url: str) -> Iterator[Settings]:
-    s = Settings(
+def settings(db: sessionmaker[Session], database_url: str, redis_url: str) -> Settings:
+    return Settings(
         webhook_secrets=(SECRET,),
         database_url=database_url,
         redis_url=redis_url,
         ops_token=OPS_TOKEN,
         queue_name="mrr-test",
     )
-    context.configure(s)
-    yield s
-    context.configure(None)
 
 
 @pytest.fixture
-def app(settings: Settings) -> Flask:
-    application = create_app(settings)
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    """The test's runtime, installed for the jobs an in-process worker runs."""
+    built = bootstrap(settings)
+    install(built)
+    yield built
+    install(None)
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Flask:
+    application = create_app(runtime=runtime)
     application.testing = True
     return application
 
@@ -153,14 +201,12 @@ def post_event(client: FlaskClient) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def run_worker(settings: Settings) -> Callable[[], int]:
+def run_worker(runtime: Runtime) -> Callable[[], int]:
     """Drain the queue with an in-process RQ worker; returns the failed-job count."""
 
     def work() -> int:
-        queue = make_queue(settings.redis_url, settings.queue_name)
-        worker = SimpleWorker(
-            [queue], connection=redis_for(settings.redis_url), serializer=JSONSerializer
-        )
+        queue = runtime.queue
+        worker = SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer)
         worker.work(burst=True)
         from rq.registry import FailedJobRegistry
 

@@ -1,4 +1,2 @@
-"""RQ glue: the worker runtime (no fork), the job entry point, and the sweeper thread.
-
-Every job calls into `pipeline/`; nothing here imports Flask or the CLI.
-"""
+"""RQ glue: the job entry point RQ calls by name. The worker process itself is
+`pipeline.worker.serve` (started by `mrr worker`) on `adapters.rq_worker`."""

@@ -1,4 +1,4 @@
-"""The ledger of tests/fixtures/stripe, computed by hand from the scenario.
+"""The ledger of pipeline/samples/stripe, computed by hand from the scenario.
 
 (customer, currency, seq, UTC day, type, amount, mrr_after, kind, churn reason key, delinquent)
 """

@@ -95,7 +95,7 @@ class RedisServer:
     these tests need no Redis installed either."""
 
     def __init__(self, folder: Path) -> None:
-        from pipeline.embedded_redis import server_binary
+        from adapters.embedded_redis import server_binary
 
         self.binary = shutil.which("redis-server") or str(server_binary())
         self.folder = folder
@@ -150,7 +150,7 @@ def private_redis(folder: Path) -> Iterator[RedisServer]:
 def tcp_redis(folder: Path) -> Iterator[int]:
     """A throwaway Redis server of the embedded binary on a free TCP port of 127.0.0.1
     (what someone's own local Redis looks like); yields its port."""
-    from pipeline.embedded_redis import server_binary
+    from adapters.embedded_redis import server_binary
 
     port = free_port()
     server = subprocess.Popen(

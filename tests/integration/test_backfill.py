@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,10 +20,10 @@ from models import leases
 from models.clock import utcnow
 from models.db import transaction
 from models.tables import CustomerBalance, InboxEvent, Lease, LedgerMovement, ReconcileRun
-from pipeline.apply import rebuild_all
+from pipeline.apply import rebuild
 from pipeline.backfill import backfill, client_for
-from pipeline.enrich import stripe_client
 from pipeline.reconcile import LEASE, is_due, reconcile, reconcile_forever
+from pipeline.runtime import bootstrap
 from tests import factories as f
 from tests.conftest import empty_tables
 from tests.integration.existing_account import DAY, Account, existing_account
@@ -56,8 +56,13 @@ def fake(account: Account) -> Iterator[FakeStripe]:
         yield api
 
 
+def when(unix_seconds: int) -> datetime:
+    return datetime.fromtimestamp(unix_seconds, UTC)
+
+
 def run_backfill(db, keyed, client: Any = None) -> dict[str, int]:
-    done = backfill(db, keyed, client or client_for(keyed), now=NOW, days=30)
+    runtime = bootstrap(keyed)
+    done = backfill(runtime, client or client_for(runtime), now=when(NOW), days=30)
     assert done.failed == {}
     return done.document()
 
@@ -191,9 +196,9 @@ def test_an_interrupted_backfill_completes_on_the_next_run_without_duplicates(
     complete, complete_ids = ledger_snapshot(db), inbox_ids(db)
     empty_tables(db)
     fake.faults["/v1/subscriptions"] = [None, None, 500]  # the third page fails for good
-    impatient = stripe_client(keyed, max_network_retries=0)
+    impatient = bootstrap(keyed).stripe(max_network_retries=0)
     with pytest.raises(stripe.APIError):
-        backfill(db, keyed, impatient, now=NOW, days=30)
+        backfill(bootstrap(keyed), impatient, now=when(NOW), days=30)
     partial = inbox_ids(db)
     assert 0 < sum(partial.values()) < sum(complete_ids.values())  # openings of pages 1-2
 
@@ -241,7 +246,7 @@ def test_reconcile_finds_exactly_the_drift_of_a_lost_event_and_fixes_it(
     db, keyed, fake, account, client, auth
 ) -> None:
     run_backfill(db, keyed)
-    clean = reconcile(db, keyed, client_for(keyed), now=NOW)
+    clean = reconcile(bootstrap(keyed), client_for(bootstrap(keyed)), now=when(NOW))
     assert clean.document() == {
         "checked": 8,
         "drifted": 0,
@@ -254,10 +259,10 @@ def test_reconcile_finds_exactly_the_drift_of_a_lost_event_and_fixes_it(
     lost = f"bf_sub_gone_deleted_{NOW - 365 * DAY}"
     with transaction(db) as s:
         s.execute(delete(InboxEvent).where(InboxEvent.id == lost))
-    rebuild_all(db, keyed)
+    rebuild(bootstrap(keyed))
 
     later = NOW + 3600
-    found = reconcile(db, keyed, client_for(keyed), now=later)
+    found = reconcile(bootstrap(keyed), client_for(bootstrap(keyed)), now=when(later))
     assert found.document() == {
         "checked": 8,
         "drifted": 1,
@@ -273,11 +278,11 @@ def test_reconcile_finds_exactly_the_drift_of_a_lost_event_and_fixes_it(
             }
         ],
     }
-    fixed = reconcile(db, keyed, client_for(keyed), now=later, fix=True)
+    fixed = reconcile(bootstrap(keyed), client_for(bootstrap(keyed)), now=when(later), fix=True)
     assert (len(fixed.drifts), fixed.fixed) == (1, 1)
     assert inbox_ids(db)[f"bf_sub_gone_reconcile_{later}"] is True
 
-    after = reconcile(db, keyed, client_for(keyed), now=later + 60)
+    after = reconcile(bootstrap(keyed), client_for(bootstrap(keyed)), now=when(later + 60))
     assert (after.checked, after.drifts, after.drift) == (8, [], {})
     assert ledger_mrr(db) == account.stripe_mrr()
 
@@ -301,7 +306,7 @@ def test_reconcile_of_a_subscription_stripe_no_longer_has(
         run_worker,
         [f.event("evt_ghost_1", "customer.subscription.created", NOW - 40 * DAY, ghost)],
     )
-    found = reconcile(db, keyed, client_for(keyed), now=NOW)
+    found = reconcile(bootstrap(keyed), client_for(bootstrap(keyed)), now=when(NOW))
     assert [(d.subscription_id, dict(d.amounts)) for d in found.drifts] == [
         ("sub_ghost", {"usd": 1500})
     ]
@@ -309,14 +314,14 @@ def test_reconcile_of_a_subscription_stripe_no_longer_has(
     retrieved = [p for p, _ in fake.requests if p == "/v1/subscriptions/sub_ghost"]
     assert retrieved == ["/v1/subscriptions/sub_ghost"]  # answered 404 resource_missing
 
-    fixed = reconcile(db, keyed, client_for(keyed), now=NOW, fix=True)
+    fixed = reconcile(bootstrap(keyed), client_for(bootstrap(keyed)), now=when(NOW), fix=True)
     assert fixed.fixed == 1
     with db() as s:
         gone = s.scalar(
             select(CustomerBalance.mrr).where(CustomerBalance.customer_id == "cus_ghost")
         )
     assert gone == 0
-    assert reconcile(db, keyed, client_for(keyed), now=NOW + 1).drifts == []
+    assert reconcile(bootstrap(keyed), client_for(bootstrap(keyed)), now=when(NOW + 1)).drifts == []
 
 
 def test_a_stripe_error_other_than_missing_is_not_taken_for_a_missing_subscription(
@@ -330,7 +335,7 @@ def test_a_stripe_error_other_than_missing_is_not_taken_for_a_missing_subscripti
     )
     fake.faults["/v1/subscriptions/sub_ghost"] = [500]
     with pytest.raises(stripe.APIError):
-        reconcile(db, keyed, stripe_client(keyed, max_network_retries=0), now=NOW)
+        reconcile(bootstrap(keyed), bootstrap(keyed).stripe(max_network_retries=0), now=when(NOW))
 
 
 # --- the worker's periodic reconcile --------------------------------------------------
@@ -339,7 +344,8 @@ def test_a_stripe_error_other_than_missing_is_not_taken_for_a_missing_subscripti
 def run_periodic(db, keyed, until: Any, every_s: int = 3600) -> None:
     """Run the worker's reconcile loop in a thread until `until()` holds (10 s at most)."""
     stop = threading.Event()
-    loop = threading.Thread(target=reconcile_forever, args=(db, keyed, every_s, stop))
+    runtime = bootstrap(keyed.with_overrides(reconcile_every_s=every_s))
+    loop = threading.Thread(target=reconcile_forever, args=(runtime, stop))
     loop.start()
     try:
         deadline = time.monotonic() + 10
@@ -364,7 +370,7 @@ def test_the_periodic_reconcile_heals_once_per_period_under_its_lease(
         s.execute(
             delete(InboxEvent).where(InboxEvent.id == f"bf_sub_gone_deleted_{NOW - 365 * DAY}")
         )
-    rebuild_all(db, keyed)
+    rebuild(bootstrap(keyed))
 
     run_periodic(db, keyed, until=lambda: reconcile_runs(db))
     assert reconcile_runs(db) == [(8, 1, 1)]  # ran with --fix: sub_gone is healed
@@ -377,8 +383,8 @@ def test_the_periodic_reconcile_heals_once_per_period_under_its_lease(
     started = time.monotonic()
     run_periodic(db, keyed, until=lambda: time.monotonic() - started > 0.5)
     assert reconcile_runs(db) == [(8, 1, 1)]
-    assert not is_due(db, 3600, utcnow())
-    assert is_due(db, 3600, utcnow() + timedelta(hours=1))
+    assert not is_due(bootstrap(keyed), 3600, utcnow())
+    assert is_due(bootstrap(keyed), 3600, utcnow() + timedelta(hours=1))
 
 
 def test_the_periodic_reconcile_waits_while_another_worker_holds_the_lease(db, keyed, fake) -> None:

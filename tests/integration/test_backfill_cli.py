@@ -15,7 +15,8 @@ from sqlalchemy import delete, select
 from cli.main import cli
 from models.db import transaction
 from models.tables import CustomerBalance, InboxEvent
-from pipeline.apply import rebuild_all
+from pipeline.apply import rebuild
+from pipeline.runtime import bootstrap
 from tests.integration.existing_account import DAY, Account, existing_account
 from tests.integration.fake_stripe import FakeStripe, serve
 from tests.integration.processes import cli_json
@@ -88,7 +89,7 @@ def test_mrr_reconcile_prints_the_drift_and_fix_heals_it(
     lost = f"bf_sub_gone_deleted_{account.now - 365 * DAY}"
     with transaction(db) as s:
         s.execute(delete(InboxEvent).where(InboxEvent.id == lost))
-    rebuild_all(db, settings)
+    rebuild(bootstrap(settings))
 
     table = CliRunner().invoke(cli, ["reconcile"], catch_exceptions=False)
     assert table.exit_code == 0

@@ -14,9 +14,10 @@ from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from cli.main import cli
-from cli.replay import ReplayError, read_events
 from models import ledger_store
 from pipeline import apply as apply_module
+from pipeline.errors import ReplayError
+from pipeline.replay import read_events
 from tests.conftest import FIXTURES, SECRET, load_fixture_events
 from tests.integration.expected import EXPECTED_MOVEMENTS
 from tests.integration.helpers import movement_rows

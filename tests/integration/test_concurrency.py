@@ -17,13 +17,14 @@ from click.testing import CliRunner
 from redis import Redis
 from sqlalchemy import delete, func, select, text
 
+from adapters.queue import JOB_TIMEOUT_S, enqueue_apply
 from cli.main import cli
 from models.clock import utcnow
 from models.db import make_engine, transaction
 from models.inbox import store_event
 from models.tables import CustomerBalance, EventStatus, InboxEvent, LedgerMovement, SubscriptionRow
 from pipeline.apply import apply_event_ids
-from pipeline.queue import JOB_TIMEOUT_S, enqueue_apply, make_queue
+from pipeline.runtime import bootstrap
 from pipeline.sweep import sweep
 from tests.conftest import empty_tables
 from tests.integration.helpers import ledger_snapshot
@@ -72,7 +73,7 @@ def ordered_reference(db, settings, events) -> dict:
     """The ledger of in-order delivery, each event applied as it arrives."""
     for event in sorted(events, key=lambda e: (e["created"], e["id"])):
         for event_id in store_all(db, [event]):
-            apply_event_ids(db, settings, [event_id], batch=0)
+            apply_event_ids(bootstrap(settings), [event_id], batch=0)
     return ledger_snapshot(db)
 
 
@@ -87,7 +88,7 @@ def test_four_worker_processes_racing_give_the_ordered_ledger(db, settings) -> N
     deliveries = events + rng.choices(events, k=len(events) // 3)
     rng.shuffle(deliveries)
     ids = store_all(db, deliveries)
-    queue = make_queue(settings.redis_url, settings.queue_name)
+    queue = bootstrap(settings).queue
     # Every event enqueued twice, so jobs of one customer overlap across the workers.
     enqueue_apply(queue, ids)
     for event_id in ids:
@@ -147,7 +148,7 @@ def test_sigkill_mid_job_leaves_no_partial_ledger(db, settings, database_url) ->
     blocker = watcher.connect()
     blocker.begin()
     blocker.execute(select(InboxEvent.id).where(InboxEvent.id.in_(ids)).with_for_update())
-    queue = make_queue(settings.redis_url, settings.queue_name)
+    queue = bootstrap(settings).queue
     enqueue_apply(queue, ids[:1])
     proc = start_worker(settings)
     try:
@@ -185,7 +186,7 @@ def test_sigkill_mid_job_leaves_no_partial_ledger(db, settings, database_url) ->
     # Recovery: once the killed job is older than a job timeout, the sweeper re-enqueues
     # what is still pending; a new worker applies it.
     later = utcnow() + timedelta(seconds=JOB_TIMEOUT_S + settings.sweep_after_s + 31)
-    assert sweep(db, queue, settings.sweep_after_s, now=later) == len(ids)
+    assert sweep(bootstrap(settings), now=later) == len(ids)
     again = start_worker(settings)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err.decode()[-2000:]

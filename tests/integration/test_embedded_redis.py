@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from pipeline.embedded_redis import (
+from adapters.embedded_redis import (
     EmbeddedRedis,
     EmbeddedRedisError,
     data_folder,
@@ -107,7 +107,7 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path: Path) -> Non
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from pipeline.embedded_redis import EmbeddedRedis\n"
+        "from adapters.embedded_redis import EmbeddedRedis\n"
         "server = EmbeddedRedis(Path(sys.argv[1]))\n"
         "server.start()\n"
         "print(server.proc.pid, flush=True)\n"

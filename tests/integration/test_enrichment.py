@@ -15,6 +15,7 @@ from models.inbox import store_event
 from models.tables import EventStatus, InboxEvent, StripeObject, SubscriptionRow
 from pipeline.apply import apply_event_ids
 from pipeline.enrich import subscription_expand
+from pipeline.runtime import bootstrap
 from tests import factories as f
 from tests.conftest import FIXTURES
 from tests.integration.helpers import movement_rows
@@ -47,7 +48,7 @@ def keyed(settings):
 def apply(db, settings, event: dict) -> None:
     with transaction(db) as session:
         store_event(session, event, json.dumps(event))
-    apply_event_ids(db, settings, [event["id"]], batch=0)
+    apply_event_ids(bootstrap(settings), [event["id"]], batch=0)
 
 
 def tiered_event(event_id: str, customer: str, quantity: int = 5, legacy: bool = False) -> dict:
@@ -199,7 +200,7 @@ def test_a_stripe_outage_fails_the_job_for_a_retry(db, keyed) -> None:
     with transaction(db) as session:
         store_event(session, event, json.dumps(event))
     with pytest.raises(Exception, match="boom"):
-        apply_event_ids(db, keyed, ["evt_500"], batch=0)
+        apply_event_ids(bootstrap(keyed), ["evt_500"], batch=0)
     with db() as session:
         row = session.get(InboxEvent, "evt_500")
         assert row.attempts == 1 and "boom" in row.last_error

@@ -14,10 +14,10 @@ from rq.job import JobStatus
 from sqlalchemy import select
 
 from models import inbox
-from models.db import session_factory
 from models.tables import EventStatus, InboxEvent
 from pipeline import intake
-from pipeline.queue import make_queue
+from pipeline.runtime import bootstrap
+from pipeline.settings import Settings
 from tests.integration.processes import (
     fresh_postgres,
     private_redis,
@@ -43,20 +43,21 @@ def test_worker_scheduler_and_sweeper_come_back_after_redis_restarts(
     events = random_events(seed=31, customers=8)
     half = len(events) // 2
     with fresh_postgres(database_url, "outage") as url, private_redis(tmp_path) as redis:
-        factory = session_factory(url)
+        runtime = bootstrap(Settings(database_url=url, redis_url=redis.url, queue_name="mrr"))
+        factory = runtime.sessions
         env = {"DATABASE_URL": url, "REDIS_URL": redis.url, "SWEEP_AFTER_S": "2"}
         worker = start_process("worker", env, tmp_path / "worker.log")
         try:
-            queue = make_queue(redis.url, "mrr")
+            queue = runtime.queue
             wait_until(lambda: Worker.count(queue=queue) == 1, 30, "the worker to register")
             for event in events[:half]:
-                intake.store_and_enqueue(factory, queue, event, json.dumps(event))
+                intake.store_and_enqueue(runtime, event, json.dumps(event))
             wait_until(lambda: pending(factory) == 0, 60, "the first half to be applied")
 
             redis.stop()
             # The webhook keeps acknowledging: events are stored, their enqueue fails.
             for event in events[half:]:
-                intake.store_and_enqueue(factory, queue, event, json.dumps(event))
+                intake.store_and_enqueue(runtime, event, json.dumps(event))
             assert pending(factory) == len(events) - half
             redis.start()  # empty: it kept nothing
 

@@ -9,9 +9,9 @@ import pytest
 from redis import Redis
 from sqlalchemy import select
 
+from adapters import queue as queue_module
 from models.tables import EventStatus, InboxEvent
-from pipeline import queue as queue_module
-from pipeline.queue import make_queue
+from pipeline.runtime import bootstrap
 from pipeline.sweep import sweep
 from service.app import create_app
 from tests import factories as f
@@ -117,16 +117,16 @@ def test_events_acknowledged_while_redis_is_down_are_swept_later(settings, db, r
             "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)}
         )
         assert response.status_code == 200
-    queue = make_queue(settings.redis_url, settings.queue_name)
-    assert queue.count == 0  # nothing reached Redis
-    assert sweep(db, queue, settings.sweep_after_s) == 0  # not stale yet
+    runtime = bootstrap(settings)
+    assert runtime.queue.count == 0  # nothing reached Redis
+    assert sweep(runtime) == 0  # not stale yet
     from datetime import timedelta
 
     from models.clock import utcnow
 
     later = utcnow() + timedelta(seconds=settings.sweep_after_s + 1)
-    assert sweep(db, queue, settings.sweep_after_s, now=later) == 20
-    assert sweep(db, queue, settings.sweep_after_s, now=later) == 0  # stamped, not re-sent
+    assert sweep(runtime, now=later) == 20
+    assert sweep(runtime, now=later) == 0  # stamped, not re-sent
     assert run_worker() == 0
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from adapters.embedded_redis import local_redis_url
 from cli.devrun import describe_database, redact, session_secrets
-from pipeline.embedded_redis import local_redis_url
 from tests.integration.processes import (
     BIN,
     WebClient,

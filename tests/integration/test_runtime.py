@@ -9,21 +9,21 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
+from adapters import queue as queue_module
+from adapters.queue import (
+    FastEnqueue,
+    enqueue_apply,
+    job_id,
+    jobs_in_flight,
+    max_attempts,
+)
 from models.clock import utcnow
 from models.db import transaction
 from models.inbox import store_event
 from models.leases import hold
 from models.tables import EventStatus, InboxEvent
-from pipeline import queue as queue_module
 from pipeline.apply import apply_event_ids
-from pipeline.queue import (
-    FastEnqueue,
-    enqueue_apply,
-    job_id,
-    jobs_in_flight,
-    make_queue,
-    max_attempts,
-)
+from pipeline.runtime import bootstrap
 from pipeline.sweep import sweep
 from tests import factories as f
 from tests.conftest import load_fixture_events
@@ -47,7 +47,7 @@ def store_all(db, events) -> list[str]:
 
 
 def test_fast_enqueue_stores_what_rq_enqueue_stores(settings) -> None:
-    queue = make_queue(settings.redis_url, settings.queue_name)
+    queue = bootstrap(settings).queue
     enqueue_apply(queue, ["evt_slow"])
     FastEnqueue(queue)(["evt_fast"])
     redis = Redis.from_url(settings.redis_url)
@@ -82,9 +82,9 @@ def test_fast_enqueue_stores_what_rq_enqueue_stores(settings) -> None:
 def test_a_job_applies_other_pending_events_and_drops_their_jobs(db, settings, run_worker):
     events = [created(n) for n in range(30)]
     ids = store_all(db, events)
-    queue = make_queue(settings.redis_url, settings.queue_name)
+    queue = bootstrap(settings).queue
     enqueue_apply(queue, ids)
-    outcome = apply_event_ids(db, settings, ids[:1], attempts_allowed=max_attempts())
+    outcome = apply_event_ids(bootstrap(settings), ids[:1], attempts_allowed=max_attempts())
     assert outcome.events == 30 and len(outcome.others) == 29
     assert queue_module.absorb(queue, outcome.others) == 29
     assert queue.count == 1  # only the job of the event asked for is left
@@ -97,7 +97,7 @@ def test_an_invalid_event_of_another_customer_does_not_fail_the_batch(db, settin
     broken = created(1, "cus_broken")
     del broken["data"]["object"]["status"]
     ids = store_all(db, [created(0), broken, created(2)])
-    outcome = apply_event_ids(db, settings, ids[:1], attempts_allowed=max_attempts())
+    outcome = apply_event_ids(bootstrap(settings), ids[:1], attempts_allowed=max_attempts())
     assert sorted([ids[0], *outcome.others]) == sorted([ids[0], ids[2]])
     with db() as session:
         statuses = dict(session.execute(select(InboxEvent.id, InboxEvent.status)).all())
@@ -107,20 +107,20 @@ def test_an_invalid_event_of_another_customer_does_not_fail_the_batch(db, settin
 
 def test_the_sweeper_leaves_queued_jobs_alone(db, settings) -> None:
     ids = store_all(db, [created(n) for n in range(5)])
-    queue = make_queue(settings.redis_url, settings.queue_name)
+    queue = bootstrap(settings).queue
     enqueue_apply(queue, ids)
     later = utcnow() + timedelta(seconds=settings.sweep_after_s + 1)
-    assert sweep(db, queue, settings.sweep_after_s, now=later) == 0
+    assert sweep(bootstrap(settings), now=later) == 0
     assert queue.count == 5  # nothing duplicated
     Redis.from_url(settings.redis_url).flushdb()  # Redis lost everything
     even_later = later + timedelta(seconds=settings.sweep_after_s + 1)
-    assert sweep(db, queue, settings.sweep_after_s, now=even_later) == 5
+    assert sweep(bootstrap(settings), now=even_later) == 5
     assert queue.count == 5
 
 
 def test_a_started_job_counts_as_running_until_its_timeout(db, settings) -> None:
     ids = store_all(db, [created(0)])
-    queue = make_queue(settings.redis_url, settings.queue_name)
+    queue = bootstrap(settings).queue
     enqueue_apply(queue, ids)
     job = Job.fetch(job_id(ids[0]), connection=queue.connection, serializer=queue.serializer)
     job.set_status(JobStatus.STARTED)
@@ -140,15 +140,14 @@ def test_the_sweeper_never_hands_out_a_fresh_retry_budget(db, settings, run_work
     # Two attempts failed, then Redis lost the job and its retries.
     with transaction(db) as session:
         session.get(InboxEvent, ids[0]).attempts = 2
-    queue = make_queue(settings.redis_url, settings.queue_name)
     later = utcnow() + timedelta(seconds=settings.sweep_after_s + 1)
-    assert sweep(db, queue, settings.sweep_after_s, now=later) == 1
+    assert sweep(bootstrap(settings), now=later) == 1
     assert run_worker() == 1
     with db() as session:
         row = session.get(InboxEvent, ids[0])
         assert (row.status, row.attempts) == (EventStatus.FAILED, max_attempts())
     even_later = later + timedelta(seconds=settings.sweep_after_s + 1)
-    assert sweep(db, queue, settings.sweep_after_s, now=even_later) == 0  # failed: left alone
+    assert sweep(bootstrap(settings), now=even_later) == 0  # failed: left alone
 
 
 def test_one_lease_holder_at_a_time(db) -> None:
@@ -170,6 +169,6 @@ def test_replayed_fixtures_through_batches_equal_one_job_per_event(db, settings)
 
     events = load_fixture_events()
     ids = store_all(db, events)
-    apply_event_ids(db, settings, ids[:1], attempts_allowed=max_attempts())
-    apply_event_ids(db, settings, ids, attempts_allowed=max_attempts())
+    apply_event_ids(bootstrap(settings), ids[:1], attempts_allowed=max_attempts())
+    apply_event_ids(bootstrap(settings), ids, attempts_allowed=max_attempts())
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from adapters import queue as queue_module
 from models.tables import EventStatus, InboxEvent
-from pipeline import queue as queue_module
 from tests.conftest import load_fixture_events, sign
 
 SUBSCRIPTION_EVENTS = [

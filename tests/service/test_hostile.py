@@ -206,7 +206,7 @@ def test_an_unexpected_error_is_a_json_500_without_its_traceback(app, client, mo
     def boom(*_: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(ops, "build_status", boom)
+    monkeypatch.setattr(ops, "status_document", boom)
     app.testing = False  # production error handling
     response = client.get("/status", headers={"Authorization": f"Bearer {OPS_TOKEN}"})
     assert response.status_code == 500

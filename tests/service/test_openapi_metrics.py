@@ -73,7 +73,7 @@ def test_metrics_expose_the_pipeline(seeded, client, auth) -> None:
     text = response.get_data(as_text=True)
     assert 'mrr_events_received_total{type="customer.subscription.updated"} 13.0' in text
     assert 'mrr_events_received_total{type="invoice.paid"} 1.0' in text
-    assert 'mrr_events_applied_total{type="customer.subscription.created"} 5.0' in text
+    assert 'mrr_events_processed_total{type="customer.subscription.created"} 5.0' in text
     assert 'mrr_mrr{currency="eur"} 21100.0' in text
     assert 'mrr_mrr{currency="usd"} 8000.0' in text
     assert "mrr_events_pending 0.0" in text

@@ -9,6 +9,7 @@ import pytest
 from models.db import transaction
 from models.inbox import store_event
 from pipeline.apply import apply_event_ids
+from pipeline.runtime import bootstrap
 from service.app import create_app
 from tests.conftest import OPS_TOKEN, load_fixture_events
 
@@ -30,7 +31,7 @@ def apply_fixtures(db, settings) -> None:
         if stored.pending:
             ids.append(stored.event_id)
     for event_id in ids:
-        apply_event_ids(db, settings, [event_id], batch=0)
+        apply_event_ids(bootstrap(settings), [event_id], batch=0)
 
 
 def test_healthz_is_open(client) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import EventStatus, InboxEvent
-from pipeline.queue import make_queue
+from pipeline.runtime import bootstrap
 from pipeline.settings import Settings
 from service.app import create_app
 from service.webhook import SignatureError, verify_signature
@@ -41,7 +41,7 @@ def test_signed_event_is_stored_enqueued_and_acknowledged(post_event, db, settin
         assert row.status == EventStatus.PENDING
         assert row.customer_id == "cus_w1"
         assert json.loads(row.payload)["id"] == "evt_w1"
-    queue = make_queue(settings.redis_url, settings.queue_name)
+    queue = bootstrap(settings).queue
     assert queue.job_ids == ["apply-evt_w1"]
     job = queue.fetch_job("apply-evt_w1")
     assert job.args == ["evt_w1"]  # the job carries only the event id
@@ -60,7 +60,7 @@ def test_duplicate_delivery_is_200_and_stored_once(post_event, db, settings) -> 
     assert second.status_code == 200
     assert second.json["duplicate"] is True
     assert inbox_rows(db) == 1
-    assert make_queue(settings.redis_url, settings.queue_name).count == 1
+    assert bootstrap(settings).queue.count == 1
 
 
 def test_unknown_type_is_stored_as_ignored_without_a_job(post_event, db, settings) -> None:
@@ -71,7 +71,7 @@ def test_unknown_type_is_stored_as_ignored_without_a_job(post_event, db, setting
         row = session.get(InboxEvent, "evt_inv")
         assert row.status == EventStatus.IGNORED
         assert row.processed_at is not None
-    assert make_queue(settings.redis_url, settings.queue_name).count == 0
+    assert bootstrap(settings).queue.count == 0
 
 
 def _header_with(timestamp: int, body: str, secret: str = SECRET) -> str:

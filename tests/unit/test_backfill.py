@@ -1,4 +1,4 @@
-"""SPEC §9, pure: undoing `previous_attributes`, opening histories, drift of one subscription."""
+"""SPEC §9, pure: undoing `previous_attributes`, openings, drift (synthetic, opening, drift)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,12 @@ from typing import Any
 
 import pytest
 
-from ledger.backfill import (
-    Standing,
-    compare,
-    fix_event,
-    gone_event,
-    opening_history,
-    standing,
-    synthetic_id,
-    total_drift,
-    undo_previous,
-)
+from ledger.drift import Standing, compare, standing, total_drift
 from ledger.events import order_events, parse_event
 from ledger.mrr import subscription_mrr
+from ledger.opening import opening_history
 from ledger.snapshot import parse_subscription
+from ledger.synthetic import fix_event, gone_event, synthetic_id, undo_previous
 from ledger.timeline import derive_ledger
 from tests import factories as f
 

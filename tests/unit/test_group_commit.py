@@ -26,14 +26,8 @@ class SlowWriter:
 
 
 def group(writer: SlowWriter, wait_s: float) -> GroupCommit:
-    commit = GroupCommit.__new__(GroupCommit)  # no database: the writer stands in
-    commit.writer = writer  # type: ignore[assignment]
-    commit.queue = lambda: None  # type: ignore[assignment, return-value]
-    commit._lock = threading.Lock()
-    commit._pending = []
-    commit._writing = False
-    commit.WAIT_S = wait_s
-    return commit
+    """A group commit whose store is the writer we control and whose enqueue does nothing."""
+    return GroupCommit(writer.store, lambda ids: None, wait_s=wait_s)
 
 
 def test_a_request_that_gave_up_is_never_handed_the_writing() -> None:

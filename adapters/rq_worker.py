@@ -1,4 +1,4 @@
-"""The `mrr worker` process: an RQ worker that never forks.
+"""The RQ worker of `mrr worker`: a worker that never forks (started by `pipeline.worker`).
 
 Why not RQ's default `Worker`: it forks a work horse per job, and the horse inherits
 whatever the parent holds — pooled PostgreSQL connections (of the sweeper), the Redis
@@ -14,10 +14,8 @@ re-import of the job's modules every time. So:
   keeps going through a Redis outage instead of dying until the next maintenance;
 * the worker re-registers itself when Redis has lost its registration (a restart), so
   `/status` counts it again within seconds;
-* the sweeper runs as a thread, sweeping only while it holds the database lease;
-* with `RECONCILE_EVERY_S`, so does the periodic reconcile (its own lease), which talks
-  to Stripe for minutes without holding up a job;
-* everything a job needs is imported once, at start.
+* `pipeline.worker` runs the sweeper and the periodic reconcile as threads beside it,
+  each under its database lease, and imports everything a job needs once, at start.
 
 Nothing is ever forked, so nothing pooled can cross a fork.
 """
@@ -31,14 +29,6 @@ from typing import Any
 
 from rq import SimpleWorker
 from rq.scheduler import RQScheduler
-from rq.serializers import JSONSerializer
-
-import workers.jobs  # noqa: F401  (imported once, at start: jobs never import at run time)
-from pipeline.queue import make_queue, redis_for
-from pipeline.reconcile import reconcile_forever
-from pipeline.settings import Settings
-from pipeline.sweep import sweep_forever
-from workers import context
 
 log = logging.getLogger(__name__)
 
@@ -139,37 +129,3 @@ class MrrWorker(SimpleWorker):
             log.warning("worker %s: Redis lost its registration; registering again", self.name)
             self.connection.delete(self.key)
             self.register_birth()  # type: ignore[no-untyped-call]
-
-
-def run_worker(settings: Settings, *, burst: bool, with_scheduler: bool, sweep: bool) -> bool:
-    """Run the worker until stopped (or, with `burst`, until the queue is empty)."""
-    context.configure(settings)
-    stop = threading.Event()
-    if sweep and not burst:
-        threading.Thread(
-            target=sweep_forever,
-            args=(
-                context.sessions(),
-                lambda: make_queue(settings.redis_url, settings.queue_name),
-                settings.sweep_after_s,
-                stop,
-            ),
-            daemon=True,
-            name="sweeper",
-        ).start()
-    if settings.reconcile_every_s is not None and not burst:
-        threading.Thread(
-            target=reconcile_forever,
-            args=(context.sessions(), settings, settings.reconcile_every_s, stop),
-            daemon=True,
-            name="reconciler",
-        ).start()
-    worker = MrrWorker(
-        [make_queue(settings.redis_url, settings.queue_name)],
-        connection=redis_for(settings.redis_url),
-        serializer=JSONSerializer,
-    )
-    try:
-        return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
-    finally:
-        stop.set()

@@ -30,6 +30,8 @@ from urllib.parse import quote
 
 from redis import Redis
 
+from adapters.errors import EmbeddedRedisError
+
 PROBE_VAR = "MRR_REDIS_PROBE"
 #: Where a developer's own Redis is looked for (SPEC §3: `redis://localhost:6379/0`).
 DEFAULT_PROBE = "localhost:6379"
@@ -41,10 +43,6 @@ START_TIMEOUT_S = 15.0
 MAX_SOCKET_PATH = 100
 #: Folder of the server's socket and log, beside the SQLite database (or in the cwd).
 FOLDER_NAME = "mrr-redis"
-
-
-class EmbeddedRedisError(RuntimeError):
-    """The embedded server cannot be found, started, or owned (a clear message for the user)."""
 
 
 def probe_address(environ: Mapping[str, str]) -> tuple[str, int]:
