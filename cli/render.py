@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from reporting.display import money, pct, ratio
+from reporting.display import decimal, money, pct
 from reporting.rows import FIELDS, Field
 
 
@@ -55,7 +55,7 @@ def _cell(f: Field, value: Any, currency: str) -> str:
     if f.kind in ("balance", "flow"):
         return money(value, currency)
     if f.kind == "rate":
-        text = pct(value) if f.percent else ratio(value)
+        text = pct(value) if f.percent else decimal(value)
         negative_net = f.name == "net_mrr_churn_rate" and value is not None and value < 0
         return f"[green]{text}[/green]" if negative_net else text  # net negative churn
     return str(value)

@@ -62,5 +62,6 @@ def pct(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.2f} %"
 
 
-def ratio(value: float | None) -> str:
+def decimal(value: float | None) -> str:
+    """A ratio that is not a percentage (the quick ratio), with two places: `1.5` → `1.50`."""
     return "—" if value is None else f"{value:.2f}"

@@ -28,7 +28,7 @@ MOVEMENTS = (
     ("churn", "Churn", -1),
 )
 #: The growth levers of SPEC §7, in the order a founder reads them.
-KINDS = {
+KIND_LABELS = {
     "seats": "Seats",
     "upgrade": "Upgrade",
     "cross_sell": "Cross-sell",
@@ -155,12 +155,12 @@ def levers_figure(doc: dict[str, Any], source: str) -> Figure:
     short, full = _labels(doc)
     series = [
         Series(f"{name} expansion", f"k-{kind}", [r["expansion_by_kind"][kind] for r in rows])
-        for kind, name in KINDS.items()
+        for kind, name in KIND_LABELS.items()
     ] + [
         Series(
             f"{name} contraction", f"k-{kind}", [r["contraction_by_kind"][kind] for r in rows], -1
         )
-        for kind, name in KINDS.items()
+        for kind, name in KIND_LABELS.items()
     ]
     chart = charts.stacked_bars(
         short, full, series, fmt.axis, fmt.exact, "Expansion by lever, contraction by kind"
@@ -168,7 +168,7 @@ def levers_figure(doc: dict[str, Any], source: str) -> Figure:
     used = {
         kind
         for r in rows
-        for kind in KINDS
+        for kind in KIND_LABELS
         if r["expansion_by_kind"][kind] or r["contraction_by_kind"][kind]
     }
     return Figure(
@@ -176,7 +176,7 @@ def levers_figure(doc: dict[str, Any], source: str) -> Figure:
         "Expansion by lever (up), contraction by kind (down)",
         source,
         (chart,),
-        [(name, f"k-{kind}") for kind, name in KINDS.items() if kind in used],
+        [(name, f"k-{kind}") for kind, name in KIND_LABELS.items() if kind in used],
     )
 
 
@@ -280,7 +280,7 @@ def headline(
         Card(
             f"Net MRR churn, {focus_name[0]}",
             pct(focus_net),
-            f"top expansion lever: {KINDS[top]} (+{money(levers[top], currency)} {code})"
+            f"top expansion lever: {KIND_LABELS[top]} (+{money(levers[top], currency)} {code})"
             if top
             else "no expansion",
             movements_source,
