@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reporting.fx import Converter, Native, converted_period_rows
+from reporting.fx import Converter, Native, converted_period_rows, converted_summary
 from reporting.periods import Period
 from reporting.rates import parse_eurofxref, shipped_history_bytes
 from reporting.rows import KINDS, Bucket, Opening, period_rows
@@ -108,6 +108,17 @@ def main() -> None:
             f"{period.value:>5}: converted {converted:7.1f} ms, native (all currencies) "
             f"{native:6.1f} ms, converted / native {converted / native:4.1f}x"
         )
+    day = END - timedelta(days=1)
+    lo = day - timedelta(days=29)
+    standing = {c: n.opening for c, n in natives.items()}
+    trailing = {
+        c: Native(n.opening, [b for b in n.buckets if b.day >= lo]) for c, n in natives.items()
+    }
+    summary = median_ms(
+        lambda: converted_summary(Converter(rates, "usd"), day, standing, None, trailing, lo, END),
+        args.runs,
+    )
+    print(f"summary: converted {summary:7.1f} ms (trailing 30 days)")
 
 
 if __name__ == "__main__":
