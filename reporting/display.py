@@ -6,43 +6,25 @@ terminal tables (`mrr report`) and the dashboard, so both print a figure the sam
 
 from __future__ import annotations
 
-#: Stripe's zero-decimal currencies: their minor unit is the major unit.
-ZERO_DECIMAL = frozenset(
-    {
-        "bif",
-        "clp",
-        "djf",
-        "gnf",
-        "jpy",
-        "kmf",
-        "krw",
-        "mga",
-        "pyg",
-        "rwf",
-        "ugx",
-        "vnd",
-        "vuv",
-        "xaf",
-        "xof",
-        "xpf",
-    }
-)
+from reporting.currencies import exponent
 
 
 def major_units(amount: int, currency: str) -> float:
     """Minor units in the currency's major unit (cents → dollars; yen stay yen)."""
-    return float(amount) if currency in ZERO_DECIMAL else amount / 100
+    return amount / 10.0 ** exponent(currency)
 
 
 def money(amount: int | None, currency: str = "usd") -> str:
-    """Minor units as an exact major-unit figure: `123456` → `1,234.56`; None → `—`."""
+    """Minor units as an exact major-unit figure by the currency's exponent: `123456` →
+    `1,234.56`; `123456` yen → `123,456`; `123456` kwd → `123.456`; None → `—`."""
     if amount is None:
         return "—"
-    if currency in ZERO_DECIMAL:
+    places = exponent(currency)
+    if places == 0:
         return f"{amount:,}"
     sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
+    whole, fraction = divmod(abs(amount), 10**places)
+    return f"{sign}{whole:,}.{fraction:0{places}d}"
 
 
 def compact_money(amount: float, currency: str = "usd") -> str:

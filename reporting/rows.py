@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
 from typing import Any, Literal
@@ -65,6 +65,14 @@ FIELDS: tuple[Field, ...] = (
     Field("delinquent_churn", "breakdown"),
 )
 
+#: The key a converted row adds (SPEC §10): the revaluation of the MRR held through the
+#: period, so that the row's identity closes; native rows have no such key.
+FX_ADJUSTMENT = Field("fx_adjustment", "flow", "fx")
+#: The keys of a converted period row: `FIELDS` with `fx_adjustment` before `ending_mrr`.
+CONVERTED_FIELDS: tuple[Field, ...] = tuple(
+    f for g in FIELDS for f in ((FX_ADJUSTMENT, g) if g.name == "ending_mrr" else (g,))
+)
+
 
 @dataclass(frozen=True)
 class Bucket:
@@ -115,9 +123,14 @@ class PeriodRow:
     contraction_by_kind: Mapping[str, int]
     churn_by_reason: Mapping[str, int]
     delinquent_churn: int
+    #: Converted rows only (SPEC §10): what exchange rates did to the MRR held; None in a
+    #: native row, which has no such key.
+    fx_adjustment: int | None = field(default=None, kw_only=True)
 
     @property
     def ending_mrr(self) -> int:
+        """`starting + new + expansion + reactivation − contraction − churn`, plus the
+        `fx_adjustment` of a converted row."""
         return (
             self.starting_mrr
             + self.new
@@ -125,6 +138,7 @@ class PeriodRow:
             + self.reactivation
             - self.contraction
             - self.churn
+            + (self.fx_adjustment or 0)
         )
 
     @property
@@ -169,12 +183,17 @@ class PeriodRow:
         wins = self.new + self.expansion + self.reactivation
         return ratio(wins, self.churn + self.contraction)
 
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """The keys of this row: `CONVERTED_FIELDS` when it is converted, else `FIELDS`."""
+        return FIELDS if self.fx_adjustment is None else CONVERTED_FIELDS
+
     def to_json(self, kinds: Iterable[FieldKind] | None = None) -> dict[str, Any]:
         """The row as JSON: dates in ISO form, rates rounded to `RATE_PLACES`; only the
         fields of `kinds` when given (the summary's trailing window)."""
         wanted = None if kinds is None else set(kinds)
         doc: dict[str, Any] = {}
-        for f in FIELDS:
+        for f in self.fields:
             if wanted is not None and f.kind not in wanted:
                 continue
             value = getattr(self, f.name)
