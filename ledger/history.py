@@ -473,8 +473,7 @@ class _Builder:
                         self._assume(
                             Guess.DISCOUNT_ENDED,
                             moment,
-                            f"discount {discount.id} ended: dated at the first invoice "
-                            "without it",
+                            f"discount {discount.id} ended: dated at the first invoice without it",
                         )
                     break
             # One listed by the last invoice and on the subscription no more ended since:
