@@ -309,8 +309,9 @@ class _Builder:
         self._read_status()
         states = self._states()
         events = self._events(states)
-        stop = self._stop()
-        kept = tuple(a for a in self.assumptions if a.at < stop)
+        # What happened from `until` on is the stored events' to tell.
+        limit = _NEVER if self.until is None else self.until
+        kept = tuple(a for a in self.assumptions if a.at < limit)
         return History(self.sub_id, self.customer, tuple(events), kept)
 
     def _stop(self) -> int:
@@ -556,7 +557,11 @@ class _Builder:
 
         states: list[_State] = []
         billing = set(self.period_starts)
-        for t in sorted(m for m in moments if self.start <= m < stop):
+        # A subscription that ended in the second it began still began (then ended).
+        wanted = [m for m in moments if self.start <= m < stop]
+        if not wanted and self._ends() and self.ended_at == self.start:
+            wanted = [self.start]
+        for t in sorted(wanted):
             state = self._state_at(t)
             if states and state.key == states[-1].key:
                 continue
