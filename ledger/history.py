@@ -385,13 +385,25 @@ class _Builder:
 
         last_metered = max(metered_starts, default=None)
         last_licensed = max(licensed_starts, default=None)
+        self.line_starts = {s.start for tr in tracks.values() for s in tr.seen}
         for track in tracks.values():
             track.seen.sort(key=lambda s: (s.start, s.order))
-            track.starts = [s.start for s in track.seen]
-            track.first = track.seen[0].start
+            last_end = max(s.end for s in track.seen)
+            # Keep where the item changes: a renewal that bills it as before adds nothing.
+            changes = [track.seen[0]]
+            for seen in track.seen[1:]:
+                before = changes[-1]
+                if seen.quantity != before.quantity or seen.price.get("id") != before.price.get(
+                    "id"
+                ):
+                    changes.append(seen)
+                elif seen.start == before.start:
+                    changes[-1] = seen  # the later line of one moment wins
+            track.seen = changes
+            track.starts = [s.start for s in changes]
+            track.first = changes[0].start
             if track.gone != _NEVER or track.id in self.current_by_id:
                 continue
-            last_end = max(s.end for s in track.seen)
             # An item billed no more is gone when a later period is billed without it;
             # with no later period billed (licensed items are billed in advance, metered
             # usage after its period), its current period is simply not over yet.
@@ -525,7 +537,7 @@ class _Builder:
             return
         if self.ended_at is not None and self.ended_at <= end:
             return  # it ended in its trial (or as it ended)
-        starts = sorted({s.start for tr in self.tracks for s in tr.seen if s.start >= end})
+        starts = sorted(s for s in self.line_starts if s >= end)
         if starts and starts[0] == end:
             return  # billed from the trial's end: converted
         self.paused_from = end

@@ -96,14 +96,12 @@ class InvoiceLine:
     amount: int
     #: Ids of the discounts the line lists.
     discounts: tuple[str, ...] = ()
+    #: Whether the price bills metered usage (in arrears) rather than licensed units.
+    metered: bool = False
 
     @property
     def price_id(self) -> str:
         return str(self.price.get("id"))
-
-    @property
-    def metered(self) -> bool:
-        return _usage_type(self.price) == "metered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,7 +439,8 @@ def _read_line(
         raise InvalidInvoice(f"invoice {invoice_id} line {line_id} has no period")
     amount = _int(raw.get("amount")) or 0
     quantity = _int(raw.get("quantity"))
-    if _usage_type(price) == "metered":
+    metered = _usage_type(price) == "metered"
+    if metered:
         quantity = None  # the usage billed, not the item's quantity
     credit = amount < 0
     if proration and amount == 0:
@@ -454,7 +453,8 @@ def _read_line(
         credit = bool(credited) or (
             isinstance(description, str) and description.startswith("Unused time")
         )
-    discounts = tuple(d.id for d in (read_discount(x) for x in raw.get("discounts") or ()) if d)
+    listed = raw.get("discounts")
+    discounts = tuple(d.id for d in map(read_discount, listed) if d) if listed else ()
     return InvoiceLine(
         id=line_id,
         subscription_item=item,
@@ -466,6 +466,7 @@ def _read_line(
         end=end,
         amount=amount,
         discounts=discounts,
+        metered=metered,
     )
 
 
@@ -506,18 +507,23 @@ def _usage_type(price: Json) -> str:
     return str(price.get("usage_type") or "licensed")  # a legacy plan
 
 
+# The three below run for every field of every line: exact type checks (a bool is not
+# an int here) keep them cheap.
+
+
 def _id(value: Any) -> str | None:
     """An id given as a string or as an expanded object."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
-        return str(value["id"])
+    if type(value) is str:
+        return value or None
+    if type(value) is dict:
+        inner = value.get("id")
+        return inner if type(inner) is str and inner else None
     return None
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if type(value) is int else None
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if type(value) is str and value else None
