@@ -8,14 +8,14 @@ objects came in. The rules, in SPEC §9's words:
 
 * every non-proration line states an item (price, quantity) billed over its `period`;
   lines of several invoices that start at the same moment are one state (metered usage
-  is billed in arrears, on the next invoice), and an item billed no more is gone at the
-  end of its last period;
+  is billed in arrears, on the next invoice); an item that a later billed period leaves
+  out is gone at the end of its last period;
 * a proration line dates a change of one item at its `period.start`: a credit
   ("Unused time on …") gives the item before, a debit ("Remaining time on …") from
   then on, a credit without a debit removes the item; items without a proration line
   are unchanged; non-proration lines starting at that moment (a billing-cycle reset,
   e.g. monthly → yearly, which bills a whole new period and has no debit) state the
-  items;
+  items; prorations not invoiced yet are read from the pending invoice items;
 * the status is `trialing` from `trial_start` to `trial_end`, then what the invoice
   starting at `trial_end` bills (no such invoice: the trial did not convert: `paused`
   until something is billed again, or the end when it ended then);
@@ -25,6 +25,7 @@ objects came in. The rules, in SPEC §9's words:
 * `canceled_at` of a subscription that was set to cancel later (`cancel_at_period_end`,
   `cancel_at`) dates that request; `ended_at`, with the subscription's
   `cancellation_details`, dates its end (a `customer.subscription.deleted` event);
+* a subscription that is, or ended, `incomplete` never counted: its states say so;
 * with no stored event (`until` None) the history runs to the current object: what the
   invoices do not show of it is dated at the start of its current period.
 
@@ -165,9 +166,11 @@ def history(
     runs to the current object, or to its end), `api_version` the version the objects
     are rendered in (stamped on the envelopes). `prices` resolves lines that name a
     price by id, `coupons` discounts that name a coupon by id (their coupons are then
-    embedded, so the events price without a fetch). `pending` are the account's pending
-    invoice items (`GET /v1/invoiceitems?pending=true`, raw or read): the prorations of
-    changes made since the last invoice; other subscriptions' are ignored.
+    embedded, so the events price without a fetch). `pending` are pending invoice items
+    (`GET /v1/invoiceitems?pending=true`): the prorations of changes made since the last
+    invoice; other subscriptions' are ignored, so an account's whole list may be passed,
+    though reading it once (`read_pending_items`) and passing each subscription its own
+    is cheaper.
 
     Pure and deterministic; raises `InvalidEvent` for an object that is not a
     subscription, `ledger.invoices.UnresolvedPrice` for prices `prices` lacks.
@@ -269,15 +272,16 @@ class _Builder:
         self.coupons = coupons
         self.assumptions: list[Assumption] = []
 
-        raw = [i for i in invoices if not isinstance(i, Invoice)]
-        read = [i for i in invoices if isinstance(i, Invoice)] + read_invoices(raw, prices)
+        given = list(invoices)
+        raw = [i for i in given if not isinstance(i, Invoice)]
+        read = [i for i in given if isinstance(i, Invoice)] + read_invoices(raw, prices)
         self.invoices = sorted(
             (i for i in read if i.subscription == sub_id), key=lambda i: (i.created, i.id)
         )
         self.invoice_times = [i.created for i in self.invoices]
-        raw_items = [p for p in pending if not isinstance(p, PendingItem)]
-        items = [p for p in pending if isinstance(p, PendingItem)]
-        items += read_pending_items(raw_items, prices)
+        listed = list(pending)
+        items = [p for p in listed if isinstance(p, PendingItem)]
+        items += read_pending_items([p for p in listed if not isinstance(p, PendingItem)], prices)
         self.pending = sorted(
             (p.line for p in items if p.subscription == sub_id), key=lambda ln: (ln.start, ln.id)
         )
@@ -464,9 +468,9 @@ class _Builder:
         for discount in sorted(known.values(), key=lambda d: d.id):
             if discount.customer_level:
                 continue
-            listed = [m for m, ids in billing if discount.id in ids]
             start = discount.start
             if start is None:
+                listed = [m for m, ids in billing if discount.id in ids]
                 if not listed:
                     continue  # only on the current object, by id: the current state tells
                 start = listed[0]
@@ -479,6 +483,9 @@ class _Builder:
             start = max(start, self.start)
             # A repeating coupon's own end: passed, unless it is still on the subscription.
             end = _NEVER if discount.end is None or discount.id in on_current else discount.end
+            # Else its end is the first period billed without it. One that the last invoice
+            # lists and the subscription no more ended since: with no stored event, the
+            # current state dates that (`_reconcile`).
             for moment, ids in billing:
                 if moment > start and discount.id not in ids:
                     if moment < end:
@@ -489,8 +496,6 @@ class _Builder:
                             f"discount {discount.id} ended: dated at the first invoice without it",
                         )
                     break
-            # One listed by the last invoice and on the subscription no more ended since:
-            # with no stored event, the current state dates that (`_reconcile`).
             if end <= start:
                 continue
             discounts.append(

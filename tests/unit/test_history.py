@@ -49,8 +49,10 @@ def summary(h: History) -> list[tuple[Any, ...]]:
     for e in h.events:
         obj = e["data"]["object"]
         items = [(i["price"]["id"], i.get("quantity")) for i in obj["items"]["data"]]
-        raw = obj.get("discounts") or []
-        discounts = sorted(d if isinstance(d, str) else d["id"] for d in raw)
+        raw = list(obj.get("discounts") or [])
+        if obj.get("discount"):  # legacy
+            raw.append(obj["discount"])
+        discounts = sorted({d if isinstance(d, str) else d["id"] for d in raw})
         out.append((e["type"].rsplit(".", 1)[1], e["created"], obj["status"], items, discounts))
     return out
 
@@ -696,3 +698,22 @@ def test_random_worlds_are_deterministic() -> None:
 def test_the_history_and_the_invoice_reader_are_pure() -> None:
     infrastructure = {"flask", "sqlalchemy", "redis", "rq", "stripe", "requests", "models"}
     assert loaded_after(["ledger.history", "ledger.invoices"], infrastructure) == []
+
+
+@pytest.mark.parametrize(
+    ("subscription_field", "applied"),
+    [(PAY_SUB, True), (None, False)],  # a customer's discount is on no subscription
+)
+def test_only_the_subscriptions_own_discounts_make_its_history(subscription_field, applied) -> None:
+    discount = {**f.discount("di_1", f.coupon("F50", percent_off=50.0)), "start": START_PAY}
+    discount["subscription"] = subscription_field
+    create = {**copy.deepcopy(CREATE), "discount": discount, "discounts": ["di_1"]}
+    swap = {**copy.deepcopy(SWAP), "discount": discount, "discounts": ["di_1"]}
+    sub = pay_subscription(legacy=True)
+    sub["discount"] = discount if applied else None  # a customer's is not the subscription's
+    h = history(sub, [create, swap], until=None, api_version=LEGACY)
+    assert h.assumptions == ()
+    first = summary(h)[0]
+    assert first[4] == (["di_1"] if applied else [])
+    led = wl.derive(wl.subscription_events(h.events))["cus_NkuahmIPvlZ9cf"]
+    assert led.movements[0].amount == (1250 if applied else 2500)
