@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from ledger.errors import LedgerError
@@ -44,7 +45,8 @@ from ledger.mrr import Catalog
 from ledger.snapshot import Coupon, parse_coupon
 
 Json = Mapping[str, Any]
-NO_OBJECTS: Mapping[str, Json] = {}
+#: No objects (an immutable default).
+NO_OBJECTS: Mapping[str, Json] = MappingProxyType({})
 
 
 class InvalidInvoice(LedgerError):
