@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class LedgerError(Exception):
     """Base class of every error raised by `ledger`."""
@@ -27,3 +29,21 @@ class InvalidValue(InvalidEvent):
 
     A *missing* field stays a plain `InvalidEvent`: the job fails visibly and is retried.
     """
+
+
+class InvalidInvoice(LedgerError):
+    """An invoice cannot be read as it is (a draft, no subscription, lines not all listed).
+
+    The message names the invoice and what is wrong with it.
+    """
+
+
+class UnresolvedPrice(InvalidInvoice):
+    """Lines name prices by id only and the caller's `prices` lack them: fetch each of
+    `price_ids` once (`GET /v1/prices/{id}`) and read again."""
+
+    def __init__(self, price_ids: Iterable[str]) -> None:
+        self.price_ids = tuple(sorted(set(price_ids)))
+        super().__init__(
+            "invoice lines name prices that were not supplied: " + ", ".join(self.price_ids)
+        )

@@ -19,7 +19,7 @@ CREATED = "customer.subscription.created"
 UPDATED = "customer.subscription.updated"
 DELETED = "customer.subscription.deleted"
 #: What each synthetic event stands for, as it appears in its id.
-SYNTHETIC_KINDS = frozenset({"created", "trial", "deleted", "reconcile", "gone"})
+SYNTHETIC_KINDS = frozenset({"created", "updated", "trial", "deleted", "reconcile", "gone"})
 #: Width of the inbox's id column.
 MAX_ID_LENGTH = 255
 #: RQ job ids (which carry event ids) allow letters, digits, `_` and `-` only.

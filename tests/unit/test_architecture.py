@@ -30,6 +30,8 @@ def test_ledger_and_reporting_import_no_infrastructure() -> None:
         "ledger.drift",
         "ledger.opening",
         "ledger.synthetic",
+        "ledger.history",
+        "ledger.invoices",
         "ledger.events",
         "ledger.mrr",
         "ledger.snapshot",
