@@ -136,20 +136,28 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
 @cli.command()
 @click.argument("kind", type=click.Choice(["summary", "movements", "cohorts"]), default="summary")
 @click.option("--json", "as_json", is_flag=True, help="Print the HTTP JSON document instead.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the document as CSV (as over HTTP).")
 @click.option("--currency", help="ISO currency (default: the one with the most MRR).")
 @click.option("--period", type=click.Choice(["day", "week", "month"]), help="movements only")
 @click.option("--start", help="YYYY-MM-DD, snapped outward")
 @click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
-def report(kind: str, as_json: bool, **options: str | None) -> None:
-    """Print a report as a table (or, with --json, the same document as over HTTP)."""
+def report(kind: str, as_json: bool, as_csv: bool, **options: str | None) -> None:
+    """Print a report as a table (or, with --json or --csv, the same document as over HTTP)."""
     from pipeline import reports as report_docs
 
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
     args = {k: v for k, v in options.items() if v is not None}
     query = report_docs.parse_query(args, report_docs.PARAMETERS[kind])
     doc = report_docs.REPORTS[kind](_runtime(), query)
     if as_json:
         click.echo(json.dumps(doc))
+        return
+    if as_csv:
+        from reporting.tabular import to_csv
+
+        click.echo(to_csv(doc), nl=False)
         return
     from cli.render import print_report
 

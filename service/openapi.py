@@ -157,20 +157,34 @@ PERIOD = _param("period", {"enum": ["day", "week", "month"]}, "default month")
 START = _param("start", _DATE, "snapped outward to a period start")
 END = _param("end", _DATE, "exclusive; snapped outward")
 AS_OF = _param("as_of", {"type": "string", "format": "date"}, "default: now")
+FORMAT = _param(
+    "format",
+    {"enum": ["json", "csv"]},
+    "csv: the same document as CSV (also with Accept: text/csv); default json",
+)
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _report(summary: str, schema: dict[str, Any], params: list[dict[str, Any]]) -> dict[str, Any]:
+def _with_csv(response: dict[str, Any]) -> dict[str, Any]:
+    """A report's 200: its JSON document, or the same as CSV (`format=csv`)."""
+    response["content"]["text/csv"] = {"schema": _STR}
+    return response
+
+
+def _report(
+    summary: str, schema: dict[str, Any], params: list[dict[str, Any]], csv: bool = True
+) -> dict[str, Any]:
+    ok = _json(schema, "the report")
     return {
         "get": {
             "summary": summary,
             "security": [{"bearer": []}],
-            "parameters": params,
+            "parameters": [*params, FORMAT] if csv else params,
             "responses": {
-                "200": _json(schema, "the report"),
+                "200": _with_csv(ok) if csv else ok,
                 "400": _json(ERROR, "a bad period, date or currency"),
                 "401": _json(ERROR, "missing or wrong bearer token"),
                 "503": _json(ERROR, "OPS_TOKEN is not configured"),
@@ -228,7 +242,7 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
-            "/status": _report("pipeline status for ops", STATUS, []),
+            "/status": _report("pipeline status for ops", STATUS, [], csv=False),
             "/reports/summary": _report(
                 "MRR, ARR, ARPA, churn, LTV, projection", SUMMARY, [CURRENCY, AS_OF]
             ),
@@ -243,10 +257,12 @@ def build_openapi() -> dict[str, Any]:
                     "summary": "a customer's MRR timeline and movements",
                     "security": [{"bearer": []}],
                     "parameters": [
-                        {"name": "customer_id", "in": "path", "required": True, "schema": _STR}
+                        {"name": "customer_id", "in": "path", "required": True, "schema": _STR},
+                        FORMAT,
                     ],
                     "responses": {
-                        "200": _json(CUSTOMER, "the customer"),
+                        "200": _with_csv(_json(CUSTOMER, "the customer")),
+                        "400": _json(ERROR, "an odd customer id, or a parameter but format"),
                         "401": _json(ERROR, "missing or wrong bearer token"),
                         "404": _json(ERROR, "unknown customer"),
                         "503": _json(ERROR, "OPS_TOKEN is not configured"),

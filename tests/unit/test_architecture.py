@@ -41,6 +41,7 @@ def test_ledger_and_reporting_import_no_infrastructure() -> None:
         "reporting.periods",
         "reporting.cohorts",
         "reporting.display",
+        "reporting.tabular",
         "reporting.currencies",
         "reporting.errors",
         "reporting.rates",
