@@ -2,14 +2,16 @@
 
 The webhook, `mrr replay` and `mrr backfill` all come through here. Persist-then-ack:
 the caller answers only after the event is committed, so an acknowledged event can
-never be lost; the enqueue after the commit may fail (Redis down) without harm, because
-the sweeper enqueues pending rows again.
+never be lost; the enqueue after the commit may fail (Redis down), or for the webhook
+happen after the answer (the process may die in between), without harm, because the
+sweeper enqueues pending rows again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -177,9 +179,9 @@ class GroupCommit:
     @classmethod
     def of(cls, runtime: Runtime) -> GroupCommit:
         """The web process's group commit: the intake's own connection (`InboxWriter`),
-        and the enqueue that leaves a Redis outage to the sweeper."""
+        and an enqueue in the background that leaves a Redis outage to the sweeper."""
         writer = InboxWriter(engine_of(runtime.sessions))
-        return cls(writer.store, lambda ids: enqueue(runtime, ids))
+        return cls(writer.store, BackgroundEnqueue(lambda ids: enqueue(runtime, ids)))
 
     def submit(self, event: dict[str, Any], raw: str) -> Stored:
         """Store `event` (committed on return), then enqueue it if it is new and pending.
@@ -231,10 +233,11 @@ class GroupCommit:
         with self._lock:
             batch = self._pending[: self.MAX_BATCH]
             del self._pending[: self.MAX_BATCH]
+        new: list[str] = []
         try:
             self._store(batch)
             results = [s.result for s in batch if s.result is not None]
-            self.enqueue([s.event_id for s in results if s.inserted and s.pending])
+            new = [s.event_id for s in results if s.inserted and s.pending]
         except Exception as exc:
             for slot in batch:
                 if slot.result is None and slot.error is None:
@@ -251,3 +254,59 @@ class GroupCommit:
                     self._pending[0].wake.set()
                 else:
                     self._writing = False
+        # After the answers are released (SPEC §2 allows the enqueue to follow the 200):
+        # the events are durable, and the sweeper enqueues whatever this never does.
+        if new:
+            self.enqueue(new)
+
+
+class BackgroundEnqueue:
+    """Enqueues stored events' jobs from a thread of its own (a greenlet under the gevent
+    web worker), so that no webhook waits for Redis (SPEC §2: the enqueue may follow the
+    answer). Events handed over while a call is in flight go out together in the next
+    one: under load one script call carries several batches.
+
+    Nothing is lost if the process dies first: the events are committed to the inbox
+    before they are handed over, and the sweeper enqueues a pending event whose job is
+    missing within `SWEEP_AFTER_S`. The thread is started on first use in each process
+    (never inherited across a fork).
+    """
+
+    def __init__(self, enqueue: Callable[[Sequence[str]], object]) -> None:
+        self.enqueue = enqueue
+        self._lock = threading.Lock()
+        self._ids: list[str] = []
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pid = 0
+
+    def __call__(self, event_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._ids.extend(event_ids)
+            self._idle.clear()
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="enqueue", daemon=True).start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                ids, self._ids = self._ids, []
+            try:
+                if ids:
+                    self.enqueue(ids)
+            except Exception:  # the thread must outlive any failure; the sweeper catches up
+                log.exception("enqueue of %d event(s) failed; the sweeper will", len(ids))
+            finally:
+                with self._lock:
+                    if not self._ids:
+                        self._idle.set()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything handed over has been enqueued (or given up on); returns
+        whether it was. For callers that must see the jobs, e.g. a test's worker."""
+        return self._idle.wait(timeout)

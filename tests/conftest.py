@@ -38,6 +38,7 @@ from pipeline.runtime import Runtime, bootstrap, install
 from pipeline.samples import EVENTS as SAMPLE_EVENTS
 from pipeline.settings import Settings
 from service.app import create_app
+from service.extensions import INTAKE
 
 SECRET = "whsec_test_secret"
 OPS_TOKEN = "ops-test-token"
@@ -186,25 +187,37 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {OPS_TOKEN}"}
 
 
+def flush_intake(app: Flask) -> None:
+    """Wait until the app's webhook deliveries are enqueued (the enqueue follows the
+    answer, in the background: SPEC §2)."""
+    assert app.extensions[INTAKE].enqueue.flush(timeout=10), "the enqueue did not finish"
+
+
 @pytest.fixture
 def post_event(client: FlaskClient) -> Callable[..., Any]:
-    """POST an event (dict or raw text), signed unless a header is given."""
+    """POST an event (dict or raw text), signed unless a header is given; returns once
+    the answer is in and the enqueue that follows it is done."""
 
     def post(event: dict[str, Any] | str | bytes, signature: str | None = None, **kw: Any) -> Any:
         body = event if isinstance(event, str | bytes) else json.dumps(event)
         header = sign(body) if signature is None else signature
-        return client.post(
+        response = client.post(
             "/webhooks/stripe", data=body, headers={"Stripe-Signature": header}, **kw
         )
+        flush_intake(client.application)
+        return response
 
     return post
 
 
 @pytest.fixture
-def run_worker(runtime: Runtime) -> Callable[[], int]:
-    """Drain the queue with an in-process RQ worker; returns the failed-job count."""
+def run_worker(runtime: Runtime, request: pytest.FixtureRequest) -> Callable[[], int]:
+    """Drain the queue with an in-process RQ worker (after the test's app has enqueued
+    what its webhooks stored); returns the failed-job count."""
 
     def work() -> int:
+        if "app" in request.fixturenames:
+            flush_intake(request.getfixturevalue("app"))
         queue = runtime.queue
         worker = SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer)
         worker.work(burst=True)
