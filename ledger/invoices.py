@@ -237,12 +237,9 @@ class PendingItem:
 
 
 def item_subscription(obj: Json) -> str | None:
-    """The subscription of an invoice item, in either shape."""
-    parent = obj.get("parent")
-    if isinstance(parent, dict):  # basil+: parent.subscription_details.subscription
-        details = parent.get("subscription_details")
-        return _id(details.get("subscription")) if isinstance(details, dict) else None
-    return _id(obj.get("subscription"))  # legacy
+    """The subscription of an invoice item, in either shape: an invoice item names it
+    exactly as an invoice does (`subscription`, basil+ `parent.subscription_details`)."""
+    return invoice_subscription(obj)
 
 
 def read_pending_items(
