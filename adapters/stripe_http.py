@@ -3,6 +3,7 @@ and retries of rate limits as well as of what stripe-python retries itself."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,17 @@ class RetryingHTTPClient(stripe.RequestsClient):
     answer to that is the same backoff (SPEC §9), unless Stripe says not to retry.
     `_should_retry` is stripe-python's own hook for this decision (`_http_client.py`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Every HTTP request sent, retries included (`mrr backfill`'s `api_calls`).
+        self.calls = 0
+        self._count = threading.Lock()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        with self._count:
+            self.calls += 1
+        return super().request(*args, **kwargs)
 
     def _should_retry(
         self,
@@ -35,7 +47,11 @@ class RetryingHTTPClient(stripe.RequestsClient):
 
 
 def stripe_client(
-    api_key: str, api_base: str | None = None, *, max_network_retries: int = 2
+    api_key: str,
+    api_base: str | None = None,
+    *,
+    max_network_retries: int = 2,
+    http_client: RetryingHTTPClient | None = None,
 ) -> stripe.StripeClient:
     """A client for `api_key` at `api_base` (Stripe's own when None), retrying 429, 409,
     5xx and connection errors up to `max_network_retries` times with stripe-python's
@@ -44,7 +60,7 @@ def stripe_client(
     return stripe.StripeClient(
         api_key,
         base_addresses=base,  # type: ignore[arg-type]
-        http_client=RetryingHTTPClient(),
+        http_client=http_client or RetryingHTTPClient(),
         max_network_retries=max_network_retries,
     )
 

@@ -193,9 +193,11 @@ def rebuild(as_json: bool, jobs: int | None) -> None:
 @cli.command()
 @WINDOW_DAYS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
-def backfill(days: int, as_json: bool) -> None:
-    """Existing account: store the Events API window and an opening history for every
-    subscription, then apply them. Safe to run again (needs STRIPE_API_KEY)."""
+@click.pass_context
+def backfill(ctx: click.Context, days: int, as_json: bool) -> None:
+    """Existing account: store the Events API window, the customers, and every
+    subscription's whole history rebuilt from its invoices, then apply them. Safe to run
+    again (needs STRIPE_API_KEY); -v lists what each history had to assume."""
     from pipeline.backfill import backfill as run_backfill
     from pipeline.backfill import client_for
 
@@ -207,10 +209,20 @@ def backfill(days: int, as_json: bool) -> None:
         )
     )
     doc = result.document()
+    if (ctx.obj or {}).get("verbose"):
+        for sub_id, assumed in sorted(result.assumptions.items()):
+            for line in assumed:
+                click.echo(f"{sub_id}: assumed {line}", err=True)
     if as_json:
         click.echo(json.dumps(doc))
     else:
         click.echo(", ".join(f"{k}: {v}" for k, v in doc.items()), err=True)
+        if result.assumed and not (ctx.obj or {}).get("verbose"):
+            click.echo(
+                f"{result.assumed} subscription(s) needed an assumption invoices cannot "
+                "settle (mrr -v backfill lists them; README: What invoices cannot show)",
+                err=True,
+            )
     if result.failed:
         sys.exit(1)
 

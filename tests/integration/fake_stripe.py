@@ -22,6 +22,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+#: Lines an invoice embeds in a list before `has_more`.
+EMBEDDED_LINES = 10
+
 ERRORS = {
     404: ("invalid_request_error", "resource_missing", "No such subscription"),
     429: ("invalid_request_error", "rate_limit", "Too many requests hit the API too quickly."),
@@ -35,10 +38,21 @@ class FakeStripe:
         events: list[dict[str, Any]],
         subscriptions: list[dict[str, Any]],
         page_size: int = 100,
+        *,
+        invoices: list[dict[str, Any]] | None = None,
+        customers: list[dict[str, Any]] | None = None,
+        invoice_items: list[dict[str, Any]] | None = None,
+        prices: dict[str, dict[str, Any]] | None = None,
+        coupons: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.events = sorted(events, key=lambda e: (-e["created"], e["id"]))
         self.subscriptions = sorted(subscriptions, key=lambda s: (-s["created"], s["id"]))
         self.page_size = page_size
+        #: Invoices with every line; a list embeds the first EMBEDDED_LINES, as Stripe does.
+        self.invoices = sorted(invoices or [], key=lambda i: (-i["created"], i["id"]))
+        self.customers = sorted(customers or [], key=lambda c: (-c["created"], c["id"]))
+        self.invoice_items = list(invoice_items or [])
+        self.objects = {"prices": dict(prices or {}), "coupons": dict(coupons or {})}
         #: Per path, what its next requests answer: a status, or None to answer normally.
         self.faults: dict[str, list[int | None]] = defaultdict(list)
         #: (path, query) of every request answered, faults included.
@@ -67,6 +81,24 @@ class FakeStripe:
                 or (status is None and s["status"] != "canceled")
             ]
             return 200, self._page(path, found, query)
+        if path == "/v1/customers":
+            return 200, self._page(path, self.customers, query)
+        if path == "/v1/invoices":
+            return 200, self._page(path, [self._embedded(i) for i in self.invoices], query)
+        if path.startswith("/v1/invoices/") and path.endswith("/lines"):
+            invoice_id = path.split("/")[3]
+            for invoice in self.invoices:
+                if invoice["id"] == invoice_id:
+                    return 200, self._page(path, invoice["lines"]["data"], query)
+            return 404, _missing("invoice", invoice_id)
+        if path == "/v1/invoiceitems":
+            pending = query.get("pending") in ("true", "True")
+            return 200, self._page(path, self.invoice_items if pending else [], query)
+        for kind in ("prices", "coupons"):
+            if path.startswith(f"/v1/{kind}/"):
+                obj_id = path.rsplit("/", 1)[1]
+                found = self.objects[kind].get(obj_id)
+                return (200, found) if found is not None else (404, _missing(kind, obj_id))
         if path.startswith("/v1/subscriptions/"):
             sub_id = path.rsplit("/", 1)[1]
             for sub in self.subscriptions:
@@ -97,6 +129,39 @@ class FakeStripe:
             "data": found[:limit],
         }
 
+    def _embedded(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        lines = invoice["lines"]["data"]
+        return {
+            **invoice,
+            "lines": {
+                "object": "list",
+                "url": f"/v1/invoices/{invoice['id']}/lines",
+                "has_more": len(lines) > EMBEDDED_LINES,
+                "total_count": len(lines),
+                "data": lines[:EMBEDDED_LINES],
+            },
+        }
+
+    def least_calls(self, days_events: int) -> int:
+        """The fewest requests a whole backfill can make: every list page at 100 objects,
+        one more lines page per invoice with over EMBEDDED_LINES lines, one per price
+        and coupon fetched (counted by the caller's `fetched`)."""
+        pages = 0
+        for count in (
+            days_events,
+            len(self.customers),
+            len(self.subscriptions),
+            len(self.invoices),
+            len(self.invoice_items),
+        ):
+            pages += max(1, -(-count // 100))
+        more = sum(
+            -(-(len(i["lines"]["data"]) - EMBEDDED_LINES) // 100)
+            for i in self.invoices
+            if len(i["lines"]["data"]) > EMBEDDED_LINES
+        )
+        return pages + more
+
     def listed(self, path: str) -> list[dict[str, str]]:
         """Queries of the requests made to `path`."""
         return [q for p, q in self.requests if p == path]
@@ -110,6 +175,17 @@ class FakeStripe:
         url = urlsplit(str(request.url))
         status, body = self.answer(url.path, dict(parse_qsl(url.query)))
         return status, {"Request-Id": "req_fake"}, json.dumps(body)
+
+
+def _missing(kind: str, obj_id: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "param": "id",
+            "message": f"No such {kind}: '{obj_id}'",
+        }
+    }
 
 
 @contextmanager
