@@ -13,10 +13,12 @@ command works as written:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +29,13 @@ from pathlib import Path
 
 import click
 
-from adapters.embedded_redis import EmbeddedRedis, data_folder, local_redis_url, probe_address
+from adapters.embedded_redis import (
+    EmbeddedRedis,
+    data_folder,
+    die_with_parent,
+    local_redis_url,
+    probe_address,
+)
 from adapters.errors import EmbeddedRedisError
 from pipeline.errors import SettingsError
 from pipeline.samples import EVENTS as SAMPLE_EVENTS
@@ -65,6 +73,7 @@ def run_all(host: str, port: int, verbose: bool) -> int:
         probe_address(env)  # a malformed probe is a usage error, before anything starts
     except (SettingsError, EmbeddedRedisError) as exc:
         raise click.UsageError(str(exc)) from None
+    check_port_free(host, port)  # before anything starts or is printed
     upgrade(settings.database_url)
 
     stopping = threading.Event()
@@ -90,7 +99,27 @@ def run_all(host: str, port: int, verbose: bool) -> int:
         if embedded is not None:
             embedded.stop()
     codes = [p.returncode for p in procs if p.returncode and p.returncode > 0]
+    if stopping.is_set():
+        click.echo("mrr run stopped.", err=True)
     return max(codes) if codes else 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail, naming the port and how to take another, when `host:port` cannot be bound:
+    before the banner, so no command printed for this run reaches another server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gunicorn binds: a port in TIME_WAIT after a previous run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} on {host} is already in use (another `mrr run`?); "
+                    f"stop it, or take another: PORT={port + 1} mrr run"
+                ) from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _redis(env: dict[str, str], database_url: str) -> tuple[str, str, EmbeddedRedis | None]:
@@ -120,9 +149,18 @@ def _start_children(
         *("--log-level", "info" if verbose else "warning"),
         "service.app:create_app()",
     ]
-    procs = [subprocess.Popen(worker, env=env)]
+
+    # Out of the terminal's process group: Ctrl-C reaches only `mrr run`, which stops
+    # them cleanly (SIGTERM: gunicorn's graceful stop, not its SIGQUIT to each worker).
+    # On Linux they die with it if it is killed.
+    def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command, env=env, start_new_session=True, preexec_fn=die_with_parent()
+        )
+
+    procs = [spawn(worker)]
     try:
-        procs.append(subprocess.Popen(web, env=env))
+        procs.append(spawn(web))
     except BaseException:
         _stop(procs)
         raise
@@ -172,6 +210,7 @@ def where(
     lines = [
         "",
         "mrr run is up; Ctrl-C stops it all.",
+        f"  dashboard {web}/dashboard  (sign in with the OPS_TOKEN below)",
         f"  web       {web}  (Stripe webhooks: POST {web}/webhooks/stripe)",
         f"  worker    RQ queue {settings.queue_name!r}, with its scheduler and the inbox sweeper",
         f"  database  {describe_database(settings.database_url)}",
@@ -180,6 +219,10 @@ def where(
     if generated:
         names = " and ".join(generated)
         lines.append(f"  secrets   {names} unset: random ones for this run, used below")
+    if "OPS_TOKEN" in generated:
+        lines.append(f"  OPS_TOKEN {env['OPS_TOKEN']}  (the dashboard's sign-in asks for it)")
+    else:
+        lines.append("  OPS_TOKEN from your environment (the dashboard's sign-in asks for it)")
     mrr = Path(sys.executable).with_name("mrr")
     mrr_cmd = _path(mrr) if mrr.exists() else "mrr"
     fixtures = _path(SAMPLE_EVENTS)

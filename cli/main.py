@@ -86,32 +86,87 @@ def replay(
     events = list(read_events(paths))
     if url:
         secret = secret or next(iter(runtime.settings.webhook_secrets), None)
-        result = _replay_http(events, url, secret)
+        result, stopped = _replay_http(events, url, secret)
     else:
+        stopped = None
         result = _replay_direct(events, runtime, sync)
     if as_json:
         click.echo(json.dumps(result))
-    else:
+    if stopped:
+        from cli.errors import Failed
+
+        raise Failed(stopped)
+    if not as_json:
         click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
+        if not url and not sync and result.get("stored"):
+            from cli.devrun import redact
+
+            click.echo(
+                f"stored in {_database(runtime)}, queued on {redact(runtime.settings.redis_url)}: "
+                "nothing is applied until a worker runs on both (`mrr worker`, or `mrr run`); "
+                "--sync applies them now",
+                err=True,
+            )
     if result.get("failed") or result.get("refused"):
         sys.exit(1)
 
 
-def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, int]:
-    from cli.replay import post_signed
+def _database(runtime: Runtime) -> str:
+    from cli.devrun import describe_database
+
+    return describe_database(runtime.settings.database_url)
+
+
+def _replay_http(
+    events: list[Any], url: str, secret: str | None
+) -> tuple[dict[str, int], str | None]:
+    """POST each event; stops at the first refusal every next event would get too (a
+    wrong secret or path: 4xx), or when no server answers: the counts, and then the one
+    line saying why it stopped."""
+    from cli.replay import Unreachable, post_signed
 
     if not secret:
         raise click.UsageError("--url needs --secret or STRIPE_WEBHOOK_SECRET")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        from cli.errors import Misused
+
+        raise Misused(
+            f"--url {url}: not an http(s) URL; e.g. http://127.0.0.1:8000/webhooks/stripe"
+        )
     counts = {"events": len(events), "accepted": 0, "refused": 0}
+    transient: dict[str, int] = {}
     with click.progressbar(events, label="posting", file=sys.stderr) as bar:
         for item in bar:
-            status = post_signed(url, secret, item.raw)
-            if status == 200:
+            try:
+                answer = post_signed(url, secret, item.raw)
+            except Unreachable as exc:
+                return counts, f"cannot POST to {url}: {exc}; is `mrr run` up at that URL?"
+            if answer.status == 200:
                 counts["accepted"] += 1
-            else:
-                counts["refused"] += 1
-                log.error("%s: server answered %s", item.source, status)
-    return counts
+                continue
+            counts["refused"] += 1
+            if answer.permanent:
+                sent = counts["accepted"] + counts["refused"]
+                hint = _REFUSAL_HINTS.get(answer.code) or _REFUSAL_HINTS.get(str(answer.status), "")
+                return counts, (
+                    f"{url} refused {item.source}: {answer.reason()}; stopped after "
+                    f"{sent} of {len(events)} event(s) ({counts['accepted']} accepted){hint}"
+                )
+            transient[answer.reason()] = transient.get(answer.reason(), 0) + 1
+    for reason, n in transient.items():
+        log.error("%d event(s) refused: %s (replay again: duplicates are ignored)", n, reason)
+    return counts, None
+
+
+#: What to do about a permanent refusal of `mrr replay --url`, by error code or status.
+_REFUSAL_HINTS = {
+    "bad_signature": "; is --secret the server's STRIPE_WEBHOOK_SECRET?",
+    "404": "; the webhook is POST /webhooks/stripe",
+    "405": "; the webhook is POST /webhooks/stripe",
+}
 
 
 def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str, int]:

@@ -5,8 +5,9 @@ Nothing here shows ids of customers or subscriptions, URLs or secrets.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, redirect, url_for
 from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pipeline.status import status as status_document
 from service.auth import require_ops_token
@@ -15,6 +16,12 @@ from service.openapi import build_openapi
 from service.prometheus import render
 
 bp = Blueprint("ops", __name__)
+
+
+@bp.get("/")
+def home() -> WerkzeugResponse:
+    """A browser opening the printed address lands on the dashboard (its sign-in)."""
+    return redirect(url_for("dashboard.index"), code=302)
 
 
 @bp.get("/healthz")

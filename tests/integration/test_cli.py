@@ -84,18 +84,56 @@ def test_replay_url_signs_and_posts_to_a_running_server(env, db, server, run_wor
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
 
 
-def test_replay_url_with_the_wrong_secret_reports_refusals(env, db, server) -> None:
-    code, out, _ = run(
-        "replay",
-        "--json",
-        "--url",
-        server,
-        "--secret",
-        "whsec_wrong",
-        str(FIXTURES / "2020-08-27" / "acme_01_created_trialing.json"),
+def _problem_lines(stderr: str) -> list[str]:
+    """What the user reads on stderr, without the progress bar's label."""
+    return [line for line in stderr.splitlines() if line.strip() and line.strip() != "posting"]
+
+
+def test_replay_url_with_the_wrong_secret_stops_with_the_servers_reason(env, db, server) -> None:
+    result = CliRunner().invoke(
+        cli, ["replay", "--json", "--url", server, "--secret", "whsec_wrong", str(FIXTURES)]
     )
-    assert code == 1
-    assert json.loads(out) == {"events": 1, "accepted": 0, "refused": 1}
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"events": 21, "accepted": 0, "refused": 1}
+    lines = _problem_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "HTTP 400 bad_signature" in lines[0]
+    assert "stopped after 1 of 21" in lines[0] and "--secret" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_url_with_a_wrong_path_stops_at_the_first_404(env, db, server) -> None:
+    wrong = server.replace("/webhooks/stripe", "/webhook")
+    result = CliRunner().invoke(cli, ["replay", "--url", wrong, "--secret", SECRET, str(FIXTURES)])
+    assert result.exit_code == 1
+    lines = _problem_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "HTTP 404" in lines[0] and "POST /webhooks/stripe" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "says", "status"),
+    [
+        ("http://127.0.0.1:{port}/webhooks/stripe", "is `mrr run` up", 1),
+        ("127.0.0.1:{port}/webhooks/stripe", "not an http(s) URL", 2),
+    ],
+)
+def test_replay_url_nobody_answers_is_one_line(env, url: str, says: str, status: int) -> None:
+    from tests.integration.processes import free_port
+
+    target = url.format(port=free_port())
+    result = CliRunner().invoke(cli, ["replay", "--url", target, "--secret", SECRET, str(FIXTURES)])
+    assert result.exit_code == status
+    lines = _problem_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert target in lines[0] and says in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_without_url_says_a_worker_applies(env, db) -> None:
+    code, _, err = run("replay", str(FIXTURES))
+    assert code == 0
+    assert "nothing is applied until a worker runs" in err and "--sync" in err
 
 
 def test_arrays_json_lines_and_directories(tmp_path: Path) -> None:
