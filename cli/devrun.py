@@ -236,7 +236,7 @@ def where(
     lines += [
         "",
         f"Try next, in another shell in {Path.cwd()}:",
-        f"  {mrr_cmd} replay {fixtures} --url {web}/webhooks/stripe{secret}",
+        f"  {mrr_cmd} replay {fixtures} --shift-to-now --url {web}/webhooks/stripe{secret}",
         f"  curl -s {auth} {web}/status",
         f'  curl -s {auth} "{web}/reports/summary?currency=usd"',
         "",

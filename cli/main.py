@@ -75,15 +75,28 @@ def migrate() -> None:
 @click.option("--url", help="POST each event, signed, to this running server instead.")
 @click.option("--secret", help="Signing secret for --url (default: STRIPE_WEBHOOK_SECRET).")
 @click.option("--sync", is_flag=True, help="Apply events inline, without Redis or a worker.")
+@click.option(
+    "--shift-to-now",
+    "shift",
+    is_flag=True,
+    help="Demo data: move every date in the events by whole days so the latest is today.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
 def replay(
-    paths: Sequence[str], url: str | None, secret: str | None, sync: bool, as_json: bool
+    paths: Sequence[str],
+    url: str | None,
+    secret: str | None,
+    sync: bool,
+    shift: bool,
+    as_json: bool,
 ) -> None:
     """Replay Stripe events from files (one event, a JSON array, or JSON lines; dirs recurse)."""
-    from pipeline.replay import read_events
+    from pipeline.replay import read_events, shift_to
 
     runtime = _runtime()
     events = list(read_events(paths))
+    if shift:
+        events = shift_to(events, int(runtime.now().timestamp()))
     if url:
         secret = secret or next(iter(runtime.settings.webhook_secrets), None)
         result, stopped = _replay_http(events, url, secret)

@@ -82,6 +82,51 @@ def _read_file(path: Path) -> Iterator[SourcedEvent]:
         yield SourcedEvent(where, _check(event, where), line)
 
 
+#: Unix times Stripe writes (2000-01-01 .. 2100-01-01): what `shift_to` moves.
+_EPOCHS = range(946_684_800, 4_102_444_800)
+_DAY_S = 86_400
+
+
+def _is_time_key(key: str) -> bool:
+    """Stripe's names for Unix times: `created`, `*_at`, `start`/`end`, `*_start`,
+    `*_end`, `*_date`, `billing_cycle_anchor` (every API version the samples cover)."""
+    return key in ("created", "start", "end", "date", "billing_cycle_anchor") or key.endswith(
+        ("_at", "_start", "_end", "_date")
+    )
+
+
+def shift_to(events: Sequence[SourcedEvent], now: int) -> list[SourcedEvent]:
+    """The same events moved by whole days so that the latest `created` is `now`'s
+    day: every Unix time in them moves together (periods, trials, cancellations), so
+    the ledger they make is the same one, dated recently. Ids are unchanged: a set
+    already stored is not stored again. For demo data (`mrr replay --shift-to-now`)."""
+    latest = max((int(e.event.get("created") or 0) for e in events), default=0)
+    if not latest:
+        return list(events)
+    days = (now - latest) // _DAY_S
+    delta = days * _DAY_S
+
+    def move(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: move(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v, key) for v in value]
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value in _EPOCHS
+            and _is_time_key(key)
+        ):
+            return value + delta
+        return value
+
+    shifted = []
+    for item in events:
+        event = move(item.event)
+        shifted.append(SourcedEvent(item.source, event, json.dumps(event)))
+    return shifted
+
+
 def _check(event: Any, where: str) -> dict[str, Any]:
     try:
         return parse_envelope(json.dumps(event))

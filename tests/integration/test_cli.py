@@ -263,3 +263,29 @@ def test_rebuild_keeps_the_planners_statistics_in_step(env, db, monkeypatch) -> 
                 break
             time.sleep(0.1)
         assert behind == []
+
+
+def test_replay_shift_to_now_dates_the_same_ledger_recently(env, db, monkeypatch) -> None:
+    """The quick start's demo data: the fixtures' ledger, every day moved by the same
+    whole number of days, the latest event today; the default report range shows it."""
+    import datetime as dt
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    code, _, err = run("replay", "--sync", "--shift-to-now", str(FIXTURES))
+    assert code == 0, err
+    rows = movement_rows(db)
+    expected = sorted(EXPECTED_MOVEMENTS)
+    assert len(rows) == len(expected)
+    shifts = {
+        (dt.date.fromisoformat(got[3]) - dt.date.fromisoformat(want[3])).days
+        for got, want in zip(rows, expected, strict=True)
+    }
+    assert len(shifts) == 1 and shifts.pop() > 0
+    assert [r[:3] + r[4:] for r in rows] == [r[:3] + r[4:] for r in expected]
+    latest = max(dt.date.fromisoformat(r[3]) for r in rows)
+    assert (dt.datetime.now(dt.UTC).date() - latest).days < 31
+
+    code, out, _ = run("report", "movements", "--json")  # the default range
+    assert code == 0
+    moved = [p for p in json.loads(out)["periods"] if p.get("new") or p.get("churned")]
+    assert moved, out
