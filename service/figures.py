@@ -273,7 +273,7 @@ def headline(
         Card(
             "Net MRR churn, last 30 days",
             pct(net),
-            _verdict(net),
+            _verdict(net, summary["gross_mrr_churn_rate"]),
             summary_source,
             _tone(net),
         ),
@@ -310,12 +310,18 @@ def customer_charts(doc: dict[str, Any], now: datetime) -> list[tuple[str, Marku
     return out
 
 
-def _verdict(rate: float | None) -> str:
+def _verdict(rate: float | None, gross: float | None) -> str:
+    """Net negative churn, yes or no, in words; a zero with no churn either is a month
+    where nothing moved, not one where expansion offset churn."""
     if rate is None:
         return "no MRR 30 days ago"
     if rate < 0:
-        return "net negative: expansion outgrows churn"
-    return "churn outgrows expansion" if rate > 0 else "expansion exactly offsets churn"
+        return "net negative churn: expansion outgrows churn"
+    if rate > 0:
+        return "not net negative: churn outgrows expansion"
+    if not gross:
+        return "no churn or expansion in these 30 days"
+    return "expansion exactly offsets churn"
 
 
 def _tone(rate: float | None) -> str:
