@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,7 @@ def mrr_run(cwd: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[b
             env=process_env({**base, **env}),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, as a terminal's: Ctrl-C is killpg
         )
     try:
         yield proc, out
@@ -77,9 +80,12 @@ def test_mrr_run_needs_nothing_configured(tmp_path: Path) -> None:
         assert f"embedded Valkey on {tmp_path / 'mrr-redis' / 'redis.sock'}" in text
         assert "STRIPE_WEBHOOK_SECRET and OPS_TOKEN unset" in text
         assert "Context impl" not in text and "Running upgrade" not in text  # no Alembic INFO
+        assert f"  dashboard http://127.0.0.1:{port}/dashboard" in text
+        assert re.search(r"^  OPS_TOKEN \S+  \(the dashboard's sign-in asks for it\)$", text, re.M)
 
         # The commands it prints work as printed.
         replay = next(line for line in text.splitlines() if " replay " in line)
+        assert "--shift-to-now" in replay  # demo data the default ranges show
         done = subprocess.run(
             shlex.split(replay), cwd=tmp_path, capture_output=True, timeout=120, check=False
         )
@@ -95,14 +101,30 @@ def test_mrr_run_needs_nothing_configured(tmp_path: Path) -> None:
                 "the fixtures applied",
             )
             summary_doc = ops.get_json("/reports/summary?currency=usd")
+            # The dashboard's default view is the reports' defaults: it shows movements.
+            movements = ops.get_json("/reports/movements?currency=usd")
+            status_doc = ops.get_json("/status")
+            home = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            home.request("GET", "/")
+            assert home.getresponse().getheader("Location", "").endswith("/dashboard")
+            home.close()
         finally:
             ops.close()
         assert inbox["received"] == inbox["processed"] == 21
         assert inbox["failed"] == 0
         assert summary_doc["currency"] == "usd"
+        assert any(p["new"] for p in movements["periods"]), movements
+        # The one basil event naming its discount by id is priced without it until
+        # STRIPE_API_KEY is set (README: What to try next); nothing else warns.
+        assert status_doc["warnings"] == [
+            "1 event(s) priced without Stripe API details (set STRIPE_API_KEY)"
+        ]
 
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in its terminal
         assert proc.wait(timeout=60) == 0, out.read_text()
+        said = out.read_text()
+        assert said.rstrip().endswith("mrr run stopped.")
+        assert "SIGQUIT" not in said and "Traceback" not in said
     # Everything it started is gone: the embedded server removed its socket on the way out.
     assert not (tmp_path / "mrr-redis" / "redis.sock").exists()
     assert "ready to exit" in (tmp_path / "mrr-redis" / "redis.log").read_text()
@@ -140,6 +162,20 @@ def test_mrr_run_uses_a_redis_answering_at_the_probe(tmp_path: Path) -> None:
             assert proc.wait(timeout=60) == 0, out.read_text()
     assert f"redis://127.0.0.1:{port}/0 (found answering at 127.0.0.1:{port})" in text
     assert not (tmp_path / "mrr-redis").exists()
+
+
+def test_a_second_mrr_run_on_a_busy_port_fails_before_its_banner(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        env = {"PORT": str(port), "MRR_REDIS_PROBE": f"127.0.0.1:{free_port()}"}
+        with mrr_run(tmp_path, env) as (proc, out):
+            assert proc.wait(timeout=60) == 1
+            lines = out.read_text().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"port {port}" in lines[0] and f"PORT={port + 1}" in lines[0]
+    assert not (tmp_path / "mrr-redis").exists()  # nothing was started
 
 
 def test_session_secrets_fill_in_only_what_is_unset() -> None:
