@@ -210,7 +210,8 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
 @click.option("--start", help="YYYY-MM-DD, snapped outward")
 @click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
-def report(kind: str, as_json: bool, as_csv: bool, **options: str | None) -> None:
+@click.option("--wide", is_flag=True, help="Every column, however wide (default: fit 100).")
+def report(kind: str, as_json: bool, as_csv: bool, wide: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json or --csv, the same document as over HTTP)."""
     from pipeline import reports as report_docs
 
@@ -229,7 +230,7 @@ def report(kind: str, as_json: bool, as_csv: bool, **options: str | None) -> Non
         return
     from cli.render import print_report
 
-    print_report(kind, doc)
+    print_report(kind, doc, wide=wide)
 
 
 @cli.command()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from reporting.display import decimal, money, pct
 from reporting.rows import FIELDS, Field
@@ -39,15 +41,66 @@ def summary_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def movements_table(doc: dict[str, Any]) -> Table:
-    """The period rows, with the columns `reporting.rows.FIELDS` gives a heading."""
+#: Width the tables fit by default (`--wide`: every column, whatever the width).
+FIT_WIDTH = 100
+#: Movements columns kept first when not all fit (then the rest, in `FIELDS` order).
+MOVEMENTS_PRIORITY = (
+    "period_start",
+    "new",
+    "expansion",
+    "contraction",
+    "churn",
+    "net_mrr_churn_rate",
+    "ending_mrr",
+)
+
+
+def movements_table(doc: dict[str, Any], width: int | None = None) -> Table:
+    """The period rows, with the columns `reporting.rows.FIELDS` gives a heading: those
+    that fit `width` whole (None: all), the most telling first; never a cut figure."""
     currency = doc["currency"]
-    columns = [f for f in FIELDS if f.heading]
-    table = Table(title=f"MRR movements ({currency}, by {doc['period']})")
-    for f in columns:
-        table.add_column(f.heading or f.name, justify="left" if f.kind == "period" else "right")
-    for row in doc["periods"]:
-        table.add_row(*(_cell(f, row[f.name], currency) for f in columns))
+    fields = [f for f in FIELDS if f.heading]
+    columns = [
+        (f.heading or f.name, [_cell(f, row[f.name], currency) for row in doc["periods"]])
+        for f in fields
+    ]
+    names = [f.name for f in fields]
+    rank = [names.index(n) for n in MOVEMENTS_PRIORITY if n in names]
+    rank += [n for n in range(len(fields)) if n not in rank]
+    return _fitted(f"MRR movements ({currency}, by {doc['period']})", columns, rank, width)
+
+
+def _fitted(
+    title: str,
+    columns: list[tuple[str, list[str]]],
+    rank: list[int],
+    width: int | None,
+    contiguous: bool = False,
+) -> Table:
+    """A table of `columns` (heading, cells), keeping, in `rank` order, those that fit
+    `width` at their full width (all when None; with `contiguous`, up to the first
+    that does not), shown in their own order; the first is left-aligned. A caption
+    counts those left out and names `--wide`."""
+    kept: set[int] = set()
+    used = 1  # the table's edge
+    for n in rank:
+        heading, cells = columns[n]
+        need = max([len(heading), *(Text.from_markup(c).cell_len for c in cells)]) + 3
+        if width is not None and kept and used + need > width:
+            if contiguous:
+                break
+            continue
+        kept.add(n)
+        used += need
+    shown = [columns[n] for n in sorted(kept)]
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for n, (heading, _) in enumerate(shown):
+        table.add_column(heading, justify="left" if n == 0 else "right", no_wrap=True)
+    for row in zip(*(cells for _, cells in shown), strict=True):
+        table.add_row(*row)
+    hidden = len(columns) - len(kept)
+    if hidden:
+        table.caption = f"{hidden} more column(s): --wide shows them all"
     return table
 
 
@@ -61,25 +114,23 @@ def _cell(f: Field, value: Any, currency: str) -> str:
     return str(value)
 
 
-def cohorts_table(doc: dict[str, Any]) -> Table:
+def cohorts_table(doc: dict[str, Any], width: int | None = None) -> Table:
+    """One row per cohort: its months' revenue retention, as many months as fit `width`."""
     cohorts = doc["cohorts"]
-    width = max((len(c["months"]) for c in cohorts), default=0)
-    table = Table(title=f"Revenue retention by cohort ({doc['currency']})")
-    table.add_column("cohort")
-    table.add_column("customers", justify="right")
-    table.add_column("new MRR", justify="right")
-    for offset in range(width):
-        table.add_column(f"M{offset}", justify="right")
-    for c in cohorts:
-        cells = [pct(m["revenue_retention"]) for m in c["months"]]
-        table.add_row(
-            c["cohort"],
-            str(c["customers"]),
-            money(c["new_mrr"], doc["currency"]),
-            *cells,
-            *([""] * (width - len(cells))),
-        )
-    return table
+    months = max((len(c["months"]) for c in cohorts), default=0)
+    columns = [
+        ("cohort", [c["cohort"] for c in cohorts]),
+        ("customers", [str(c["customers"]) for c in cohorts]),
+        ("new MRR", [money(c["new_mrr"], doc["currency"]) for c in cohorts]),
+    ]
+    for offset in range(months):
+        cells = [
+            pct(c["months"][offset]["revenue_retention"]) if offset < len(c["months"]) else ""
+            for c in cohorts
+        ]
+        columns.append((f"M{offset}", cells))
+    title = f"Revenue retention by cohort ({doc['currency']})"
+    return _fitted(title, columns, list(range(len(columns))), width, contiguous=True)
 
 
 def problems_table(found: list[Any]) -> Table:
@@ -101,16 +152,30 @@ RENDERERS = {"summary": summary_table, "movements": movements_table, "cohorts": 
 PIPE_WIDTH = 200
 
 
-def print_report(kind: str, doc: dict[str, Any], console: Console | None = None) -> None:
-    print_table(RENDERERS[kind](doc), console)
+def print_report(
+    kind: str, doc: dict[str, Any], console: Console | None = None, wide: bool = False
+) -> None:
+    """The report's table: at most `FIT_WIDTH` columns wide (the terminal's, if
+    narrower) unless `wide`, which shows every column however wide."""
+    console = console or _console()
+    if kind == "summary":
+        print_table(summary_table(doc), console)
+        return
+    width = None if wide else min(console.width, FIT_WIDTH)
+    table = movements_table(doc, width) if kind == "movements" else cohorts_table(doc, width)
+    if wide:  # never folded: as wide as the table needs
+        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+        console = Console(file=console.file, width=max(console.width, needed))
+    print_table(table, console)
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 
 def print_table(table: Table, console: Console | None = None) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=PIPE_WIDTH)
-    console.print(table)
+    (console or _console()).print(table)
 
 
 def drift_table(doc: dict[str, Any]) -> Table:

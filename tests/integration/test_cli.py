@@ -289,3 +289,36 @@ def test_replay_shift_to_now_dates_the_same_ledger_recently(env, db, monkeypatch
     assert code == 0
     moved = [p for p in json.loads(out)["periods"] if p.get("new") or p.get("churned")]
     assert moved, out
+
+
+@pytest.mark.parametrize("kind", ["movements", "cohorts"])
+@pytest.mark.parametrize("width", [80, 100])
+def test_report_tables_fit_the_terminal_and_wide_shows_everything(
+    env, db, kind: str, width: int
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from cli.render import print_report
+
+    run("replay", "--sync", str(FIXTURES))
+    code, out, _ = run("report", kind, "--json", "--currency", "usd", "--start", "2024-01-01")
+    assert code == 0
+    doc = json.loads(out)
+
+    def printed(wide: bool) -> list[str]:
+        buffer = io.StringIO()
+        print_report(kind, doc, Console(file=buffer, width=width), wide=wide)
+        return buffer.getvalue().splitlines()
+
+    fitted = printed(wide=False)
+    assert max(len(line) for line in fitted) <= width
+    assert not any("…" in line for line in fitted)  # no figure cut
+    assert "--wide shows them all" in fitted[-1]
+    assert "288.33" in "\n".join(fitted)  # January's new MRR, or its cohort's
+    wide = printed(wide=True)
+    assert max(len(line) for line in wide) > width
+    assert not any("…" in line or "--wide" in line for line in wide)
+    heads = "NRR" if kind == "movements" else "M10"
+    assert heads in "\n".join(wide) and heads not in "\n".join(fitted)
