@@ -30,3 +30,24 @@ def test_the_verdict_never_claims_an_offset_when_nothing_moved(
     assert says in _verdict(net, gross)
     if not gross:
         assert "offsets" not in _verdict(net, gross)
+
+
+def test_the_empty_ledger_page_names_commands_that_exist_in_the_users_shell(client) -> None:
+    from tests.service.test_dashboard import sign_in
+
+    sign_in(client)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert ".venv/bin/mrr replay pipeline/samples/stripe --shift-to-now" in html
+    assert "$STRIPE_WEBHOOK_SECRET" not in html
+
+
+def test_a_deleted_subscription_is_canceled_not_also_cancelling(db, settings, client) -> None:
+    from tests.service.test_dashboard import sign_in
+    from tests.service.test_ops_reports import apply_fixtures
+
+    apply_fixtures(db, settings)
+    sign_in(client)
+    doc = client.get("/reports/customers/cus_acme").json
+    assert any(s["status"] == "canceled" for s in doc["subscriptions"])
+    html = client.get("/dashboard/customers/cus_acme").get_data(as_text=True)
+    assert "canceled" in html and "· cancels" not in html
