@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
@@ -322,11 +322,14 @@ def step_line(
     label: str,
 ) -> Markup:
     """A value over real time that holds between changes (a customer's MRR): a step
-    path from the first point to `until`, a mark at every change."""
+    path from the first point to `until` (to just after the last change when it ends at
+    zero: a churned history keeps its width), a mark at every change, ticks on months."""
     if not points:
         return _svg([], label)
     t0 = points[0][0].timestamp()
-    t1 = max(until.timestamp(), points[-1][0].timestamp(), t0 + 1)
+    last = points[-1][0].timestamp()
+    end = until.timestamp() if points[-1][1] else last + max((last - t0) / 10, 86_400)
+    t1 = max(end, last, t0 + 1)
     frame = _Frame(0, max(v for _, v in points), 1)
     span = WIDTH - LEFT - RIGHT
 
@@ -347,15 +350,36 @@ def step_line(
         )
     y = _n(frame.height - 8)
     parts.append('<g class="axis">')
-    for k in range(4):
-        moment = datetime.fromtimestamp(t0 + (t1 - t0) * k / 3, tz=points[0][0].tzinfo)
-        anchor = ("start", "middle", "middle", "end")[k]
+    for moment, text in _time_ticks(points[0][0], datetime.fromtimestamp(t1, tz=UTC)):
         parts.append(
-            f'<text class="tick" x="{_n(LEFT + span * k / 3)}" y="{y}" '
-            f'text-anchor="{anchor}">{_text(moment.strftime("%Y-%m-%d"))}</text>'
+            f'<text class="tick" x="{_n(x(moment))}" y="{y}" '
+            f'text-anchor="middle">{_text(text)}</text>'
         )
     parts.append("</g>")
     return _svg(parts, label)
+
+
+def _time_ticks(start: datetime, end: datetime, most: int = 4) -> list[tuple[datetime, str]]:
+    """Ticks on the first of a month (every k months, at most `most`), labelled
+    "Mar 2024"; over less than two months, on `most` evenly spaced days."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    months = (end.year - start.year) * 12 + end.month - start.month
+    if months < 2:
+        step = (end - start) / most
+        return [
+            (start + step * (k + 0.5), (start + step * (k + 0.5)).strftime("%b %d"))
+            for k in range(most)
+        ]
+    every = math.ceil(months / most)
+    ticks = []
+    index = start.year * 12 + start.month  # the month after start's: its first day
+    while True:
+        moment = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+        if moment > end:
+            break
+        ticks.append((moment, moment.strftime("%b %Y")))
+        index += every
+    return ticks
 
 
 def heat_class(rate: float | None) -> str:

@@ -95,7 +95,18 @@ def test_the_step_line_marks_every_change() -> None:
     svg = charts.step_line(points, datetime(2024, 6, 1, tzinfo=UTC), str, str, "mrr")
     assert values(svg) == [100, 0]
     assert 'class="step"' in svg
-    assert ">2024-01-01<" in svg and ">2024-06-01<" in svg
+    # Ended at zero: the axis stops just after the churn, not at `until`; month ticks.
+    assert ">Feb 2024<" in svg and ">Mar 2024<" in svg and "2024-06" not in svg
+    assert "Jun 2024" not in svg
+
+
+def test_a_live_step_line_runs_to_now_with_a_few_month_ticks() -> None:
+    points = [(datetime(2024, 1, 9, tzinfo=UTC), 100), (datetime(2024, 3, 17, tzinfo=UTC), 150)]
+    svg = charts.step_line(points, datetime(2026, 12, 3, tzinfo=UTC), str, str, "mrr")
+    ticks = re.findall(r'class="tick"[^>]*text-anchor="middle">([^<]+)<', svg)
+    assert 2 <= len(ticks) <= 4
+    assert all(re.fullmatch(r"[A-Z][a-z]{2} 20\d\d", t) for t in ticks)
+    assert ticks[0] == "Feb 2024" and ticks[-1].endswith("2026")
 
 
 @pytest.mark.parametrize(
