@@ -51,3 +51,24 @@ def test_a_deleted_subscription_is_canceled_not_also_cancelling(db, settings, cl
     assert any(s["status"] == "canceled" for s in doc["subscriptions"])
     html = client.get("/dashboard/customers/cus_acme").get_data(as_text=True)
     assert "canceled" in html and "· cancels" not in html
+
+
+def test_churn_reasons_and_voluntary_or_delinquent_have_distinct_colours() -> None:
+    """One chart's legend lists the reasons beside "Voluntary" and "Delinquent": no two
+    of its colours are near each other (RGB distance)."""
+    import re
+    from itertools import combinations
+    from pathlib import Path
+
+    import service
+
+    css = (Path(service.__file__).parent / "static" / "dashboard.css").read_text()
+    colours = dict(re.findall(r"\.(r\d|k-voluntary|k-delinquent) \{ --c: #([0-9a-f]{6}); \}", css))
+    assert len(colours) == 10
+
+    def rgb(hex_: str) -> tuple[int, ...]:
+        return tuple(int(hex_[i : i + 2], 16) for i in (0, 2, 4))
+
+    for (a, x), (b, y) in combinations(colours.items(), 2):
+        distance = sum((p - q) ** 2 for p, q in zip(rgb(x), rgb(y), strict=True)) ** 0.5
+        assert distance > 70, (a, b)  # the old orange pair was 34 apart
