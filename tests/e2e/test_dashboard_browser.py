@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,44 @@ def test_an_empty_ledger_opens_on_how_to_feed_it(browser, web, shots) -> None:
     no_horizontal_scroll(page)
     page.screenshot(path=str(shots / "first-run-390.png"), full_page=True)
     context.close()
+
+
+#: Committed screenshots of the quick start's first screen (the rest stay git-ignored).
+QUICK_START_SHOTS = Path(__file__).parent / "screenshots"
+#: Every heatmap header or cell whose text is wider than its box (cut, e.g. "M10").
+CLIPPED = """
+() => [...document.querySelectorAll('.heatmap th, .heatmap td')]
+  .filter((c) => c.scrollWidth > c.clientWidth + 0.5).map((c) => c.textContent)
+"""
+
+
+def test_the_quick_start_opens_on_a_full_dashboard(browser, web, run_worker) -> None:
+    """The quick start's replay (`--shift-to-now`) and the dashboard's default view:
+    every chart draws data, no cohort header is cut at 390 px; screenshots at 1400 and
+    390 px are saved under `tests/e2e/screenshots/quick-start-*.png` (committed)."""
+    from pipeline.replay import SourcedEvent, shift_to
+
+    events = [SourcedEvent("fixture", e, json.dumps(e)) for e in load_fixture_events()]
+    client = WebClient(int(web.rsplit(":", 1)[1]), SECRET, OPS_TOKEN)
+    try:
+        for item in shift_to(events, int(time.time())):
+            assert client.post_event(item.raw) == 200
+        assert run_worker() == 0
+    finally:
+        client.close()
+    QUICK_START_SHOTS.mkdir(exist_ok=True)
+    for viewport, name in (({"width": 1400, "height": 900}, "1400"), (PHONE, "390")):
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        page.goto(web + "/")  # the address `mrr run` prints leads to the sign-in
+        page.wait_for_url("**/dashboard/login**")
+        page.fill("#token", OPS_TOKEN)
+        page.click("form.login button[type=submit]")
+        page.wait_for_url(web + "/dashboard")
+        # The default currency is the one with the most MRR, euros: no churn in them.
+        for figure in (f for f in FIGURES if f != "churn"):
+            assert page.evaluate(DRAWN, figure)["data"] > 0, (name, figure)
+        assert page.evaluate(CLIPPED) == [], name
+        no_horizontal_scroll(page)
+        page.screenshot(path=str(QUICK_START_SHOTS / f"quick-start-{name}.png"), full_page=True)
+        context.close()
