@@ -101,7 +101,9 @@ def index() -> str:
     summary, movements, cohorts = docs
     currency = summary["currency"]
     rows = movements["periods"]
-    row = next((r for r in rows if r["period_start"] == focus), rows[-1])
+    # Default: the latest period where MRR moved (the current one may be quiet yet).
+    moved = [r for r in rows if any(r[k] for k in figures.MOVEMENT_KEYS)] or rows
+    row = next((r for r in rows if r["period_start"] == focus), moved[-1])
     sources = {
         "summary": url_for("reports.summary", currency=currency),
         "movements": url_for(

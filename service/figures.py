@@ -146,7 +146,27 @@ def net_churn_figure(doc: dict[str, Any], source: str) -> Figure:
         source,
         (chart,),
         [("Net negative (expansion beats churn)", "k-neg"), ("Net churn", "k-pos")],
+        range_verdict(doc),
     )
+
+
+#: The flows of a period row: a period where one is not zero is one where MRR moved.
+MOVEMENT_KEYS = ("new", "expansion", "contraction", "churn", "reactivation")
+
+
+def range_verdict(doc: dict[str, Any]) -> str:
+    """Whether the shown range as a whole has net negative churn: expansion and
+    reactivation over churn and contraction, in words; or that nothing moved."""
+    rows, currency = doc["periods"], doc["currency"]
+    gained = sum(r["expansion"] + r["reactivation"] for r in rows)
+    lost = sum(r["churn"] + r["contraction"] for r in rows)
+    if not gained and not lost:
+        return "Over this range: no churn or expansion yet."
+    code = currency.upper()
+    figures = f"expansion +{money(gained, currency)} {code}, churn −{money(lost, currency)} {code}"
+    if gained > lost:
+        return f"Over this range: net negative churn ({figures})."
+    return f"Over this range: not net negative ({figures})."
 
 
 def levers_figure(doc: dict[str, Any], source: str) -> Figure:

@@ -3,6 +3,8 @@ says plainly whether there is net negative churn, or that nothing moved."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from service.figures import _verdict
@@ -72,3 +74,21 @@ def test_churn_reasons_and_voluntary_or_delinquent_have_distinct_colours() -> No
     for (a, x), (b, y) in combinations(colours.items(), 2):
         distance = sum((p - q) ** 2 for p, q in zip(rgb(x), rgb(y), strict=True)) ** 0.5
         assert distance > 70, (a, b)  # the old orange pair was 34 apart
+
+
+def test_the_default_view_says_whether_the_range_is_net_negative(db, settings, client) -> None:
+    from tests.service.test_dashboard import sign_in
+    from tests.service.test_ops_reports import apply_fixtures
+
+    apply_fixtures(db, settings)
+    sign_in(client)
+    html = client.get("/dashboard?currency=usd&start=2024-01-01&end=2025-01-01").get_data(
+        as_text=True
+    )
+    assert "Over this range: not net negative (expansion +" in html
+    # The waterfall's default is the latest month where MRR moved, not a quiet December.
+    assert "Waterfall: June 2024" in html, re.findall(r"Waterfall: [^<]*", html)
+    html = client.get("/dashboard?currency=usd&start=2023-01-01&end=2023-06-01").get_data(
+        as_text=True
+    )
+    assert "Over this range: no churn or expansion yet." in html
