@@ -1,6 +1,6 @@
 """What `mrr` prints and returns for an error, in one place: one line on stderr (two at
-most) that names what to do, and an exit status. No traceback reaches a user for an
-expected failure; `-v` shows it.
+most) that names what to do, and an exit status. No traceback reaches a user, for an
+expected failure or a bug; `-v` shows it.
 
 Exit statuses: 1 an operation failed (the database, Redis, Stripe, a file), 2 a usage
 error (click's own, a bad setting or parameter), 3 the work was done but part of it is
@@ -54,7 +54,8 @@ class Misused(Failed):
 
 class Group(click.Group):
     """The `mrr` group: every command's expected errors become one line (`explain`);
-    `-v` logs the traceback too. An unexpected error keeps its traceback."""
+    `-v` logs the traceback too. An unexpected error is one line too, naming `-v`,
+    which raises it with its traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -63,9 +64,17 @@ class Group(click.Group):
             raise
         except Exception as exc:
             found = explain(exc)
+            verbose = bool(ctx.obj and ctx.obj.get("verbose"))
             if found is None:
-                raise
-            if ctx.obj and ctx.obj.get("verbose"):
+                if verbose:
+                    raise
+                # A bug: one line saying how to see where, not a traceback.
+                name = ctx.invoked_subcommand or "…"
+                raise Failed(
+                    f"unexpected {type(exc).__name__}: {exc} "
+                    f"(`mrr -v {name} …` prints the traceback to report)"
+                ) from None
+            if verbose:
                 logging.getLogger("mrr").exception("details")
             message, status = found
             raise (Misused if status == USAGE else Failed)(message) from None

@@ -322,3 +322,18 @@ def test_report_tables_fit_the_terminal_and_wide_shows_everything(
     assert not any("…" in line or "--wide" in line for line in wide)
     heads = "NRR" if kind == "movements" else "M10"
     assert heads in "\n".join(wide) and heads not in "\n".join(fitted)
+
+
+def test_an_unexpected_error_is_one_line_naming_verbose(env, db, monkeypatch) -> None:
+    import pipeline.redrive
+
+    def broken(runtime: object) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(pipeline.redrive, "failed", broken)
+    result = CliRunner().invoke(cli, ["failed"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unexpected KeyError" in lines[0] and "mrr -v failed" in lines[0]
+    verbose = CliRunner().invoke(cli, ["-v", "failed"])
+    assert isinstance(verbose.exception, KeyError)  # -v raises it, traceback and all
