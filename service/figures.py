@@ -163,7 +163,8 @@ def range_verdict(doc: dict[str, Any]) -> str:
     if not gained and not lost:
         return "Over this range: no churn or expansion yet."
     code = currency.upper()
-    figures = f"expansion +{money(gained, currency)} {code}, churn −{money(lost, currency)} {code}"
+    out = f"churn and contraction −{money(lost, currency)} {code}" if lost else "no churn"
+    figures = f"expansion and reactivation +{money(gained, currency)} {code}, {out}"
     if gained > lost:
         return f"Over this range: net negative churn ({figures})."
     return f"Over this range: not net negative ({figures})."

@@ -85,7 +85,7 @@ def test_the_default_view_says_whether_the_range_is_net_negative(db, settings, c
     html = client.get("/dashboard?currency=usd&start=2024-01-01&end=2025-01-01").get_data(
         as_text=True
     )
-    assert "Over this range: not net negative (expansion +" in html
+    assert "Over this range: not net negative (expansion and reactivation +" in html
     # The waterfall's default is the latest month where MRR moved, not a quiet December.
     assert "Waterfall: June 2024" in html, re.findall(r"Waterfall: [^<]*", html)
     html = client.get("/dashboard?currency=usd&start=2023-01-01&end=2023-06-01").get_data(
