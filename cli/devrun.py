@@ -117,7 +117,7 @@ def check_port_free(host: str, port: int) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise click.ClickException(
                     f"port {port} on {host} is already in use (another `mrr run`?); "
-                    f"stop it, or take another: PORT={port + 1} mrr run"
+                    f"stop it, or set another, e.g. PORT={port + 1}"
                 ) from None
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
