@@ -111,13 +111,18 @@ def replay(
         raise Failed(stopped)
     if not as_json:
         click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
-        if not url and not sync and result.get("stored"):
+        if not url and not sync and (result.get("enqueued") or result.get("left_for_sweeper")):
             from cli.devrun import redact
 
+            redis_url = redact(runtime.settings.redis_url)
+            queued = (
+                f"queued on {redis_url}"
+                if result.get("enqueued")
+                else f"not queued ({redis_url} does not answer; a worker's sweeper will)"
+            )
             click.echo(
-                f"stored in {_database(runtime)}, queued on {redact(runtime.settings.redis_url)}: "
-                "nothing is applied until a worker runs on both (`mrr worker`, or `mrr run`); "
-                "--sync applies them now",
+                f"stored in {_database(runtime)}, {queued}: nothing is applied until a worker "
+                "runs on that database (`mrr worker`, or `mrr run`); --sync applies them now",
                 err=True,
             )
     if result.get("failed") or result.get("refused"):

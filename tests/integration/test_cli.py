@@ -337,3 +337,10 @@ def test_an_unexpected_error_is_one_line_naming_verbose(env, db, monkeypatch) ->
     assert len(lines) == 1 and "unexpected KeyError" in lines[0] and "mrr -v failed" in lines[0]
     verbose = CliRunner().invoke(cli, ["-v", "failed"])
     assert isinstance(verbose.exception, KeyError)  # -v raises it, traceback and all
+
+
+def test_replay_with_redis_down_says_the_sweeper_will_queue(env, db, monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    result = CliRunner().invoke(cli, ["replay", str(FIXTURES)])
+    assert "does not answer; a worker's sweeper will" in result.stderr
+    assert "nothing is applied until a worker runs" in result.stderr
