@@ -5,7 +5,9 @@ The fixture events go in as signed webhooks through the running web process and 
 applied by an RQ worker, as in production. The browser signs in through the form, uses
 the pickers, reads every chart, follows a JSON link and the search box, signs out, and
 saves screenshots at 1280 and 390 px to `E2E_SCREENSHOTS` (default
-`tests/e2e/screenshots/`, git-ignored); the folder is printed.
+`tests/e2e/screenshots/`, git-ignored); the folder is printed. The quick start's first
+screen, at 1400 and 390 px, is saved as `tests/e2e/screenshots/quick-start-*.png`,
+which are committed: what a newcomer sees after `script/run` and the printed replay.
 
 Select these tests with `-m e2e`. Without chromium they are skipped, except in CI
 (`CI` set), where a missing browser is a failure.
