@@ -77,7 +77,9 @@ def run_all(host: str, port: int, verbose: bool) -> int:
     upgrade(settings.database_url)
 
     stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # The children are out of the terminal's group: a closed terminal (SIGHUP) stops
+    # them through us too.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.set())
     embedded: EmbeddedRedis | None = None
     try:

@@ -178,6 +178,18 @@ def test_a_second_mrr_run_on_a_busy_port_fails_before_its_banner(tmp_path: Path)
     assert not (tmp_path / "mrr-redis").exists()  # nothing was started
 
 
+def test_a_closed_terminal_stops_mrr_run_and_its_children(tmp_path: Path) -> None:
+    """The children run outside the terminal's process group (so that Ctrl-C reaches
+    only `mrr run`): a hang-up must stop them through it as well."""
+    env = {"PORT": str(free_port()), "MRR_REDIS_PROBE": f"127.0.0.1:{free_port()}"}
+    with mrr_run(tmp_path, env) as (proc, out):
+        summary(out, proc)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=60) == 0, out.read_text()
+        assert out.read_text().rstrip().endswith("mrr run stopped.")
+    assert not (tmp_path / "mrr-redis" / "redis.sock").exists()
+
+
 def test_session_secrets_fill_in_only_what_is_unset() -> None:
     env = {"STRIPE_WEBHOOK_SECRET": "whsec_mine", "OPS_TOKEN": " "}
     assert session_secrets(env) == ["OPS_TOKEN"]
