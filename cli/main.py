@@ -252,6 +252,58 @@ def _with_progress(run: Callable[[Callable[[str, int], None]], T]) -> T:
         return run(progress)
 
 
+@cli.group()
+def fx() -> None:
+    """Exchange rates of the reporting currency (ECB reference rates, SPEC §10)."""
+
+
+@fx.command("update")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
+def fx_update(as_json: bool) -> None:
+    """Fetch the ECB history from FX_RATES_URL (a URL or a local path) and replace the
+    stored rates with it; a malformed file replaces nothing."""
+    from pipeline.fx import update
+
+    runtime = _runtime()
+    click.echo(f"fetching {runtime.settings.fx_source}", err=True)
+    result = _with_progress(lambda progress: update(runtime, progress))
+    doc = result.document()
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        click.echo(
+            f"stored {doc['rates']:,} rates of {doc['currencies']} currencies, "
+            f"{doc['oldest']} to {doc['newest']}; {len(doc['covered'])} convert "
+            f"(a rate on {doc['newest']})",
+            err=True,
+        )
+
+
+@fx.command("show")
+@click.option("--date", "day", help="YYYY-MM-DD (default: today, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead.")
+def fx_show(day: str | None, as_json: bool) -> None:
+    """Print the rates in force on a date (units per EUR) and the newest rate's date."""
+    from datetime import date
+
+    from pipeline.fx import rates, show
+
+    try:
+        when = None if day is None else date.fromisoformat(day)
+    except ValueError:
+        raise click.BadParameter(f"not a date YYYY-MM-DD: {day!r}", param_hint="--date") from None
+    runtime = _runtime()
+    doc = show(runtime, when)
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from cli.render import print_table, rates_table
+
+    found = rates(runtime)
+    print_table(rates_table(doc))
+    click.echo(f"newest rate {doc['newest']}; {found.source} ({found.origin})", err=True)
+
+
 @cli.command()
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 @click.option(

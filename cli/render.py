@@ -82,6 +82,16 @@ def cohorts_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def rates_table(doc: dict[str, Any]) -> Table:
+    """`mrr fx show`: units of each currency per EUR in force on the date."""
+    table = Table(title=f"Exchange rates on {doc['date']} (units per EUR)")
+    table.add_column("currency")
+    table.add_column("per EUR", justify="right")
+    for currency, per_eur in doc["rates"].items():
+        table.add_row(currency.upper(), str(per_eur))
+    return table
+
+
 def problems_table(found: list[Any]) -> Table:
     """Failed and quarantined events (`mrr failed`): ids and reasons, never payloads."""
     table = Table(title=f"Failed or quarantined events ({len(found)})")

@@ -55,6 +55,8 @@ OPERATOR_CONFIG = (
     "OPS_TOKEN",
     "MRR_QUEUE",
     "RECONCILE_EVERY_S",
+    "REPORTING_CURRENCY",
+    "FX_RATES_URL",
 )
 #: What the suite was started with, for the test that checks the scrubbing.
 STARTED_WITH = {name: os.environ[name] for name in OPERATOR_CONFIG if name in os.environ}
