@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reporting.display import decimal, money, pct
-from reporting.rows import FIELDS, Field
+from reporting.rows import CONVERTED_FIELDS, FIELDS, Field
 
 
 def summary_table(doc: dict[str, Any]) -> Table:
@@ -36,18 +36,34 @@ def summary_table(doc: dict[str, Any]) -> Table:
         f"{c['currency']} {money(c['mrr'], c['currency'])}" for c in doc["currencies"]
     )
     table.caption = f"all currencies: {others}" if others else None
+    table.caption = _unconverted_note(doc, table.caption)
     return table
+
+
+def _unconverted_note(doc: dict[str, Any], caption: Any) -> str | None:
+    """A converted document's caption: what it left out (no rate) and its rates' date."""
+    notes = [str(caption)] if caption else []
+    left = doc.get("unconverted") or {}
+    if left:
+        shown = ", ".join(f"{money(m, c)} {c}" for c, m in left.items())
+        notes.append(f"not converted (no exchange rate): {shown}")
+    rates = doc.get("rates")
+    if rates:
+        notes.append(f"converted with the {rates['source']} ECB rates up to {rates['newest']}")
+    return "; ".join(notes) or None
 
 
 def movements_table(doc: dict[str, Any]) -> Table:
     """The period rows, with the columns `reporting.rows.FIELDS` gives a heading."""
     currency = doc["currency"]
-    columns = [f for f in FIELDS if f.heading]
+    converted = "unconverted" in doc
+    columns = [f for f in (CONVERTED_FIELDS if converted else FIELDS) if f.heading]
     table = Table(title=f"MRR movements ({currency}, by {doc['period']})")
     for f in columns:
         table.add_column(f.heading or f.name, justify="left" if f.kind == "period" else "right")
     for row in doc["periods"]:
         table.add_row(*(_cell(f, row[f.name], currency) for f in columns))
+    table.caption = _unconverted_note(doc, None)
     return table
 
 
@@ -79,6 +95,7 @@ def cohorts_table(doc: dict[str, Any]) -> Table:
             *cells,
             *([""] * (width - len(cells))),
         )
+    table.caption = _unconverted_note(doc, None)
     return table
 
 
