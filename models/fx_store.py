@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from itertools import islice
 
@@ -20,9 +20,11 @@ CHUNK = 5000
 
 @dataclass(frozen=True)
 class Load:
-    """The latest `mrr fx update`: its id names the stored history."""
+    """The latest `mrr fx update`: it names the stored history (with its time, since a
+    wiped table may hand an id out again)."""
 
     id: int
+    loaded_at: datetime
     rates: int
     currencies: int
     oldest: date
@@ -32,7 +34,14 @@ class Load:
 def latest_load(session: Session) -> Load | None:
     """The latest load, None when no history was ever stored (the shipped one is used)."""
     row = session.execute(
-        select(FxLoad.id, FxLoad.rates, FxLoad.currencies, FxLoad.oldest, FxLoad.newest)
+        select(
+            FxLoad.id,
+            FxLoad.loaded_at,
+            FxLoad.rates,
+            FxLoad.currencies,
+            FxLoad.oldest,
+            FxLoad.newest,
+        )
         .order_by(FxLoad.id.desc())
         .limit(1)
     ).first()
@@ -68,4 +77,4 @@ def replace_rates(
     load = FxLoad(rates=count, currencies=currencies, oldest=oldest, newest=newest)
     session.add(load)
     session.flush()
-    return Load(load.id, count, currencies, oldest, newest)
+    return Load(load.id, load.loaded_at, count, currencies, oldest, newest)

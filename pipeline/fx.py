@@ -59,7 +59,7 @@ class Rates:
         return Converter(self.history, target)
 
 
-_cache: dict[str, tuple[int, RateHistory]] = {}
+_cache: dict[str, tuple[Load, RateHistory]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -76,12 +76,12 @@ def rates_in(session: Session, database: str) -> Rates:
         return Rates(shipped_history(), SHIPPED, shipped_package())
     with _cache_lock:
         cached = _cache.get(database)
-    if cached is None or cached[0] != load.id:
+    if cached is None or cached[0] != load:
         history = RateHistory.from_rows(stored_rates(session))
-        cached = (load.id, history)
+        cached = (load, history)
         with _cache_lock:
             _cache[database] = cached
-    return Rates(cached[1], STORED, "mrr fx update")
+    return Rates(cached[1], STORED, f"mrr fx update, {load.loaded_at:%Y-%m-%d %H:%M} UTC")
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,12 @@ def fetch(source: str) -> bytes:
         path = Path(urlsplit(source).path if source.startswith("file:") else source)
         with path.open("rb") as f:
             return f.read(MAX_CSV_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        e.close()  # it holds the response (and its socket)
+        raise FxRatesError(
+            f"could not read the rates at {_shown(source)} (HTTP {e.code} {e.reason}); "
+            "nothing was replaced"
+        ) from None
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
         raise FxRatesError(
@@ -168,5 +174,6 @@ def _shown(source: str) -> str:
     """A source as messages name it: a URL without its query or credentials."""
     parts = urlsplit(source)
     if parts.scheme in ("http", "https"):
-        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
     return source
