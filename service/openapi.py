@@ -171,6 +171,14 @@ STATUS = _obj(
                 "drift": {"type": "object", "additionalProperties": _INT},
             },
         },
+        "fx": {
+            "type": ["object", "null"],
+            "properties": {
+                "reporting_currency": _STR,
+                "source": {"enum": ["shipped", "stored"]},
+                "newest": _DATE,
+            },
+        },
         "warnings": {"type": "array", "items": _STR},
     },
     required=["redis", "database", "queue", "inbox", "last_event", "lag_s", "mrr", "warnings"],

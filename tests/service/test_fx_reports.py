@@ -257,3 +257,31 @@ def test_a_reporting_currency_without_rates_is_a_clear_error(db, settings, auth)
     response = client.get("/reports/summary", headers=auth)
     assert response.status_code == 422
     assert "'aed'" in response.json["error"]["message"]
+
+
+def test_status_names_the_rates_and_warns_about_unconverted_and_stale(
+    db, settings, client, auth, tmp_path
+) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from service.app import create_app
+
+    apply(db, settings, ledger_events())
+    doc = client.get("/status", headers=auth).json
+    assert doc["fx"] == {"reporting_currency": "usd", "source": "shipped", "newest": "2026-10-30"}
+    aed = [w for w in doc["warnings"] if w.startswith("aed ")]
+    assert len(aed) == 1 and "no exchange rate" in aed[0]
+    assert not any("days old" in w for w in doc["warnings"])  # FX_RATES_URL unset
+
+    rates = tmp_path / "rates.csv"
+    rates.write_text("Date,USD,AED,\n2024-01-02,1.10,4.04,\n")
+    env = {"DATABASE_URL": settings.database_url, "FX_RATES_URL": str(rates)}
+    assert CliRunner(env=env).invoke(cli, ["fx", "update"]).exit_code == 0
+    watched = create_app(settings.with_overrides(fx_rates_url=str(rates))).test_client()
+    doc = watched.get("/status", headers=auth).json
+    assert doc["fx"]["source"] == "stored" and doc["fx"]["newest"] == "2024-01-02"
+    assert any("days old (2024-01-02, stored)" in w for w in doc["warnings"])
+    # These rates cover aed and no longer gbp or jpy (eur is the base: always covered).
+    named = {w.split()[0] for w in doc["warnings"] if "has no exchange rate" in w}
+    assert named == {"gbp", "jpy"}
