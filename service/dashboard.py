@@ -99,7 +99,8 @@ def index() -> str:
             status=status,
         )
     summary, movements, cohorts = docs
-    currency = summary["currency"]
+    # None: every currency, converted into the reporting currency (SPEC §10).
+    currency = None if figures.converted(movements) else movements["currency"]
     rows = movements["periods"]
     row = next((r for r in rows if r["period_start"] == focus), rows[-1])
     sources = {
@@ -117,6 +118,8 @@ def index() -> str:
     }
     return render_template(
         "dashboard/index.html",
+        converted=figures.converted(movements),
+        reporting=current.settings.reporting_currency,
         summary=summary,
         movements=movements,
         focus=row,
@@ -135,13 +138,14 @@ def index() -> str:
 
 
 def _documents(current: Runtime, query: report_docs.Query) -> Documents | None:
-    """The summary, movements and cohorts documents of one currency (the picked one, else
-    the one with the most MRR), each exactly what its `/reports/*` URL serves; None while
-    the ledger has no customer (the first-run page, not empty axes)."""
-    summary = report_docs.summary_report(current, report_docs.Query(currency=query.currency))
+    """The summary, movements and cohorts documents of the picked currency, else of every
+    currency converted into the reporting currency (SPEC §10), each exactly what its
+    `/reports/*` URL serves; None while the ledger has no customer (the first-run page,
+    not empty axes)."""
+    currency = query.currency
+    summary = report_docs.summary_report(current, report_docs.Query(currency=currency))
     if not summary["currencies"]:
         return None
-    currency = summary["currency"]
     movements = report_docs.movements_report(
         current, report_docs.Query(currency, query.period, query.start, query.end)
     )

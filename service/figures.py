@@ -94,8 +94,19 @@ def _labels(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
     return period_names(doc["period"], [r["period_start"] for r in doc["periods"]])
 
 
+#: A converted document's revaluation (SPEC §10): drawn apart from the movements.
+FX_NAME = "Exchange-rate adjustment (not a movement)"
+
+
+def converted(doc: dict[str, Any]) -> bool:
+    """Whether a document is in the reporting currency (SPEC §10), not one currency's."""
+    return "unconverted" in doc
+
+
 def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
-    """Ending MRR per period, and below it the period's movements stacked."""
+    """Ending MRR per period, below it the period's movements stacked, and, for a
+    converted document, the exchange-rate adjustment on a chart of its own: rates that
+    moved are not customers that moved."""
     rows, fmt = doc["periods"], Formats(doc["currency"])
     short, full = _labels(doc)
     line = charts.area(
@@ -109,12 +120,26 @@ def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
         fmt.exact,
         "MRR movements per period",
     )
+    legend = [("Ending MRR", "k-mrr")] + [(name, f"k-{key}") for key, name, _ in MOVEMENTS]
+    if not converted(doc):
+        return Figure("mrr", "MRR and its movements", source, (line, bars), legend)
+    fx = charts.signed_bars(
+        short,
+        full,
+        [r["fx_adjustment"] for r in rows],
+        fmt.axis,
+        fmt.exact,
+        "Exchange-rate adjustment per period",
+        css=("k-fx", "k-fx"),
+        band=False,
+        empty="exchange rates moved no MRR in this range",
+    )
     return Figure(
         "mrr",
-        "MRR and its movements",
+        "MRR, its movements, and exchange rates apart",
         source,
-        (line, bars),
-        [("Ending MRR", "k-mrr")] + [(name, f"k-{key}") for key, name, _ in MOVEMENTS],
+        (line, bars, fx),
+        [*legend, (FX_NAME, "k-fx")],
     )
 
 
@@ -129,8 +154,11 @@ def waterfall_figure(doc: dict[str, Any], row: dict[str, Any], source: str) -> F
         Step("Reactivation", "React.", "k-reactivation", row["reactivation"], "up"),
         Step("Contraction", "Contr.", "k-contraction", row["contraction"], "down"),
         Step("Churn", "Churn", "k-churn", row["churn"], "down"),
-        Step("Ending MRR", "End", "k-mrr", row["ending_mrr"], "total"),
     ]
+    if converted(doc):
+        fx = row["fx_adjustment"]
+        steps.append(Step(FX_NAME, "FX", "k-fx", abs(fx), "up" if fx >= 0 else "down"))
+    steps.append(Step("Ending MRR", "End", "k-mrr", row["ending_mrr"], "total"))
     chart = charts.waterfall(steps, fmt.axis, fmt.exact, f"MRR waterfall, {full[0]}")
     return Figure("waterfall", f"Waterfall: {full[0]}", source, (chart,))
 

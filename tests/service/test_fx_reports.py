@@ -285,3 +285,47 @@ def test_status_names_the_rates_and_warns_about_unconverted_and_stale(
     # These rates cover aed and no longer gbp or jpy (eur is the base: always covered).
     named = {w.split()[0] for w in doc["warnings"] if "has no exchange rate" in w}
     assert named == {"gbp", "jpy"}
+
+
+def test_the_dashboard_shows_converted_figures_and_exchange_rates_apart(
+    db, settings, client
+) -> None:
+    from tests.service.test_dashboard import marks, sign_in
+
+    apply(db, settings, ledger_events())
+    sign_in(client)
+    html = client.get("/dashboard?start=2024-01-01&end=2024-06-01&focus=2024-03-01").get_data(
+        as_text=True
+    )
+    doc = client.get("/reports/movements?period=month&start=2024-01-01&end=2024-06-01").json
+    rows = doc["periods"]
+    assert '<option value="" selected>All, in USD</option>' in html
+    assert 'href="/reports/movements?period=month&amp;start=2024-01-01&amp;end=2024-06-01"' in html
+    assert "Left out, no exchange rate: 200.00 AED" in html
+    drawn = marks(html, "mrr")
+    line, rest = drawn[: len(rows)], drawn[len(rows) :]
+    assert line == [r["ending_mrr"] for r in rows]
+    fx = [r["fx_adjustment"] for r in rows]
+    assert rest[-len(rows) :] == fx  # the exchange-rate chart, one bar a period, apart
+    assert sorted(rest[: -len(rows)]) == sorted(  # the movements, without the adjustment
+        s * r[k]
+        for r in rows
+        for k, s in (("new", 1), ("expansion", 1), ("contraction", -1), ("churn", -1))
+        if r[k]
+    )
+    march = rows[2]
+    assert marks(html, "waterfall") == [
+        march["starting_mrr"],
+        march["new"],
+        march["expansion"],
+        march["reactivation"],
+        -march["contraction"],
+        -march["churn"],
+        march["fx_adjustment"],
+        march["ending_mrr"],
+    ]
+    native = client.get("/dashboard?currency=gbp&start=2024-01-01&end=2024-06-01").get_data(
+        as_text=True
+    )
+    assert '<option value="gbp" selected>GBP only' in native
+    assert "Exchange-rate adjustment" not in native and "k-fx" not in native
