@@ -222,8 +222,16 @@ def _with_csv(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+#: A converted report (no `currency`) needs a rate the history lacks (SPEC §10).
+NO_RATE = "no exchange rate for REPORTING_CURRENCY, or for an amount before the history"
+
+
 def _report(
-    summary: str, schema: dict[str, Any], params: list[dict[str, Any]], csv: bool = True
+    summary: str,
+    schema: dict[str, Any],
+    params: list[dict[str, Any]],
+    csv: bool = True,
+    converts: bool = True,
 ) -> dict[str, Any]:
     ok = _json(schema, "the report")
     return {
@@ -235,6 +243,7 @@ def _report(
                 "200": _with_csv(ok) if csv else ok,
                 "400": _json(ERROR, "a bad period, date or currency"),
                 "401": _json(ERROR, "missing or wrong bearer token"),
+                **({"422": _json(ERROR, NO_RATE)} if converts else {}),
                 "503": _json(ERROR, "OPS_TOKEN is not configured"),
             },
         }
@@ -290,7 +299,7 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
-            "/status": _report("pipeline status for ops", STATUS, [], csv=False),
+            "/status": _report("pipeline status for ops", STATUS, [], csv=False, converts=False),
             "/reports/summary": _report(
                 "MRR, ARR, ARPA, churn, LTV, projection", SUMMARY, [CURRENCY, AS_OF]
             ),

@@ -120,3 +120,23 @@ def test_a_server_error_replaces_nothing(db, settings, rates_server) -> None:
 def test_show_with_a_bad_date_is_a_usage_error(db, settings) -> None:
     result = fx(settings, "", "show", "--date", "2024-02-30")
     assert result.exit_code == 2 and "--date" in result.stderr
+
+
+def test_the_history_is_cached_per_process_until_the_table_changes(
+    db, settings, runtime, tmp_path
+) -> None:
+    from pipeline.fx import rates
+    from reporting.rates import shipped_history
+
+    assert rates(runtime).history is shipped_history()  # nothing stored: the shipped copy
+    first = tmp_path / "first.csv"
+    first.write_text(RATES_CSV)
+    assert fx(settings, str(first), "update").exit_code == 0
+    stored = rates(runtime)
+    assert stored.source == "stored" and stored.history.newest.isoformat() == "2024-02-29"
+    assert rates(runtime).history is stored.history  # read once, then served from memory
+    second = tmp_path / "second.csv"
+    second.write_text("Date,USD,\n2024-03-28,1.08,\n")
+    assert fx(settings, str(second), "update").exit_code == 0
+    replaced = rates(runtime).history
+    assert replaced is not stored.history and replaced.newest.isoformat() == "2024-03-28"
