@@ -54,12 +54,21 @@ class Rates:
     origin: str
 
     def converter(self, target: str) -> Converter:
-        """A converter into `target`; raises `reporting.errors.NoRate` when the history
-        does not cover it."""
-        return Converter(self.history, target)
+        """The converter into `target`, kept per process with its factors for as long as
+        the history is the one in force (a year of days in four currencies is ~1,500
+        factors, a third of a converted report's time when computed afresh). Raises
+        `reporting.errors.NoRate` when the history does not cover `target`."""
+        with _cache_lock:
+            kept = _converters.get(target)
+        if kept is None or kept.rates is not self.history:
+            kept = Converter(self.history, target)
+            with _cache_lock:
+                _converters[target] = kept
+        return kept
 
 
 _cache: dict[str, tuple[Load, RateHistory]] = {}
+_converters: dict[str, Converter] = {}
 _cache_lock = threading.Lock()
 
 
