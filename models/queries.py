@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -44,51 +42,26 @@ def buckets_by_currency(
     where = [d.day >= start, d.day < end, d.count != 0]
     if currency is not None:
         where.append(d.currency == currency)
+    # On the session's connection: Core rows, without the ORM's result layer; all at
+    # once: iterating a result fetches row by row, a driver call each.
+    rows: Iterable[Any] = (
+        session.connection()
+        .execute(select(*RollupKey.of_rollup(), d.amount, d.count).where(*where))
+        .all()
+    )
     found: dict[str, list[Bucket]] = {}
-    with collection_paused():
-        # On the session's connection: Core rows, without the ORM's result layer; all at
-        # once: iterating a result fetches row by row, a driver call each.
-        rows: Iterable[Any] = (
-            session.connection()
-            .execute(select(*RollupKey.of_rollup(), d.amount, d.count).where(*where))
-            .all()
-        )
-        # Unpacked in RollupKey's order, without a RollupKey per row: a converted year is
-        # tens of thousands of rows, and building objects is most of the report's time.
-        for code, day, type_, kind, reason, delinquent, amount, count in rows:
-            into = found.get(code)
-            if into is None:
-                into = found[code] = []
-            into.append(
-                Bucket(
-                    day,
-                    type_,
-                    int(amount),
-                    int(count),
-                    kind or None,
-                    reason or None,
-                    bool(delinquent),
-                )
+    # Unpacked in RollupKey's order, without a RollupKey per row: a converted year is
+    # tens of thousands of rows, and building objects is most of the report's time.
+    for code, day, type_, kind, reason, delinquent, amount, count in rows:
+        into = found.get(code)
+        if into is None:
+            into = found[code] = []
+        into.append(
+            Bucket(
+                day, type_, int(amount), int(count), kind or None, reason or None, bool(delinquent)
             )
+        )
     return found
-
-
-@contextmanager
-def collection_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for a bulk read.
-
-    A year of buckets is tens of thousands of tuples, none in a cycle; the collections
-    their allocation triggers each traverse every long-lived object of the process (its
-    modules, the exchange-rate history), which measured as half the read. Collection
-    resumes, and catches up, when the block ends.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def opening(session: Session, currency: str, before: date) -> Opening:
