@@ -37,7 +37,7 @@ from models.tables import Base, LedgerMovement
 from pipeline.settings import Settings
 from reporting.periods import Period, snap
 from reporting.rows import buckets_from_movements, opening_before, period_rows
-from service.app import create_app
+from service.app import create_app, settle
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/mrr_bench"
 TARGET_MS = 200.0
@@ -229,6 +229,7 @@ def main() -> None:
             redis_url="redis://127.0.0.1:1/0",  # reports never touch Redis
         )
     )
+    settle()  # as create_app() does for the web process
     client = app.test_client()
     headers = {"Authorization": "Bearer bench"}
     start, end = date(2025, 11, 1), date(2026, 11, 1)
