@@ -21,7 +21,7 @@ fetch); a fresh converter recomputed ~1,500 rate factors per request (now kept p
 process); and the full garbage collections that ~100,000 short-lived allocations
 trigger walked every long-lived object of the process, about as long as the rest of
 the request: `service.app.settle` freezes them once the web process is built (305 →
-117 ms in one interleaved run), and this benchmark settles its app the same way.
+117 ms, two otherwise identical processes), and this benchmark settles its app the same way.
 """
 
 from __future__ import annotations
