@@ -75,15 +75,28 @@ def migrate() -> None:
 @click.option("--url", help="POST each event, signed, to this running server instead.")
 @click.option("--secret", help="Signing secret for --url (default: STRIPE_WEBHOOK_SECRET).")
 @click.option("--sync", is_flag=True, help="Apply events inline, without Redis or a worker.")
+@click.option(
+    "--shift-to-now",
+    is_flag=True,
+    help="Move the events by whole days so that the last one is today (demo data).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
 def replay(
-    paths: Sequence[str], url: str | None, secret: str | None, sync: bool, as_json: bool
+    paths: Sequence[str],
+    url: str | None,
+    secret: str | None,
+    sync: bool,
+    shift_to_now: bool,
+    as_json: bool,
 ) -> None:
     """Replay Stripe events from files (one event, a JSON array, or JSON lines; dirs recurse)."""
     from pipeline.replay import read_events
+    from pipeline.replay import shift_to_now as shifted
 
     runtime = _runtime()
     events = list(read_events(paths))
+    if shift_to_now:
+        events = shifted(events, int(runtime.now().timestamp()))
     if url:
         secret = secret or next(iter(runtime.settings.webhook_secrets), None)
         result = _replay_http(events, url, secret)
@@ -93,24 +106,45 @@ def replay(
         click.echo(json.dumps(result))
     else:
         click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
+        if not url and not sync and result.get("stored", 0) + result.get("duplicates", 0):
+            click.echo(
+                "stored in the inbox and queued: a worker applies them (`mrr worker`, or "
+                "`mrr run`); --sync applies them here instead",
+                err=True,
+            )
     if result.get("failed") or result.get("refused"):
         sys.exit(1)
 
 
 def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, int]:
-    from cli.replay import post_signed
+    from cli.replay import check_url, post_signed
 
+    check_url(url)
     if not secret:
         raise click.UsageError("--url needs --secret or STRIPE_WEBHOOK_SECRET")
     counts = {"events": len(events), "accepted": 0, "refused": 0}
+    reasons: dict[tuple[int, str], int] = {}
     with click.progressbar(events, label="posting", file=sys.stderr) as bar:
         for item in bar:
-            status = post_signed(url, secret, item.raw)
+            status, reason = post_signed(url, secret, item.raw)
             if status == 200:
                 counts["accepted"] += 1
-            else:
-                counts["refused"] += 1
-                log.error("%s: server answered %s", item.source, status)
+                continue
+            counts["refused"] += 1
+            reasons[(status, reason)] = reasons.get((status, reason), 0) + 1
+            if status in (401, 403, 404, 405) or reason.startswith("bad_signature"):
+                break  # every other event would be refused alike
+    unsent = len(events) - counts["accepted"] - counts["refused"]
+    if unsent:
+        counts["not_sent"] = unsent
+    for (status, reason), n in sorted(reasons.items()):
+        hint = {
+            404: f" (is {url} the webhook's URL? it ends in /webhooks/stripe)",
+            405: f" (is {url} the webhook's URL? it ends in /webhooks/stripe)",
+        }.get(status, "")
+        if reason.startswith("bad_signature"):
+            hint = " (--secret must be the server's STRIPE_WEBHOOK_SECRET, as mrr run printed)"
+        log.error("%d event(s) refused: HTTP %d %s%s", n, status, reason, hint)
     return counts
 
 
