@@ -144,7 +144,7 @@ def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, i
         }.get(status, "")
         if reason.startswith("bad_signature"):
             hint = " (--secret must be the server's STRIPE_WEBHOOK_SECRET, as mrr run printed)"
-        log.error("%d event(s) refused: HTTP %d %s%s", n, status, reason, hint)
+        click.echo(f"{n} event(s) refused: HTTP {status} {reason}{hint}", err=True)
     return counts
 
 
@@ -176,7 +176,8 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
 @click.option("--start", help="YYYY-MM-DD, snapped outward")
 @click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
-def report(kind: str, as_json: bool, as_csv: bool, **options: str | None) -> None:
+@click.option("--wide", is_flag=True, help="Every column in one table, however wide.")
+def report(kind: str, as_json: bool, as_csv: bool, wide: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json or --csv, the same document as over HTTP)."""
     from pipeline import reports as report_docs
 
@@ -195,7 +196,7 @@ def report(kind: str, as_json: bool, as_csv: bool, **options: str | None) -> Non
         return
     from cli.render import print_report
 
-    print_report(kind, doc)
+    print_report(kind, doc, wide=wide)
 
 
 @cli.command()
