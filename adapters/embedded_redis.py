@@ -157,7 +157,7 @@ class EmbeddedRedis:
                 # Out of the terminal's process group: Ctrl-C reaches the web and worker
                 # processes, which still need Redis while they stop; we stop it last.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         deadline = time.monotonic() + timeout
         while not _answers(self.url):
@@ -215,7 +215,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """On Linux, a pre-exec hook asking the kernel to SIGTERM the child when its parent
     dies (`PR_SET_PDEATHSIG`), so a killed `mrr run` or test session leaves no orphan
     server; None elsewhere. `prctl` is looked up here, before the fork."""

@@ -3,6 +3,8 @@ and retries of rate limits as well as of what stripe-python retries itself."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,23 @@ class RetryingHTTPClient(stripe.RequestsClient):
     answer to that is the same backoff (SPEC §9), unless Stripe says not to retry.
     `_should_retry` is stripe-python's own hook for this decision (`_http_client.py`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Every HTTP request sent, retries included (`mrr backfill`'s `api_calls`), and
+        #: the seconds spent waiting on them.
+        self.calls = 0
+        self.waited_s = 0.0
+        self._count = threading.Lock()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return super().request(*args, **kwargs)
+        finally:
+            with self._count:
+                self.calls += 1
+                self.waited_s += time.perf_counter() - started
 
     def _should_retry(
         self,
@@ -35,7 +54,11 @@ class RetryingHTTPClient(stripe.RequestsClient):
 
 
 def stripe_client(
-    api_key: str, api_base: str | None = None, *, max_network_retries: int = 2
+    api_key: str,
+    api_base: str | None = None,
+    *,
+    max_network_retries: int = 2,
+    http_client: RetryingHTTPClient | None = None,
 ) -> stripe.StripeClient:
     """A client for `api_key` at `api_base` (Stripe's own when None), retrying 429, 409,
     5xx and connection errors up to `max_network_retries` times with stripe-python's
@@ -44,7 +67,7 @@ def stripe_client(
     return stripe.StripeClient(
         api_key,
         base_addresses=base,  # type: ignore[arg-type]
-        http_client=RetryingHTTPClient(),
+        http_client=http_client or RetryingHTTPClient(),
         max_network_retries=max_network_retries,
     )
 

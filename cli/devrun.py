@@ -27,7 +27,13 @@ from pathlib import Path
 
 import click
 
-from adapters.embedded_redis import EmbeddedRedis, data_folder, local_redis_url, probe_address
+from adapters.embedded_redis import (
+    EmbeddedRedis,
+    data_folder,
+    die_with_parent,
+    local_redis_url,
+    probe_address,
+)
 from adapters.errors import EmbeddedRedisError
 from pipeline.errors import SettingsError
 from pipeline.samples import EVENTS as SAMPLE_EVENTS
@@ -58,6 +64,7 @@ def run_all(host: str, port: int, verbose: bool) -> int:
     """
     from migrations import upgrade
 
+    port_is_free(host, port)
     env = dict(os.environ)
     generated = session_secrets(env)
     try:
@@ -90,7 +97,28 @@ def run_all(host: str, port: int, verbose: bool) -> int:
         if embedded is not None:
             embedded.stop()
     codes = [p.returncode for p in procs if p.returncode and p.returncode > 0]
+    if stopping.is_set():
+        stopped = "web, worker and embedded Redis" if embedded else "web and worker"
+        click.echo(f"mrr run stopped ({stopped}).", err=True)
     return max(codes) if codes else 0
+
+
+def port_is_free(host: str, port: int) -> None:
+    """Fail before anything starts (and before a banner with fresh secrets is printed)
+    when something already listens where the web process would."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"port {port} on {host or '*'} is in use ({exc.strerror}): another `mrr run`? "
+                f"Stop it, or pick another port: PORT={port + 1} script/run "
+                f"(or mrr run --port {port + 1})"
+            ) from None
 
 
 def _redis(env: dict[str, str], database_url: str) -> tuple[str, str, EmbeddedRedis | None]:
@@ -120,9 +148,13 @@ def _start_children(
         *("--log-level", "info" if verbose else "warning"),
         "service.app:create_app()",
     ]
-    procs = [subprocess.Popen(worker, env=env)]
+    # Each child in a session of its own: a Ctrl-C reaches `mrr run` alone, which stops
+    # them in order (a SIGINT to gunicorn's workers too would make it kill them at once,
+    # "Worker … was sent SIGQUIT!"); each also gets SIGTERM if `mrr run` dies (Linux).
+    own = {"start_new_session": True, "preexec_fn": die_with_parent()}
+    procs = [subprocess.Popen(worker, env=env, **own)]  # type: ignore[call-overload]
     try:
-        procs.append(subprocess.Popen(web, env=env))
+        procs.append(subprocess.Popen(web, env=env, **own))  # type: ignore[call-overload]
     except BaseException:
         _stop(procs)
         raise
@@ -169,9 +201,16 @@ def where(
     Secrets the user set are referred to by variable name, never printed; generated
     ones are printed, since the commands to try need them and they die with the run.
     """
+    token_shown = (
+        f"{env['OPS_TOKEN']}  (random, for this run)"
+        if "OPS_TOKEN" in generated
+        else "as you set it"
+    )
     lines = [
         "",
         "mrr run is up; Ctrl-C stops it all.",
+        f"  dashboard {web}/dashboard  (its sign-in page asks for OPS_TOKEN)",
+        f"  OPS_TOKEN {token_shown}",
         f"  web       {web}  (Stripe webhooks: POST {web}/webhooks/stripe)",
         f"  worker    RQ queue {settings.queue_name!r}, with its scheduler and the inbox sweeper",
         f"  database  {describe_database(settings.database_url)}",
@@ -193,7 +232,7 @@ def where(
     lines += [
         "",
         f"Try next, in another shell in {Path.cwd()}:",
-        f"  {mrr_cmd} replay {fixtures} --url {web}/webhooks/stripe{secret}",
+        f"  {mrr_cmd} replay {fixtures} --shift-to-now --url {web}/webhooks/stripe{secret}",
         f"  curl -s {auth} {web}/status",
         f'  curl -s {auth} "{web}/reports/summary?currency=usd"',
         "",

@@ -75,15 +75,28 @@ def migrate() -> None:
 @click.option("--url", help="POST each event, signed, to this running server instead.")
 @click.option("--secret", help="Signing secret for --url (default: STRIPE_WEBHOOK_SECRET).")
 @click.option("--sync", is_flag=True, help="Apply events inline, without Redis or a worker.")
+@click.option(
+    "--shift-to-now",
+    is_flag=True,
+    help="Move the events by whole days so that the last one is today (demo data).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
 def replay(
-    paths: Sequence[str], url: str | None, secret: str | None, sync: bool, as_json: bool
+    paths: Sequence[str],
+    url: str | None,
+    secret: str | None,
+    sync: bool,
+    shift_to_now: bool,
+    as_json: bool,
 ) -> None:
     """Replay Stripe events from files (one event, a JSON array, or JSON lines; dirs recurse)."""
     from pipeline.replay import read_events
+    from pipeline.replay import shift_to_now as shifted
 
     runtime = _runtime()
     events = list(read_events(paths))
+    if shift_to_now:
+        events = shifted(events, int(runtime.now().timestamp()))
     if url:
         secret = secret or next(iter(runtime.settings.webhook_secrets), None)
         result = _replay_http(events, url, secret)
@@ -93,24 +106,45 @@ def replay(
         click.echo(json.dumps(result))
     else:
         click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
+        if not url and not sync and result.get("stored", 0) + result.get("duplicates", 0):
+            click.echo(
+                "stored in the inbox and queued: a worker applies them (`mrr worker`, or "
+                "`mrr run`); --sync applies them here instead",
+                err=True,
+            )
     if result.get("failed") or result.get("refused"):
         sys.exit(1)
 
 
 def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, int]:
-    from cli.replay import post_signed
+    from cli.replay import check_url, post_signed
 
+    check_url(url)
     if not secret:
         raise click.UsageError("--url needs --secret or STRIPE_WEBHOOK_SECRET")
     counts = {"events": len(events), "accepted": 0, "refused": 0}
+    reasons: dict[tuple[int, str], int] = {}
     with click.progressbar(events, label="posting", file=sys.stderr) as bar:
         for item in bar:
-            status = post_signed(url, secret, item.raw)
+            status, reason = post_signed(url, secret, item.raw)
             if status == 200:
                 counts["accepted"] += 1
-            else:
-                counts["refused"] += 1
-                log.error("%s: server answered %s", item.source, status)
+                continue
+            counts["refused"] += 1
+            reasons[(status, reason)] = reasons.get((status, reason), 0) + 1
+            if status in (401, 403, 404, 405) or reason.startswith("bad_signature"):
+                break  # every other event would be refused alike
+    unsent = len(events) - counts["accepted"] - counts["refused"]
+    if unsent:
+        counts["not_sent"] = unsent
+    for (status, reason), n in sorted(reasons.items()):
+        hint = {
+            404: f" (is {url} the webhook's URL? it ends in /webhooks/stripe)",
+            405: f" (is {url} the webhook's URL? it ends in /webhooks/stripe)",
+        }.get(status, "")
+        if reason.startswith("bad_signature"):
+            hint = " (--secret must be the server's STRIPE_WEBHOOK_SECRET, as mrr run printed)"
+        click.echo(f"{n} event(s) refused: HTTP {status} {reason}{hint}", err=True)
     return counts
 
 
@@ -145,7 +179,8 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
 @click.option("--start", help="YYYY-MM-DD, snapped outward")
 @click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
-def report(kind: str, as_json: bool, as_csv: bool, **options: str | None) -> None:
+@click.option("--wide", is_flag=True, help="Every column in one table, however wide.")
+def report(kind: str, as_json: bool, as_csv: bool, wide: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json or --csv, the same document as over HTTP)."""
     from pipeline import reports as report_docs
 
@@ -164,7 +199,7 @@ def report(kind: str, as_json: bool, as_csv: bool, **options: str | None) -> Non
         return
     from cli.render import print_report
 
-    print_report(kind, doc)
+    print_report(kind, doc, wide=wide)
 
 
 @cli.command()
@@ -196,9 +231,11 @@ def rebuild(as_json: bool, jobs: int | None) -> None:
 @cli.command()
 @WINDOW_DAYS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
-def backfill(days: int, as_json: bool) -> None:
-    """Existing account: store the Events API window and an opening history for every
-    subscription, then apply them. Safe to run again (needs STRIPE_API_KEY)."""
+@click.pass_context
+def backfill(ctx: click.Context, days: int, as_json: bool) -> None:
+    """Existing account: store the Events API window, the customers, and every
+    subscription's whole history rebuilt from its invoices, then apply them. Safe to run
+    again (needs STRIPE_API_KEY); -v lists what each history had to assume."""
     from pipeline.backfill import backfill as run_backfill
     from pipeline.backfill import client_for
 
@@ -210,10 +247,20 @@ def backfill(days: int, as_json: bool) -> None:
         )
     )
     doc = result.document()
+    if (ctx.obj or {}).get("verbose"):
+        for sub_id, assumed in sorted(result.assumptions.items()):
+            for line in assumed:
+                click.echo(f"{sub_id}: assumed {line}", err=True)
     if as_json:
         click.echo(json.dumps(doc))
     else:
         click.echo(", ".join(f"{k}: {v}" for k, v in doc.items()), err=True)
+        if result.assumed and not (ctx.obj or {}).get("verbose"):
+            click.echo(
+                f"{result.assumed} subscription(s) needed an assumption invoices cannot "
+                "settle (mrr -v backfill lists them; README: What invoices cannot show)",
+                err=True,
+            )
     if result.failed:
         sys.exit(1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -53,18 +54,29 @@ def _unconverted_note(doc: dict[str, Any], caption: Any) -> str | None:
     return "; ".join(notes) or None
 
 
-def movements_table(doc: dict[str, Any]) -> Table:
-    """The period rows, with the columns `reporting.rows.FIELDS` gives a heading."""
+def _noted(doc: dict[str, Any], tables: list[Table]) -> list[Table]:
+    """`tables` with a converted document's note under the last one."""
+    if tables:
+        tables[-1].caption = _unconverted_note(doc, None)
+    return tables
+
+
+#: Each column's padding and border in rich's default box.
+_COLUMN_CHROME = 3
+
+
+def movements_table(doc: dict[str, Any], width: int | None = None) -> list[Table]:
+    """The period rows, with the columns `reporting.rows.FIELDS` gives a heading (and
+    `fx_adjustment` in a converted document): the flows first, then the counts and
+    rates, in tables that fit `width` (None: one)."""
     currency = doc["currency"]
     converted = "unconverted" in doc
     columns = [f for f in (CONVERTED_FIELDS if converted else FIELDS) if f.heading]
-    table = Table(title=f"MRR movements ({currency}, by {doc['period']})")
-    for f in columns:
-        table.add_column(f.heading or f.name, justify="left" if f.kind == "period" else "right")
-    for row in doc["periods"]:
-        table.add_row(*(_cell(f, row[f.name], currency) for f in columns))
-    table.caption = _unconverted_note(doc, None)
-    return table
+    cells = [[_cell(f, row[f.name], currency) for f in columns] for row in doc["periods"]]
+    headings = [f.heading or f.name for f in columns]
+    right = [f.kind != "period" for f in columns]
+    title = f"MRR movements ({currency}, by {doc['period']})"
+    return _noted(doc, packed(title, headings, right, cells, width))
 
 
 def _cell(f: Field, value: Any, currency: str) -> str:
@@ -77,26 +89,68 @@ def _cell(f: Field, value: Any, currency: str) -> str:
     return str(value)
 
 
-def cohorts_table(doc: dict[str, Any]) -> Table:
+def cohorts_table(doc: dict[str, Any], width: int | None = None) -> list[Table]:
     cohorts = doc["cohorts"]
-    width = max((len(c["months"]) for c in cohorts), default=0)
-    table = Table(title=f"Revenue retention by cohort ({doc['currency']})")
-    table.add_column("cohort")
-    table.add_column("customers", justify="right")
-    table.add_column("new MRR", justify="right")
-    for offset in range(width):
-        table.add_column(f"M{offset}", justify="right")
+    months = max((len(c["months"]) for c in cohorts), default=0)
+    headings = ["cohort", "customers", "new MRR", *(f"M{k}" for k in range(months))]
+    cells = []
     for c in cohorts:
-        cells = [pct(m["revenue_retention"]) for m in c["months"]]
-        table.add_row(
-            c["cohort"],
-            str(c["customers"]),
-            money(c["new_mrr"], doc["currency"]),
-            *cells,
-            *([""] * (width - len(cells))),
+        shown = [pct(m["revenue_retention"]) for m in c["months"]]
+        cells.append(
+            [
+                c["cohort"],
+                str(c["customers"]),
+                money(c["new_mrr"], doc["currency"]),
+                *shown,
+                *([""] * (months - len(shown))),
+            ]
         )
-    table.caption = _unconverted_note(doc, None)
-    return table
+    right = [False, *([True] * (len(headings) - 1))]
+    title = f"Revenue retention by cohort ({doc['currency']})"
+    return _noted(doc, packed(title, headings, right, cells, width))
+
+
+def packed(
+    title: str,
+    headings: list[str],
+    right: list[bool],
+    rows: list[list[str]],
+    width: int | None,
+) -> list[Table]:
+    """Tables of the columns that fit `width` each, the first column in every one; a
+    cell is never cut (None: one table of every column)."""
+
+    def need(k: int) -> int:
+        shown = [_plain(r[k]) for r in rows]
+        return max([len(headings[k]), *map(len, shown)]) + _COLUMN_CHROME
+
+    groups: list[list[int]] = []
+    room = 0
+    for k in range(1, len(headings)):
+        if width is None or not groups or room < need(k):
+            if width is None and groups:
+                groups[0].append(k)
+                continue
+            groups.append([k])
+            room = (width or 0) - 1 - need(0) - need(k)
+        else:
+            groups[-1].append(k)
+            room -= need(k)
+    tables = []
+    for n, group in enumerate(groups or [[]]):
+        suffix = f" ({n + 1}/{len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=title + suffix)
+        for k in (0, *group):
+            table.add_column(headings[k], justify="right" if right[k] else "left", no_wrap=True)
+        for r in rows:
+            table.add_row(*(r[k] for k in (0, *group)))
+        tables.append(table)
+    return tables
+
+
+def _plain(text: str) -> str:
+    """A cell's text without rich's markup (`[green]…[/green]`)."""
+    return re.sub(r"\[/?[a-z ]+\]", "", text)
 
 
 def rates_table(doc: dict[str, Any]) -> Table:
@@ -121,23 +175,34 @@ def problems_table(found: list[Any]) -> Table:
     return table
 
 
-RENDERERS = {"summary": summary_table, "movements": movements_table, "cohorts": cohorts_table}
+RENDERERS = {"movements": movements_table, "cohorts": cohorts_table}
 
 
 #: Width when stdout is not a terminal (a pipe or a file): never fold the figures.
 PIPE_WIDTH = 200
 
 
-def print_report(kind: str, doc: dict[str, Any], console: Console | None = None) -> None:
-    print_table(RENDERERS[kind](doc), console)
+def print_report(
+    kind: str, doc: dict[str, Any], console: Console | None = None, *, wide: bool = False
+) -> None:
+    """A report as tables that fit the terminal: the columns packed into as many tables as
+    it takes, the first column repeated in each (`wide`, or not a terminal: one table)."""
+    console = console or _console()
+    width = None if wide or not console.is_terminal else console.width
+    if kind == "summary":
+        console.print(summary_table(doc))
+        return
+    for table in RENDERERS[kind](doc, width):
+        console.print(table)
 
 
 def print_table(table: Table, console: Console | None = None) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=PIPE_WIDTH)
-    console.print(table)
+    (console or _console()).print(table)
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 
 def drift_table(doc: dict[str, Any]) -> Table:

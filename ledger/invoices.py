@@ -496,7 +496,7 @@ def _id(value: Any) -> str | None:
     """An id given as a string or as an expanded object."""
     if type(value) is str:
         return value or None
-    if type(value) is dict:
+    if isinstance(value, dict):  # stripe-python parses responses into OrderedDicts
         inner = value.get("id")
         return inner if type(inner) is str and inner else None
     return None

@@ -18,8 +18,14 @@ SYNTHETIC_PREFIX = "bf_"
 CREATED = "customer.subscription.created"
 UPDATED = "customer.subscription.updated"
 DELETED = "customer.subscription.deleted"
+CUSTOMER_UPDATED = "customer.updated"
 #: What each synthetic event stands for, as it appears in its id.
-SYNTHETIC_KINDS = frozenset({"created", "updated", "trial", "deleted", "reconcile", "gone"})
+SYNTHETIC_KINDS = frozenset(
+    {"created", "updated", "trial", "deleted", "reconcile", "gone", "customer"}
+)
+#: The kinds of a subscription's history (`ledger.history`), which a later backfill may
+#: replace; reconcile's are the ledger's corrections and stay.
+HISTORY_KINDS = frozenset({"created", "updated", "trial", "deleted"})
 #: Width of the inbox's id column.
 MAX_ID_LENGTH = 255
 #: RQ job ids (which carry event ids) allow letters, digits, `_` and `-` only.
@@ -41,6 +47,22 @@ def synthetic_id(subscription_id: str, kind: str, at: int) -> str:
         room = MAX_ID_LENGTH - len(SYNTHETIC_PREFIX) - len(suffix) - len(digest) - 1
         safe = f"{safe[:room]}-{digest}"
     return f"{SYNTHETIC_PREFIX}{safe}{suffix}"
+
+
+def is_history_id(event_id: str) -> bool:
+    """Whether `event_id` is a synthetic history event's (`bf_<sub>_<kind>_<time>` with
+    a kind of `HISTORY_KINDS`)."""
+    if not event_id.startswith(SYNTHETIC_PREFIX):
+        return False
+    parts = event_id.rsplit("_", 2)
+    return len(parts) == 3 and parts[1] in HISTORY_KINDS and parts[2].isdigit()
+
+
+def customer_snapshot_id(customer_id: str, obj: Mapping[str, Any]) -> str:
+    """`bf_<customer>_customer_<digest>`: a customer object as `mrr backfill` lists it,
+    named by its content, so an unchanged customer listed again adds nothing."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return synthetic_id(customer_id, "customer", int(digest[:12], 16))
 
 
 def undo_previous(obj: Mapping[str, Any], previous: Mapping[str, Any] | None) -> dict[str, Any]:

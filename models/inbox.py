@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, bindparam, case, func, select, update
+from sqlalchemy import Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -309,6 +309,31 @@ def pending_of(session: Session, customers: Collection[str]) -> list[str]:
             )
         )
     )
+
+
+def one_event_each(session: Session, customers: Collection[str]) -> list[str]:
+    """One stored subscription event id of each customer: applying it derives the
+    customer's whole ledger again (after `delete_synthetic`)."""
+    if not customers:
+        return []
+    e = InboxEvent
+    return list(
+        session.scalars(
+            select(func.min(e.id))
+            .where(e.customer_id.in_(sorted(customers)), e.status != EventStatus.QUARANTINED)
+            .group_by(e.customer_id)
+        )
+    )
+
+
+def delete_synthetic(session: Session, event_ids: Sequence[str]) -> int:
+    """Remove synthetic events (a history that a later backfill replaces); Stripe's own
+    events are never removed. Returns how many went."""
+    if not event_ids:
+        return 0
+    e = InboxEvent
+    found = session.execute(delete(e).where(e.id.in_(sorted(event_ids)), e.synthetic.is_(True)))
+    return int(getattr(found, "rowcount", 0) or 0)
 
 
 def mark_ignored(session: Session, event_ids: Sequence[str]) -> None:

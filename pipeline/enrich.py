@@ -77,6 +77,14 @@ def fetch_missing(runtime: Runtime, wanted: set[Need]) -> int:
     return len(fetched)
 
 
+def cache_objects(runtime: Runtime, objects: Mapping[tuple[str, str], Any]) -> None:
+    """Cache objects learnt elsewhere (`mrr backfill` reads discounts from invoices),
+    keyed and shaped as `fetch_missing` caches them; what is cached already stays."""
+    if objects:
+        with transaction(runtime.sessions) as session:
+            _store(session, objects)
+
+
 def missing(snapshots: Iterable[Snapshot], catalog: Catalog) -> set[Need]:
     """Everything the snapshots need that `catalog` lacks."""
     wanted: set[Need] = set()

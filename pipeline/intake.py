@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from adapters.queue import enqueue_new
 from ledger.errors import InvalidValue
 from ledger.snapshot import customer_id_of, storable
@@ -49,12 +51,23 @@ MAX_ID, MAX_API_VERSION = 255, 64
 INT64_MAX = 2**63 - 1
 
 
+def loads(payload: bytes | str) -> Any:
+    """`json.loads`, with orjson's parser first (a third of the standard library's time
+    on webhook payloads). orjson refuses a few things the standard library reads — NaN,
+    integers beyond 64 bits, lone surrogates, nesting deeper than 1024 — and those go to
+    `json.loads`, so every body parses exactly as it always did."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
+
+
 def parse_envelope(payload: bytes | str) -> dict[str, Any]:
     """A verified body must be a JSON object with string `id`, `type` and `object: event`,
     and what goes into the inbox's columns must fit them (ids, type, API version,
     customer id, `created`). Anything else can never be stored: `BadEvent` (a 400)."""
     try:
-        event = json.loads(payload)
+        event = loads(payload)
     except RecursionError:
         raise BadEvent("body is nested too deeply") from None
     except ValueError:
@@ -142,6 +155,11 @@ class _Slot:
 
 #: Seconds a request waits for the batch holding its event before answering 503.
 WAIT_S = 30.0
+#: How long the enqueue thread lets handed-over ids gather before one script call takes
+#: them all: under load a batch per call instead of one call per few requests (the
+#: profile put the enqueue at ~10 % of a loaded web worker's CPU), at a cost of this
+#: much lag.
+ENQUEUE_LINGER_S = 0.01
 
 
 class GroupCommit:
@@ -293,6 +311,7 @@ class BackgroundEnqueue:
     def _run(self) -> None:
         while True:
             self._wake.wait()
+            time.sleep(ENQUEUE_LINGER_S)  # let the batch fill: one script call per batch
             self._wake.clear()
             with self._lock:
                 ids, self._ids = self._ids, []

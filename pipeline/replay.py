@@ -145,3 +145,53 @@ def replay(
     done = apply_inline(runtime, pending, progress=applied_progress)
     result.applied, result.failed, result.quarantined = done.applied, done.failed, done.quarantined
     return result
+
+
+#: Fields that hold a moment (unix seconds) in events and the objects they carry.
+TIME_KEYS = frozenset(
+    {
+        "created",
+        "start_date",
+        "current_period_start",
+        "current_period_end",
+        "trial_start",
+        "trial_end",
+        "canceled_at",
+        "cancel_at",
+        "ended_at",
+        "billing_cycle_anchor",
+        "start",
+        "end",
+        "resumes_at",
+        "period_start",
+        "period_end",
+    }
+)
+DAY_S = 86400
+
+
+def shift_to_now(events: Sequence[SourcedEvent], now: int) -> list[SourcedEvent]:
+    """The events moved in time by whole days so that the last of them falls on `now`'s
+    UTC day (`mrr replay --shift-to-now`): the bundled demo, dated 2024, then shows in
+    the dashboard's default range. Every moment of an event and of the objects it
+    carries moves alike, so their order, periods and trials are kept; ids do not change,
+    so the shifted events are still the same events."""
+    stamps = [e.event["created"] for e in events if isinstance(e.event.get("created"), int)]
+    if not stamps:
+        return list(events)
+    delta = (now // DAY_S - max(stamps) // DAY_S) * DAY_S
+    moved = []
+    for item in events:
+        event = _shifted(item.event, delta)
+        moved.append(SourcedEvent(item.source, event, json.dumps(event)))
+    return moved
+
+
+def _shifted(value: Any, delta: int, key: str | None = None) -> Any:
+    if isinstance(value, dict):
+        return {k: _shifted(v, delta, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v, delta, key) for v in value]
+    if key in TIME_KEYS and type(value) is int and value > 0:
+        return value + delta
+    return value

@@ -23,7 +23,7 @@ from rq import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.queue import make_queue
-from adapters.stripe_http import stripe_client
+from adapters.stripe_http import RetryingHTTPClient, stripe_client
 from models.clock import utcnow
 from models.db import session_factory
 from pipeline.errors import StripeAccessError
@@ -54,7 +54,9 @@ class Runtime:
                 self._queue = make_queue(self.settings.redis_url, self.settings.queue_name)
             return self._queue
 
-    def stripe(self, *, max_network_retries: int = 2) -> stripe.StripeClient:
+    def stripe(
+        self, *, max_network_retries: int = 2, http_client: RetryingHTTPClient | None = None
+    ) -> stripe.StripeClient:
         """A Stripe client for `STRIPE_API_KEY` at `STRIPE_API_BASE`; raises
         `StripeAccessError` without a key."""
         key = self.settings.stripe_api_key
@@ -63,7 +65,10 @@ class Runtime:
                 "STRIPE_API_KEY is required to read the account from Stripe's API"
             )
         return stripe_client(
-            key, self.settings.stripe_api_base, max_network_retries=max_network_retries
+            key,
+            self.settings.stripe_api_base,
+            max_network_retries=max_network_retries,
+            http_client=http_client,
         )
 
 

@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     register_blueprints(app)
     register_error_handlers(app)
     register_logging(app)
+    app.wsgi_app = webhook.WebhookEndpoint(app)  # type: ignore[method-assign]
     if from_environment:
         settle()
     return app

@@ -43,8 +43,23 @@ MAPPED: dict[type[Exception], tuple[int, str, str | None]] = {
 }
 
 
+def mapped(exc: Exception) -> tuple[int, str, str] | None:
+    """The status, code and message an error of a layer below answers, or None for an
+    error no table names (a 500)."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message
+    for error_type, (status, code, shown) in MAPPED.items():
+        if isinstance(exc, error_type):
+            return status, code, shown or str(exc)
+    return None
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
 def json_error(status: int, code: str, message: str) -> Response:
-    response = jsonify({"error": {"code": code, "message": message}})
+    response = jsonify(error_body(code, message))
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
@@ -60,8 +75,8 @@ def register_error_handlers(app: Flask) -> None:
 
         @app.errorhandler(error_type)
         def _mapped(exc: Exception) -> Response:
-            status, code, shown = next(v for t, v in MAPPED.items() if isinstance(exc, t))
-            return json_error(status, code, shown or str(exc))
+            status, code, message = mapped(exc) or (500, "internal_error", "")
+            return json_error(status, code, message)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

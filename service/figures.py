@@ -285,7 +285,9 @@ def headline(
     levers = focus["expansion_by_kind"]
     top = max(levers, key=lambda kind: levers[kind]) if any(levers.values()) else None
     focus_net = focus["net_mrr_churn_rate"]
+    trailing = summary.get("trailing_30d") or {}
     return [
+        range_verdict(movements, currency, movements_source),
         Card(
             "MRR",
             f"{money(summary['mrr'], currency)} {code}",
@@ -301,7 +303,7 @@ def headline(
         Card(
             "Net MRR churn, last 30 days",
             pct(net),
-            _verdict(net),
+            _verdict(net, any(trailing.get(k) for k in FLOWS)),
             summary_source,
             _tone(net),
         ),
@@ -338,9 +340,33 @@ def customer_charts(doc: dict[str, Any], now: datetime) -> list[tuple[str, Marku
     return out
 
 
-def _verdict(rate: float | None) -> str:
+#: The movement types of a period row.
+FLOWS = ("new", "expansion", "contraction", "churn", "reactivation")
+
+
+def range_verdict(movements: dict[str, Any], currency: str, source: str) -> Card:
+    """Whether the business has net negative churn over the shown range, in a word:
+    what existing customers added (expansion, reactivation) against what they took away
+    (churn, contraction), over every period shown."""
+    rows = movements["periods"]
+    won = sum(r["expansion"] + r["reactivation"] for r in rows)
+    lost = sum(r["churn"] + r["contraction"] for r in rows)
+    code = currency.upper()
+    if not any(r[k] for r in rows for k in FLOWS):
+        return Card(
+            "Net negative churn?", "No movements yet", "nothing moved in this range", source
+        )
+    detail = f"+{money(won, currency)} won vs −{money(lost, currency)} lost {code}"
+    if won > lost:
+        return Card("Net negative churn?", "Yes", detail, source, "good")
+    return Card("Net negative churn?", "No", detail, source, "bad" if lost else "")
+
+
+def _verdict(rate: float | None, moved: bool) -> str:
     if rate is None:
         return "no MRR 30 days ago"
+    if not moved:
+        return "no movements in the last 30 days"
     if rate < 0:
         return "net negative: expansion outgrows churn"
     return "churn outgrows expansion" if rate > 0 else "expansion exactly offsets churn"

@@ -5,7 +5,7 @@ Nothing here shows ids of customers or subscriptions, URLs or secrets.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, redirect, url_for
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pipeline.status import status as status_document
@@ -15,6 +15,12 @@ from service.openapi import build_openapi
 from service.prometheus import render
 
 bp = Blueprint("ops", __name__)
+
+
+@bp.get("/")
+def root() -> Response:
+    """A browser pointed at the server lands on the dashboard (its sign-in page first)."""
+    return redirect(url_for("dashboard.index"))  # type: ignore[return-value]
 
 
 @bp.get("/healthz")

@@ -43,6 +43,8 @@ from service.extensions import INTAKE
 SECRET = "whsec_test_secret"
 OPS_TOKEN = "ops-test-token"
 FIXTURES = SAMPLE_EVENTS
+#: Fixtures that need STRIPE_API_KEY to be priced right (not in the demo).
+NEEDS_API = Path(__file__).parent / "fixtures" / "stripe-needs-api"
 #: The table that marks a database as the suite's own, to wipe at will.
 MARKER_TABLE = "mrr_test_suite"
 #: What an operator may have configured; the suite and its processes never see it.

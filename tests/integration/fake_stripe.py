@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+
+#: Lines an invoice embeds in a list before `has_more`.
+EMBEDDED_LINES = 10
 
 ERRORS = {
     404: ("invalid_request_error", "resource_missing", "No such subscription"),
@@ -35,10 +39,24 @@ class FakeStripe:
         events: list[dict[str, Any]],
         subscriptions: list[dict[str, Any]],
         page_size: int = 100,
+        *,
+        invoices: list[dict[str, Any]] | None = None,
+        customers: list[dict[str, Any]] | None = None,
+        invoice_items: list[dict[str, Any]] | None = None,
+        prices: dict[str, dict[str, Any]] | None = None,
+        coupons: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.events = sorted(events, key=lambda e: (-e["created"], e["id"]))
         self.subscriptions = sorted(subscriptions, key=lambda s: (-s["created"], s["id"]))
         self.page_size = page_size
+        #: Invoices with every line; a list embeds the first EMBEDDED_LINES, as Stripe does.
+        self.invoices = sorted(invoices or [], key=lambda i: (-i["created"], i["id"]))
+        self.customers = sorted(customers or [], key=lambda c: (-c["created"], c["id"]))
+        self.invoice_items = list(invoice_items or [])
+        self.objects = {"prices": dict(prices or {}), "coupons": dict(coupons or {})}
+        #: Seconds each answer takes (the bench's stand-in for Stripe's latency).
+        self.delay_s = 0.0
+        self._indexes: dict[tuple[int, int], tuple[list[dict[str, Any]], dict[str, int]]] = {}
         #: Per path, what its next requests answer: a status, or None to answer normally.
         self.faults: dict[str, list[int | None]] = defaultdict(list)
         #: (path, query) of every request answered, faults included.
@@ -46,6 +64,8 @@ class FakeStripe:
         self._lock = threading.Lock()
 
     def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         with self._lock:
             self.requests.append((path, query))
             fault = self.faults[path].pop(0) if self.faults[path] else None
@@ -67,6 +87,25 @@ class FakeStripe:
                 or (status is None and s["status"] != "canceled")
             ]
             return 200, self._page(path, found, query)
+        if path == "/v1/customers":
+            return 200, self._page(path, self.customers, query)
+        if path == "/v1/invoices":
+            page = self._page(path, self.invoices, query)
+            return 200, {**page, "data": [self._embedded(i) for i in page["data"]]}
+        if path.startswith("/v1/invoices/") and path.endswith("/lines"):
+            invoice_id = path.split("/")[3]
+            for invoice in self.invoices:
+                if invoice["id"] == invoice_id:
+                    return 200, self._page(path, invoice["lines"]["data"], query)
+            return 404, _missing("invoice", invoice_id)
+        if path == "/v1/invoiceitems":
+            pending = query.get("pending") in ("true", "True")
+            return 200, self._page(path, self.invoice_items if pending else [], query)
+        for kind in ("prices", "coupons"):
+            if path.startswith(f"/v1/{kind}/"):
+                obj_id = path.rsplit("/", 1)[1]
+                found = self.objects[kind].get(obj_id)
+                return (200, found) if found is not None else (404, _missing(kind, obj_id))
         if path.startswith("/v1/subscriptions/"):
             sub_id = path.rsplit("/", 1)[1]
             for sub in self.subscriptions:
@@ -87,8 +126,7 @@ class FakeStripe:
     ) -> dict[str, Any]:
         after = query.get("starting_after")
         if after is not None:
-            ids = [o["id"] for o in found]
-            found = found[ids.index(after) + 1 :]
+            found = found[self._position(found, after) + 1 :]
         limit = min(int(query.get("limit", 10)), self.page_size)
         return {
             "object": "list",
@@ -96,6 +134,48 @@ class FakeStripe:
             "has_more": len(found) > limit,
             "data": found[:limit],
         }
+
+    def _position(self, found: list[dict[str, Any]], object_id: str) -> int:
+        """Where `object_id` is in `found` (indexed once per list: a whole account's
+        invoices are paged through thousands of times)."""
+        key = (id(found), len(found))
+        index = self._indexes.get(key)
+        if index is None or index[0] is not found:
+            index = self._indexes[key] = (found, {o["id"]: n for n, o in enumerate(found)})
+        return index[1][object_id]
+
+    def _embedded(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        lines = invoice["lines"]["data"]
+        return {
+            **invoice,
+            "lines": {
+                "object": "list",
+                "url": f"/v1/invoices/{invoice['id']}/lines",
+                "has_more": len(lines) > EMBEDDED_LINES,
+                "total_count": len(lines),
+                "data": lines[:EMBEDDED_LINES],
+            },
+        }
+
+    def least_calls(self, days_events: int) -> int:
+        """The fewest requests a whole backfill can make: every list page at 100 objects,
+        one more lines page per invoice with over EMBEDDED_LINES lines, one per price
+        and coupon fetched (counted by the caller's `fetched`)."""
+        pages = 0
+        for count in (
+            days_events,
+            len(self.customers),
+            len(self.subscriptions),
+            len(self.invoices),
+            len(self.invoice_items),
+        ):
+            pages += max(1, -(-count // 100))
+        more = sum(
+            -(-(len(i["lines"]["data"]) - EMBEDDED_LINES) // 100)
+            for i in self.invoices
+            if len(i["lines"]["data"]) > EMBEDDED_LINES
+        )
+        return pages + more
 
     def listed(self, path: str) -> list[dict[str, str]]:
         """Queries of the requests made to `path`."""
@@ -110,6 +190,17 @@ class FakeStripe:
         url = urlsplit(str(request.url))
         status, body = self.answer(url.path, dict(parse_qsl(url.query)))
         return status, {"Request-Id": "req_fake"}, json.dumps(body)
+
+
+def _missing(kind: str, obj_id: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "param": "id",
+            "message": f"No such {kind}: '{obj_id}'",
+        }
+    }
 
 
 @contextmanager

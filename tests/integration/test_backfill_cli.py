@@ -17,7 +17,7 @@ from models.db import transaction
 from models.tables import CustomerBalance, InboxEvent
 from pipeline.apply import rebuild
 from pipeline.runtime import bootstrap
-from tests.integration.existing_account import DAY, Account, existing_account
+from tests.integration.existing_account import Account, existing_account
 from tests.integration.fake_stripe import FakeStripe, serve
 from tests.integration.processes import cli_json
 
@@ -28,8 +28,12 @@ def account() -> Account:
 
 
 @pytest.fixture
-def stripe_env(settings, account) -> Iterator[dict[str, str]]:
-    fake = FakeStripe(account.events, account.subscriptions, page_size=3)
+def fake(account) -> FakeStripe:
+    return FakeStripe(account.events, account.subscriptions, page_size=3)
+
+
+@pytest.fixture
+def stripe_env(settings, fake) -> Iterator[dict[str, str]]:
     with serve(fake) as base:
         yield {
             "DATABASE_URL": settings.database_url,
@@ -60,12 +64,17 @@ def test_mrr_backfill_then_reconcile_as_processes(db, stripe_env, account) -> No
         "events": window,
         "events_stored": window,
         "subscriptions": 8,
+        "invoices": 0,
+        "customers": 0,
         "opened": 7,
         "synthetic_stored": 9,
+        "assumed": 7,
         "applied": window + 9,
         "failed": 0,
         "quarantined": 0,
+        "api_calls": counts["api_calls"],
     }
+    assert counts["api_calls"] >= 5  # a page of events, customers, subscriptions, invoices…
     assert balances(db) == account.stripe_mrr()
 
     again = cli_json(stripe_env, "backfill")
@@ -83,10 +92,12 @@ def test_mrr_reconcile_says_when_nothing_drifts(db, keyed_env) -> None:
 
 
 def test_mrr_reconcile_prints_the_drift_and_fix_heals_it(
-    db, keyed_env, stripe_env, account, settings
+    db, keyed_env, stripe_env, fake, settings
 ) -> None:
     cli_json(stripe_env, "backfill")
-    lost = f"bf_sub_gone_deleted_{account.now - 365 * DAY}"
+    # The event that ended sub_churn is lost: not in the inbox, not in the Events API.
+    lost = "evt_churn_3"
+    fake.events = [e for e in fake.events if e["id"] != lost]
     with transaction(db) as s:
         s.execute(delete(InboxEvent).where(InboxEvent.id == lost))
     rebuild(bootstrap(settings))
@@ -94,11 +105,11 @@ def test_mrr_reconcile_prints_the_drift_and_fix_heals_it(
     table = CliRunner().invoke(cli, ["reconcile"], catch_exceptions=False)
     assert table.exit_code == 0
     assert "1 of 8 subscriptions drift" in table.stdout
-    assert "sub_gone" in table.stdout and "60.00 usd" in table.stdout
+    assert "sub_churn" in table.stdout and "30.00 usd" in table.stdout
 
     fixed = CliRunner().invoke(cli, ["reconcile", "--fix", "--json"], catch_exceptions=False)
     doc = json.loads(fixed.stdout)
-    assert (doc["drifted"], doc["fixed"], doc["drift"]) == (1, 1, {"usd": 6000})
+    assert (doc["drifted"], doc["fixed"], doc["drift"]) == (1, 1, {"usd": 3000})
     assert cli_json(stripe_env, "reconcile")["drifted"] == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from cli.main import cli
 from models import ledger_store
 from pipeline import apply as apply_module
 from pipeline.errors import ReplayError
-from pipeline.replay import read_events
+from pipeline.replay import read_events, shift_to_now
 from tests.conftest import FIXTURES, SECRET, load_fixture_events
 from tests.integration.expected import EXPECTED_MOVEMENTS
 from tests.integration.helpers import movement_rows
@@ -46,23 +47,23 @@ def test_replay_sync_applies_inline_without_redis(env, db, monkeypatch) -> None:
     code, out, _ = run("replay", "--sync", "--json", str(FIXTURES))
     assert code == 0
     assert json.loads(out) == {
-        "events": 21,
-        "stored": 21,
+        "events": 20,
+        "stored": 20,
         "duplicates": 0,
-        "applied": 20,
+        "applied": 19,
         "failed": 0,
         "quarantined": 0,
     }
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
     code, out, _ = run("replay", "--sync", "--json", str(FIXTURES))  # a second replay
-    assert json.loads(out)["duplicates"] == 21
+    assert json.loads(out)["duplicates"] == 20
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
 
 
 def test_replay_enqueues_for_the_worker(env, db, run_worker) -> None:
     code, out, _ = run("replay", "--json", str(FIXTURES))
     assert code == 0
-    assert json.loads(out)["enqueued"] == 20
+    assert json.loads(out)["enqueued"] == 19
     assert run_worker() == 0
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
 
@@ -79,7 +80,7 @@ def server(app) -> Iterator[str]:
 def test_replay_url_signs_and_posts_to_a_running_server(env, db, server, run_worker) -> None:
     code, out, _ = run("replay", "--json", "--url", server, "--secret", SECRET, str(FIXTURES))
     assert code == 0
-    assert json.loads(out) == {"events": 21, "accepted": 21, "refused": 0}
+    assert json.loads(out) == {"events": 20, "accepted": 20, "refused": 0}
     run_worker()
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
 
@@ -210,8 +211,8 @@ def test_rebuild_keeps_the_planners_statistics_in_step(env, db, monkeypatch) -> 
     postgres = db.kw["bind"].dialect.name == "postgresql"
     before = analyze_counts(db) if postgres else {}
     result = CliRunner().invoke(cli, ["rebuild", "--json", "--jobs", "1"], catch_exceptions=False)
-    assert json.loads(result.stdout)["events"] == 20
-    # At the start, and again once the events rewritten reach 5 (all 20 come in one
+    assert json.loads(result.stdout)["events"] == 19
+    # At the start, and again once the events rewritten reach 5 (all 19 come in one
     # chunk here; a long rebuild samples again each time they double).
     assert len(calls) >= 2
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
@@ -225,3 +226,75 @@ def test_rebuild_keeps_the_planners_statistics_in_step(env, db, monkeypatch) -> 
                 break
             time.sleep(0.1)
         assert behind == []
+
+
+# --- the first hour's mistakes: one line each, with what to do (issue 16) -----------------
+
+
+def one_line_no_traceback(stderr: str) -> list[str]:
+    lines = [line for line in stderr.splitlines() if line.strip() and "posting" not in line]
+    assert "Traceback" not in stderr
+    assert 1 <= len(lines) <= 2, lines
+    return lines
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_replay_url_where_nothing_listens_is_one_line_naming_mrr_run(env) -> None:
+    url = f"http://127.0.0.1:{free_port()}/webhooks/stripe"
+    result = CliRunner().invoke(cli, ["replay", "--url", url, "--secret", SECRET, str(FIXTURES)])
+    assert result.exit_code == 1
+    (line,) = one_line_no_traceback(result.stderr)
+    assert url in line and "is `mrr run` up" in line
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000/webhooks/stripe", "localhost", "ftp://x/y"])
+def test_replay_url_without_a_scheme_is_a_usage_error(env, url: str) -> None:
+    result = CliRunner().invoke(cli, ["replay", "--url", url, "--secret", SECRET, str(FIXTURES)])
+    assert result.exit_code == 2
+    assert "is not an http(s) URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replay_with_the_wrong_secret_says_the_servers_reason_once(env, db, server) -> None:
+    result = CliRunner().invoke(
+        cli, ["replay", "--url", server, "--secret", "whsec_wrong", str(FIXTURES)]
+    )
+    assert result.exit_code == 1
+    lines = one_line_no_traceback(result.stderr)
+    assert "1 event(s) refused: HTTP 400 bad_signature" in lines[0]
+    assert "STRIPE_WEBHOOK_SECRET" in lines[0]  # what to do
+    assert "not_sent: 19" in lines[-1]  # it stopped after the first: all would fail alike
+
+
+def test_replay_to_a_wrong_path_names_the_webhook_path(env, db, server) -> None:
+    wrong = server.replace("/webhooks/stripe", "/webhook")
+    result = CliRunner().invoke(cli, ["replay", "--url", wrong, "--secret", SECRET, str(FIXTURES)])
+    assert result.exit_code == 1
+    lines = one_line_no_traceback(result.stderr)
+    assert "HTTP 404" in lines[0] and "/webhooks/stripe" in lines[0]
+
+
+def test_replay_without_url_says_a_worker_applies_the_events(env, db) -> None:
+    result = CliRunner().invoke(cli, ["replay", str(FIXTURES)])
+    assert result.exit_code == 0
+    assert "a worker applies them" in result.stderr
+
+
+def test_shift_to_now_moves_the_demo_so_its_last_event_is_today(env, db) -> None:
+    events = list(read_events([FIXTURES]))
+    now = 1_800_000_000
+    moved = shift_to_now(events, now)
+    assert [e.event["id"] for e in moved] == [e.event["id"] for e in events]
+    assert max(e.event["created"] for e in moved) // 86400 == now // 86400
+    deltas = {m.event["created"] - e.event["created"] for m, e in zip(moved, events, strict=True)}
+    assert len(deltas) == 1 and deltas.pop() % 86400 == 0  # whole days, all alike
+    for m, e in zip(moved, events, strict=True):
+        before, after = e.event["data"]["object"], m.event["data"]["object"]
+        for key in ("start_date", "current_period_start", "trial_end"):
+            if isinstance(before.get(key), int):
+                assert after[key] - before[key] == m.event["created"] - e.event["created"]
+        assert json.loads(m.raw) == m.event

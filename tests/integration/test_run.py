@@ -84,7 +84,7 @@ def test_mrr_run_needs_nothing_configured(tmp_path: Path) -> None:
             shlex.split(replay), cwd=tmp_path, capture_output=True, timeout=120, check=False
         )
         assert done.returncode == 0, done.stderr.decode()
-        assert b"accepted: 21, refused: 0" in done.stderr
+        assert b"accepted: 20, refused: 0" in done.stderr
         token = re.search(r"Bearer ([^\"]+)\"", text)
         assert token is not None
         ops = WebClient(port, "unused", token.group(1))
@@ -97,7 +97,7 @@ def test_mrr_run_needs_nothing_configured(tmp_path: Path) -> None:
             summary_doc = ops.get_json("/reports/summary?currency=usd")
         finally:
             ops.close()
-        assert inbox["received"] == inbox["processed"] == 21
+        assert inbox["received"] == inbox["processed"] == 20
         assert inbox["failed"] == 0
         assert summary_doc["currency"] == "usd"
 

@@ -28,7 +28,6 @@ def loaded_after(imports: list[str], forbidden: set[str]) -> list[str]:
 def test_ledger_and_reporting_import_no_infrastructure() -> None:
     core = [
         "ledger.drift",
-        "ledger.opening",
         "ledger.synthetic",
         "ledger.history",
         "ledger.invoices",

@@ -11,10 +11,15 @@ import pytest
 from ledger.drift import Standing, compare, standing, total_drift
 from ledger.events import order_events, parse_event
 from ledger.mrr import subscription_mrr
-from ledger.opening import opening_history
 from ledger.snapshot import parse_subscription
-from ledger.synthetic import fix_event, gone_event, synthetic_id, undo_previous
-from ledger.timeline import derive_ledger
+from ledger.synthetic import (
+    CREATED,
+    fix_event,
+    gone_event,
+    synthetic_event,
+    synthetic_id,
+    undo_previous,
+)
 from tests import factories as f
 
 DAY = 86400
@@ -41,17 +46,6 @@ def trial(obj: dict[str, Any], start: int, end: int) -> dict[str, Any]:
 def ev(event_id: str, kind: str, at: int, obj: dict[str, Any], prev: dict[str, Any] | None = None):
     envelope = f.event(event_id, f"customer.subscription.{kind}", at, obj, previous_attributes=prev)
     return parse_event(envelope)
-
-
-def history(stored: list[Any], current: dict[str, Any] | None) -> list[tuple[str, str, int, str]]:
-    """(id, type, created, status) of the opening events, checking each one parses."""
-    made = opening_history(stored, current, as_of=NOW, api_version=f.CLOVER_VERSION)
-    for envelope in made:
-        parse_event(envelope)
-    return [
-        (e["id"], e["type"].rsplit(".", 1)[1], e["created"], e["data"]["object"]["status"])
-        for e in made
-    ]
 
 
 # --- ids ------------------------------------------------------------------------------
@@ -111,187 +105,18 @@ def test_an_undone_object_is_what_the_ordering_chain_links_to() -> None:
     later = sub([f.item(BASIC, 5)])
     previous = {"items": copy.deepcopy(sub([f.item(BASIC, 3)])["items"])}
     update = ev("evt_u", "updated", NOW - DAY, later, previous)
-    (created,) = opening_history([update], later, as_of=NOW, api_version=None)
-    opening = parse_event(created)
-    assert opening.object["items"]["data"][0]["quantity"] == 3
+    created = synthetic_event(
+        synthetic_id("sub_1", "created", TWO_YEARS_AGO),
+        CREATED,
+        TWO_YEARS_AGO,
+        undo_previous(later, previous),
+        api_version=None,
+    )
+    first = parse_event(created)
+    assert first.object["items"]["data"][0]["quantity"] == 3
     # Even within one second, the update follows the opening it undoes.
     same_second = parse_event({**created, "created": update.created})
     assert [e.id for e in order_events([update, same_second])] == [created["id"], "evt_u"]
-
-
-# --- opening histories ------------------------------------------------------------------
-
-ACTIVE = sub()
-TRIAL_DONE = trial(sub(), TWO_YEARS_AGO, TWO_YEARS_AGO + 14 * DAY)
-TRIALING = trial(sub(status="trialing", start=NOW - 3 * DAY), NOW - 3 * DAY, NOW + 11 * DAY)
-CANCELED_YEAR_AGO = canceled(sub(), NOW - 365 * DAY)
-CANCELED_IN_TRIAL = canceled(
-    trial(sub(), TWO_YEARS_AGO, TWO_YEARS_AGO + 14 * DAY), TWO_YEARS_AGO + 14 * DAY
-)
-EXPIRED = sub(status="incomplete_expired")
-TRIAL_LATER = trial(sub(), TWO_YEARS_AGO + DAY, TWO_YEARS_AGO + 15 * DAY)  # not from start
-
-
-@pytest.mark.parametrize(
-    ("current", "expected"),
-    [
-        (ACTIVE, [("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "active")]),
-        (
-            TRIAL_DONE,
-            [
-                ("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "trialing"),
-                ("bf_sub_1_trial_1673827200", "updated", TWO_YEARS_AGO + 14 * DAY, "active"),
-            ],
-        ),
-        (
-            TRIALING,
-            [("bf_sub_1_created_1735430400", "created", NOW - 3 * DAY, "trialing")],
-        ),
-        (
-            CANCELED_YEAR_AGO,
-            [
-                ("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "active"),
-                ("bf_sub_1_deleted_1704153600", "deleted", NOW - 365 * DAY, "canceled"),
-            ],
-        ),
-        (
-            CANCELED_IN_TRIAL,
-            [
-                ("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "trialing"),
-                ("bf_sub_1_deleted_1673827200", "deleted", TWO_YEARS_AGO + 14 * DAY, "canceled"),
-            ],
-        ),
-        (
-            EXPIRED,
-            [("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "incomplete_expired")],
-        ),
-        (TRIAL_LATER, [("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "active")]),
-    ],
-    ids=[
-        "active",
-        "trial from start, converted",
-        "still trialing",
-        "canceled a year ago",
-        "canceled during its trial",
-        "incomplete_expired",
-        "trial not from start",
-    ],
-)
-def test_opening_from_stripes_current_object(current, expected) -> None:
-    assert history([], current) == expected
-
-
-def test_nothing_to_open_when_created_is_stored_or_nothing_is_known() -> None:
-    created = ev("evt_c", "created", NOW - DAY, sub())
-    update = ev("evt_u", "updated", NOW, sub([f.item(PRO)]), {"items": sub()["items"]})
-    assert history([update, created], sub([f.item(PRO)])) == []
-    assert history([], None) == []
-
-
-def test_opening_undoes_the_earliest_stored_event_in_its_own_shape() -> None:
-    basil_now = sub([f.item(PRO)])
-    legacy_first = sub([f.item(BASIC, 5, legacy=True)], legacy=True)
-    legacy_later = sub([f.item(BASIC, 7, legacy=True)], legacy=True)
-    first = f.event(
-        "evt_1",
-        "customer.subscription.updated",
-        NOW - 20 * DAY,
-        legacy_later,
-        previous_attributes={"quantity": 5, "items": copy.deepcopy(legacy_first["items"])},
-        api_version=f.LEGACY_VERSION,
-    )
-    second = f.event(
-        "evt_2",
-        "customer.subscription.updated",
-        NOW - 10 * DAY,
-        basil_now,
-        previous_attributes={"items": copy.deepcopy(legacy_later["items"])},
-    )
-    stored = [parse_event(second), parse_event(first)]
-    (created,) = opening_history(stored, basil_now, as_of=NOW, api_version=f.CLOVER_VERSION)
-    assert created["api_version"] == f.LEGACY_VERSION
-    assert created["created"] == TWO_YEARS_AGO
-    assert created["data"]["object"]["quantity"] == 5
-    assert "previous_attributes" not in created["data"]
-    assert subscription_mrr(parse_event(created).snapshot).amount == 5000
-
-
-@pytest.mark.parametrize(
-    ("stored", "expected"),
-    [
-        (  # canceled inside the window: the real deletion ends it
-            [ev("evt_d", "deleted", NOW - 5 * DAY, canceled(sub(), NOW - 5 * DAY))],
-            [("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "active")],
-        ),
-        (  # an update of a subscription that had ended before the window
-            [
-                ev(
-                    "evt_m",
-                    "updated",
-                    NOW - 5 * DAY,
-                    {**canceled(sub(), NOW - 40 * DAY), "metadata": {"a": "1"}},
-                    {"metadata": {"a": None}},
-                )
-            ],
-            [
-                ("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "active"),
-                ("bf_sub_1_deleted_1732233600", "deleted", NOW - 40 * DAY, "canceled"),
-            ],
-        ),
-        (  # the trial converts inside the window: the real update shows it
-            [
-                ev(
-                    "evt_t",
-                    "updated",
-                    NOW - 5 * DAY,
-                    trial(sub(start=NOW - 19 * DAY), NOW - 19 * DAY, NOW - 5 * DAY),
-                    {"status": "trialing"},
-                )
-            ],
-            [("bf_sub_1_created_1734048000", "created", NOW - 19 * DAY, "trialing")],
-        ),
-        (  # the trial converted before the window
-            [
-                ev(
-                    "evt_q",
-                    "updated",
-                    NOW - 5 * DAY,
-                    sub([f.item(BASIC, 2)]),
-                    {"items": sub()["items"]},
-                )
-            ],
-            [("bf_sub_1_created_1672617600", "created", TWO_YEARS_AGO, "active")],
-        ),
-    ],
-    ids=["deleted in window", "ended before window", "trial ends in window", "plain update"],
-)
-def test_opening_before_stored_events(stored, expected) -> None:
-    assert history(stored, None) == expected
-
-
-def test_trial_from_start_that_converted_before_the_earliest_stored_event() -> None:
-    now_obj = trial(sub([f.item(BASIC, 2)]), TWO_YEARS_AGO, TWO_YEARS_AGO + 14 * DAY)
-    before = trial(sub(), TWO_YEARS_AGO, TWO_YEARS_AGO + 14 * DAY)
-    update = ev("evt_q", "updated", NOW - 5 * DAY, now_obj, {"items": before["items"]})
-    made = opening_history([update], now_obj, as_of=NOW, api_version=None)
-    ledger = derive_ledger("cus_1", [*map(parse_event, made), update])
-    assert [(m.type.value, m.occurred_at, m.mrr_after) for m in ledger.movements] == [
-        ("new", TWO_YEARS_AGO + 14 * DAY, 1000),
-        ("expansion", NOW - 5 * DAY, 2000),
-    ]
-
-
-@pytest.mark.parametrize(
-    "current", [ACTIVE, TRIAL_DONE, TRIALING, CANCELED_YEAR_AGO, CANCELED_IN_TRIAL, EXPIRED]
-)
-def test_an_opened_ledger_ends_where_stripe_is(current) -> None:
-    made = opening_history([], current, as_of=NOW, api_version=None)
-    ledger = derive_ledger("cus_1", [parse_event(e) for e in made])
-    (state,) = ledger.subscriptions
-    stripe = standing(parse_subscription(current))
-    assert (state.status, state.mrr) == (stripe.status, stripe.mrr)
-    # Deterministic: the same inputs give the same events, ids included.
-    assert opening_history([], current, as_of=NOW, api_version=None) == made
 
 
 # --- reconcile ------------------------------------------------------------------------

@@ -313,3 +313,19 @@ def test_pending_items_name_their_prices_like_lines(version: str) -> None:
             read_pending_items(items)
     invoiced = [{**items[0], "invoice": "in_1"}]  # no longer pending: left out
     assert read_pending_items(invoiced, w.prices()) == []
+
+
+def test_invoices_parsed_into_ordered_dicts_read_alike() -> None:
+    """stripe-python parses API responses with `object_pairs_hook=OrderedDict`: an
+    invoice listed through the client must read as the same JSON given as dicts."""
+    import json
+    from collections import OrderedDict
+
+    from tests.world import BASIL
+    from tests.world.scenarios import central
+
+    world = central(BASIL)
+    raw = world.invoices()
+    ordered = json.loads(json.dumps(raw), object_pairs_hook=OrderedDict)
+    assert read_invoices(ordered, world.prices()) == read_invoices(raw, world.prices())
+    assert any(i.discounts for i in read_invoices(ordered, world.prices()))
