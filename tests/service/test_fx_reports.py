@@ -249,6 +249,13 @@ def test_customer_report_converts_at_todays_rate(db, settings, client, auth) -> 
     aed = client.get("/reports/customers/cus_ae", headers=auth).json
     assert aed["converted"] == {"currency": "usd", "mrr": 0, "unconverted": {"aed": 20000}}
 
+    from tests.service.test_dashboard import sign_in
+
+    sign_in(client)
+    page = client.get("/dashboard/customers/cus_jp").get_data(as_text=True)
+    converted = doc["converted"]["mrr"]
+    assert f"(≈ {converted // 100}.{converted % 100:02d} USD at today's ECB rate)" in page
+
 
 def test_a_reporting_currency_without_rates_is_a_clear_error(db, settings, auth) -> None:
     from service.app import create_app
@@ -257,6 +264,9 @@ def test_a_reporting_currency_without_rates_is_a_clear_error(db, settings, auth)
     response = client.get("/reports/summary", headers=auth)
     assert response.status_code == 422
     assert "'aed'" in response.json["error"]["message"]
+    assert client.get("/reports/summary?currency=aed", headers=auth).status_code == 200
+    warnings = client.get("/status", headers=auth).json["warnings"]
+    assert any(w.startswith("REPORTING_CURRENCY aed has no exchange rate") for w in warnings)
 
 
 def test_status_names_the_rates_and_warns_about_unconverted_and_stale(
