@@ -69,7 +69,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return value if dialect.name == "postgresql" else str(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(str(value))
+        if value is None or isinstance(value, Decimal):
+            return value
+        return Decimal(value)
 
 
 #: Autoincrementing 64-bit keys (SQLite only autoincrements INTEGER PRIMARY KEY).
