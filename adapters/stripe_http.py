@@ -4,6 +4,7 @@ and retries of rate limits as well as of what stripe-python retries itself."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,14 +23,20 @@ class RetryingHTTPClient(stripe.RequestsClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: Every HTTP request sent, retries included (`mrr backfill`'s `api_calls`).
+        #: Every HTTP request sent, retries included (`mrr backfill`'s `api_calls`), and
+        #: the seconds spent waiting on them.
         self.calls = 0
+        self.waited_s = 0.0
         self._count = threading.Lock()
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        with self._count:
-            self.calls += 1
-        return super().request(*args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return super().request(*args, **kwargs)
+        finally:
+            with self._count:
+                self.calls += 1
+                self.waited_s += time.perf_counter() - started
 
     def _should_retry(
         self,

@@ -13,12 +13,10 @@ command works as written:
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -66,6 +64,7 @@ def run_all(host: str, port: int, verbose: bool) -> int:
     """
     from migrations import upgrade
 
+    port_is_free(host, port)
     env = dict(os.environ)
     generated = session_secrets(env)
     try:
@@ -73,12 +72,11 @@ def run_all(host: str, port: int, verbose: bool) -> int:
         probe_address(env)  # a malformed probe is a usage error, before anything starts
     except (SettingsError, EmbeddedRedisError) as exc:
         raise click.UsageError(str(exc)) from None
-    check_port_free(host, port)  # before anything starts or is printed
     upgrade(settings.database_url)
 
     stopping = threading.Event()
-    # The children are out of the terminal's group: a closed terminal (SIGHUP) stops
-    # them through us too.
+    # The children are out of the terminal's process group: a closed terminal (SIGHUP)
+    # stops them through us too.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.set())
     embedded: EmbeddedRedis | None = None
@@ -102,26 +100,27 @@ def run_all(host: str, port: int, verbose: bool) -> int:
             embedded.stop()
     codes = [p.returncode for p in procs if p.returncode and p.returncode > 0]
     if stopping.is_set():
-        click.echo("mrr run stopped.", err=True)
+        stopped = "web, worker and embedded Redis" if embedded else "web and worker"
+        click.echo(f"mrr run stopped ({stopped}).", err=True)
     return max(codes) if codes else 0
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Fail, naming the port and how to take another, when `host:port` cannot be bound:
-    before the banner, so no command printed for this run reaches another server."""
+def port_is_free(host: str, port: int) -> None:
+    """Fail before anything starts (and before a banner with fresh secrets is printed)
+    when something already listens where the web process would."""
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As gunicorn binds: a port in TIME_WAIT after a previous run is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise click.ClickException(
-                    f"port {port} on {host} is already in use (another `mrr run`?); "
-                    f"stop it, or set another, e.g. PORT={port + 1}"
-                ) from None
-            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise click.ClickException(
+                f"port {port} on {host or '*'} is in use ({exc.strerror}): another `mrr run`? "
+                f"Stop it, or pick another port: PORT={port + 1} script/run "
+                f"(or mrr run --port {port + 1})"
+            ) from None
 
 
 def _redis(env: dict[str, str], database_url: str) -> tuple[str, str, EmbeddedRedis | None]:
@@ -151,18 +150,13 @@ def _start_children(
         *("--log-level", "info" if verbose else "warning"),
         "service.app:create_app()",
     ]
-
-    # Out of the terminal's process group: Ctrl-C reaches only `mrr run`, which stops
-    # them cleanly (SIGTERM: gunicorn's graceful stop, not its SIGQUIT to each worker).
-    # On Linux they die with it if it is killed.
-    def spawn(command: list[str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            command, env=env, start_new_session=True, preexec_fn=die_with_parent()
-        )
-
-    procs = [spawn(worker)]
+    # Each child in a session of its own: a Ctrl-C reaches `mrr run` alone, which stops
+    # them in order (a SIGINT to gunicorn's workers too would make it kill them at once,
+    # "Worker … was sent SIGQUIT!"); each also gets SIGTERM if `mrr run` dies (Linux).
+    own = {"start_new_session": True, "preexec_fn": die_with_parent()}
+    procs = [subprocess.Popen(worker, env=env, **own)]  # type: ignore[call-overload]
     try:
-        procs.append(spawn(web))
+        procs.append(subprocess.Popen(web, env=env, **own))  # type: ignore[call-overload]
     except BaseException:
         _stop(procs)
         raise
@@ -209,10 +203,16 @@ def where(
     Secrets the user set are referred to by variable name, never printed; generated
     ones are printed, since the commands to try need them and they die with the run.
     """
+    token_shown = (
+        f"{env['OPS_TOKEN']}  (random, for this run)"
+        if "OPS_TOKEN" in generated
+        else "as you set it"
+    )
     lines = [
         "",
         "mrr run is up; Ctrl-C stops it all.",
-        f"  dashboard {web}/dashboard  (sign in with the OPS_TOKEN below)",
+        f"  dashboard {web}/dashboard  (its sign-in page asks for OPS_TOKEN)",
+        f"  OPS_TOKEN {token_shown}",
         f"  web       {web}  (Stripe webhooks: POST {web}/webhooks/stripe)",
         f"  worker    RQ queue {settings.queue_name!r}, with its scheduler and the inbox sweeper",
         f"  database  {describe_database(settings.database_url)}",
@@ -221,10 +221,6 @@ def where(
     if generated:
         names = " and ".join(generated)
         lines.append(f"  secrets   {names} unset: random ones for this run, used below")
-    if "OPS_TOKEN" in generated:
-        lines.append(f"  OPS_TOKEN {env['OPS_TOKEN']}  (the dashboard's sign-in asks for it)")
-    else:
-        lines.append("  OPS_TOKEN from your environment (the dashboard's sign-in asks for it)")
     mrr = Path(sys.executable).with_name("mrr")
     mrr_cmd = _path(mrr) if mrr.exists() else "mrr"
     fixtures = _path(SAMPLE_EVENTS)

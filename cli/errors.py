@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from adapters.errors import AdapterError
 from models.errors import StoreError
 from pipeline.errors import BadQuery, PipelineError, SettingsError, StripeAccessError
+from reporting.errors import ReportingError
 
 FAILED, USAGE, LEFT_FOR_SWEEPER = 1, 2, 3
 
@@ -35,7 +36,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         return f"Redis does not answer ({exc}); is REDIS_URL right?", FAILED
     if isinstance(exc, stripe.StripeError):
         return f"Stripe API: {exc.user_message or exc}", FAILED
-    if isinstance(exc, PipelineError | StoreError | AdapterError):
+    if isinstance(exc, PipelineError | StoreError | AdapterError | ReportingError):
         return str(exc), FAILED
     return None
 

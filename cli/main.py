@@ -77,9 +77,8 @@ def migrate() -> None:
 @click.option("--sync", is_flag=True, help="Apply events inline, without Redis or a worker.")
 @click.option(
     "--shift-to-now",
-    "shift",
     is_flag=True,
-    help="Demo data: move every date in the events by whole days so the latest is today.",
+    help="Move the events by whole days so that the last one is today (demo data).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
 def replay(
@@ -87,104 +86,66 @@ def replay(
     url: str | None,
     secret: str | None,
     sync: bool,
-    shift: bool,
+    shift_to_now: bool,
     as_json: bool,
 ) -> None:
     """Replay Stripe events from files (one event, a JSON array, or JSON lines; dirs recurse)."""
-    from pipeline.replay import read_events, shift_to
+    from pipeline.replay import read_events
+    from pipeline.replay import shift_to_now as shifted
 
     runtime = _runtime()
     events = list(read_events(paths))
-    if shift:
-        events = shift_to(events, int(runtime.now().timestamp()))
+    if shift_to_now:
+        events = shifted(events, int(runtime.now().timestamp()))
     if url:
         secret = secret or next(iter(runtime.settings.webhook_secrets), None)
-        result, stopped = _replay_http(events, url, secret)
+        result = _replay_http(events, url, secret)
     else:
-        stopped = None
         result = _replay_direct(events, runtime, sync)
     if as_json:
         click.echo(json.dumps(result))
-    if stopped:
-        from cli.errors import Failed
-
-        raise Failed(stopped)
-    if not as_json:
+    else:
         click.echo(", ".join(f"{k}: {v}" for k, v in result.items()), err=True)
-        if not url and not sync and (result.get("enqueued") or result.get("left_for_sweeper")):
-            from cli.devrun import redact
-
-            redis_url = redact(runtime.settings.redis_url)
-            queued = (
-                f"queued on {redis_url}"
-                if result.get("enqueued")
-                else f"not queued ({redis_url} does not answer; a worker's sweeper will)"
-            )
+        if not url and not sync and result.get("stored", 0) + result.get("duplicates", 0):
             click.echo(
-                f"stored in {_database(runtime)}, {queued}: nothing is applied until a worker "
-                "runs on that database (`mrr worker`, or `mrr run`); --sync applies them now",
+                "stored in the inbox and queued: a worker applies them (`mrr worker`, or "
+                "`mrr run`); --sync applies them here instead",
                 err=True,
             )
     if result.get("failed") or result.get("refused"):
         sys.exit(1)
 
 
-def _database(runtime: Runtime) -> str:
-    from cli.devrun import describe_database
+def _replay_http(events: list[Any], url: str, secret: str | None) -> dict[str, int]:
+    from cli.replay import check_url, post_signed
 
-    return describe_database(runtime.settings.database_url)
-
-
-def _replay_http(
-    events: list[Any], url: str, secret: str | None
-) -> tuple[dict[str, int], str | None]:
-    """POST each event; stops at the first refusal every next event would get too (a
-    wrong secret or path: 4xx), or when no server answers: the counts, and then the one
-    line saying why it stopped."""
-    from cli.replay import Unreachable, post_signed
-
+    check_url(url)
     if not secret:
         raise click.UsageError("--url needs --secret or STRIPE_WEBHOOK_SECRET")
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        from cli.errors import Misused
-
-        raise Misused(
-            f"--url {url}: not an http(s) URL; e.g. http://127.0.0.1:8000/webhooks/stripe"
-        )
     counts = {"events": len(events), "accepted": 0, "refused": 0}
-    transient: dict[str, int] = {}
+    reasons: dict[tuple[int, str], int] = {}
     with click.progressbar(events, label="posting", file=sys.stderr) as bar:
         for item in bar:
-            try:
-                answer = post_signed(url, secret, item.raw)
-            except Unreachable as exc:
-                return counts, f"cannot POST to {url}: {exc}; is `mrr run` up at that URL?"
-            if answer.status == 200:
+            status, reason = post_signed(url, secret, item.raw)
+            if status == 200:
                 counts["accepted"] += 1
                 continue
             counts["refused"] += 1
-            if answer.permanent:
-                sent = counts["accepted"] + counts["refused"]
-                hint = _REFUSAL_HINTS.get(answer.code) or _REFUSAL_HINTS.get(str(answer.status), "")
-                return counts, (
-                    f"{url} refused {item.source}: {answer.reason()}; stopped after "
-                    f"{sent} of {len(events)} event(s) ({counts['accepted']} accepted){hint}"
-                )
-            transient[answer.reason()] = transient.get(answer.reason(), 0) + 1
-    for reason, n in transient.items():
-        log.error("%d event(s) refused: %s (replay again: duplicates are ignored)", n, reason)
-    return counts, None
-
-
-#: What to do about a permanent refusal of `mrr replay --url`, by error code or status.
-_REFUSAL_HINTS = {
-    "bad_signature": "; is --secret the server's STRIPE_WEBHOOK_SECRET?",
-    "404": "; the webhook is POST /webhooks/stripe",
-    "405": "; the webhook is POST /webhooks/stripe",
-}
+            reasons[(status, reason)] = reasons.get((status, reason), 0) + 1
+            if status in (401, 403, 404, 405) or reason.startswith("bad_signature"):
+                break  # every other event would be refused alike
+    unsent = len(events) - counts["accepted"] - counts["refused"]
+    if unsent:
+        counts["not_sent"] = unsent
+    for (status, reason), n in sorted(reasons.items()):
+        hint = {
+            404: f" (is {url} the webhook's URL? it ends in /webhooks/stripe)",
+            405: f" (is {url} the webhook's URL? it ends in /webhooks/stripe)",
+        }.get(status, "")
+        if reason.startswith("bad_signature"):
+            hint = " (--secret must be the server's STRIPE_WEBHOOK_SECRET, as mrr run printed)"
+        click.echo(f"{n} event(s) refused: HTTP {status} {reason}{hint}", err=True)
+    return counts
 
 
 def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str, int]:
@@ -210,12 +171,15 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
 @click.argument("kind", type=click.Choice(["summary", "movements", "cohorts"]), default="summary")
 @click.option("--json", "as_json", is_flag=True, help="Print the HTTP JSON document instead.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the document as CSV (as over HTTP).")
-@click.option("--currency", help="ISO currency (default: the one with the most MRR).")
+@click.option(
+    "--currency",
+    help="ISO currency: its native report (default: all, converted into REPORTING_CURRENCY).",
+)
 @click.option("--period", type=click.Choice(["day", "week", "month"]), help="movements only")
 @click.option("--start", help="YYYY-MM-DD, snapped outward")
 @click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
-@click.option("--wide", is_flag=True, help="Every column, however wide (default: fit 100).")
+@click.option("--wide", is_flag=True, help="Every column in one table, however wide.")
 def report(kind: str, as_json: bool, as_csv: bool, wide: bool, **options: str | None) -> None:
     """Print a report as a table (or, with --json or --csv, the same document as over HTTP)."""
     from pipeline import reports as report_docs
@@ -336,6 +300,58 @@ def _with_progress(run: Callable[[Callable[[str, int], None]], T]) -> T:
 
     with stage_progress() as progress:
         return run(progress)
+
+
+@cli.group()
+def fx() -> None:
+    """Exchange rates of the reporting currency (ECB reference rates, SPEC §10)."""
+
+
+@fx.command("update")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
+def fx_update(as_json: bool) -> None:
+    """Fetch the ECB history from FX_RATES_URL (a URL or a local path) and replace the
+    stored rates with it; a malformed file replaces nothing."""
+    from pipeline.fx import update
+
+    runtime = _runtime()
+    click.echo(f"fetching {runtime.settings.fx_source}", err=True)
+    result = _with_progress(lambda progress: update(runtime, progress))
+    doc = result.document()
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        click.echo(
+            f"stored {doc['rates']:,} rates of {doc['currencies']} currencies, "
+            f"{doc['oldest']} to {doc['newest']}; {len(doc['covered'])} convert "
+            f"(a rate on {doc['newest']})",
+            err=True,
+        )
+
+
+@fx.command("show")
+@click.option("--date", "day", help="YYYY-MM-DD (default: today, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead.")
+def fx_show(day: str | None, as_json: bool) -> None:
+    """Print the rates in force on a date (units per EUR) and the newest rate's date."""
+    from datetime import date
+
+    from pipeline.fx import rates, show
+
+    try:
+        when = None if day is None else date.fromisoformat(day)
+    except ValueError:
+        raise click.BadParameter(f"not a date YYYY-MM-DD: {day!r}", param_hint="--date") from None
+    runtime = _runtime()
+    doc = show(runtime, when)
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from cli.render import print_table, rates_table
+
+    found = rates(runtime)
+    print_table(rates_table(doc))
+    click.echo(f"newest rate {doc['newest']}; {found.source} ({found.origin})", err=True)
 
 
 @cli.command()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from reporting.display import decimal, money, pct
-from reporting.rows import FIELDS, Field
+from reporting.rows import CONVERTED_FIELDS, FIELDS, Field
 
 
 def summary_table(doc: dict[str, Any]) -> Table:
@@ -38,70 +37,46 @@ def summary_table(doc: dict[str, Any]) -> Table:
         f"{c['currency']} {money(c['mrr'], c['currency'])}" for c in doc["currencies"]
     )
     table.caption = f"all currencies: {others}" if others else None
+    table.caption = _unconverted_note(doc, table.caption)
     return table
 
 
-#: Width the tables fit by default (`--wide`: every column, whatever the width).
-FIT_WIDTH = 100
-#: Movements columns kept first when not all fit (then the rest, in `FIELDS` order).
-MOVEMENTS_PRIORITY = (
-    "period_start",
-    "new",
-    "expansion",
-    "contraction",
-    "churn",
-    "net_mrr_churn_rate",
-    "ending_mrr",
-)
+def _unconverted_note(doc: dict[str, Any], caption: Any) -> str | None:
+    """A converted document's caption: what it left out (no rate) and its rates' date."""
+    notes = [str(caption)] if caption else []
+    left = doc.get("unconverted") or {}
+    if left:
+        shown = ", ".join(f"{money(m, c)} {c}" for c, m in left.items())
+        notes.append(f"not converted (no exchange rate): {shown}")
+    rates = doc.get("rates")
+    if rates:
+        notes.append(f"converted with the {rates['source']} ECB rates up to {rates['newest']}")
+    return "; ".join(notes) or None
 
 
-def movements_table(doc: dict[str, Any], width: int | None = None) -> Table:
-    """The period rows, with the columns `reporting.rows.FIELDS` gives a heading: those
-    that fit `width` whole (None: all), the most telling first; never a cut figure."""
+def _noted(doc: dict[str, Any], tables: list[Table]) -> list[Table]:
+    """`tables` with a converted document's note under the last one."""
+    if tables:
+        tables[-1].caption = _unconverted_note(doc, None)
+    return tables
+
+
+#: Each column's padding and border in rich's default box.
+_COLUMN_CHROME = 3
+
+
+def movements_table(doc: dict[str, Any], width: int | None = None) -> list[Table]:
+    """The period rows, with the columns `reporting.rows.FIELDS` gives a heading (and
+    `fx_adjustment` in a converted document): the flows first, then the counts and
+    rates, in tables that fit `width` (None: one)."""
     currency = doc["currency"]
-    fields = [f for f in FIELDS if f.heading]
-    columns = [
-        (f.heading or f.name, [_cell(f, row[f.name], currency) for row in doc["periods"]])
-        for f in fields
-    ]
-    names = [f.name for f in fields]
-    rank = [names.index(n) for n in MOVEMENTS_PRIORITY if n in names]
-    rank += [n for n in range(len(fields)) if n not in rank]
-    return _fitted(f"MRR movements ({currency}, by {doc['period']})", columns, rank, width)
-
-
-def _fitted(
-    title: str,
-    columns: list[tuple[str, list[str]]],
-    rank: list[int],
-    width: int | None,
-    contiguous: bool = False,
-) -> Table:
-    """A table of `columns` (heading, cells), keeping, in `rank` order, those that fit
-    `width` at their full width (all when None; with `contiguous`, up to the first
-    that does not), shown in their own order; the first is left-aligned. A caption
-    counts those left out and names `--wide`."""
-    kept: set[int] = set()
-    used = 1  # the table's edge
-    for n in rank:
-        heading, cells = columns[n]
-        need = max([len(heading), *(Text.from_markup(c).cell_len for c in cells)]) + 3
-        if width is not None and kept and used + need > width:
-            if contiguous:
-                break
-            continue
-        kept.add(n)
-        used += need
-    shown = [columns[n] for n in sorted(kept)]
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for n, (heading, _) in enumerate(shown):
-        table.add_column(heading, justify="left" if n == 0 else "right", no_wrap=True)
-    for row in zip(*(cells for _, cells in shown), strict=True):
-        table.add_row(*row)
-    hidden = len(columns) - len(kept)
-    if hidden:
-        table.caption = f"{hidden} more column(s): --wide shows them all"
-    return table
+    converted = "unconverted" in doc
+    columns = [f for f in (CONVERTED_FIELDS if converted else FIELDS) if f.heading]
+    cells = [[_cell(f, row[f.name], currency) for f in columns] for row in doc["periods"]]
+    headings = [f.heading or f.name for f in columns]
+    right = [f.kind != "period" for f in columns]
+    title = f"MRR movements ({currency}, by {doc['period']})"
+    return _noted(doc, packed(title, headings, right, cells, width))
 
 
 def _cell(f: Field, value: Any, currency: str) -> str:
@@ -114,23 +89,78 @@ def _cell(f: Field, value: Any, currency: str) -> str:
     return str(value)
 
 
-def cohorts_table(doc: dict[str, Any], width: int | None = None) -> Table:
-    """One row per cohort: its months' revenue retention, as many months as fit `width`."""
+def cohorts_table(doc: dict[str, Any], width: int | None = None) -> list[Table]:
     cohorts = doc["cohorts"]
     months = max((len(c["months"]) for c in cohorts), default=0)
-    columns = [
-        ("cohort", [c["cohort"] for c in cohorts]),
-        ("customers", [str(c["customers"]) for c in cohorts]),
-        ("new MRR", [money(c["new_mrr"], doc["currency"]) for c in cohorts]),
-    ]
-    for offset in range(months):
-        cells = [
-            pct(c["months"][offset]["revenue_retention"]) if offset < len(c["months"]) else ""
-            for c in cohorts
-        ]
-        columns.append((f"M{offset}", cells))
+    headings = ["cohort", "customers", "new MRR", *(f"M{k}" for k in range(months))]
+    cells = []
+    for c in cohorts:
+        shown = [pct(m["revenue_retention"]) for m in c["months"]]
+        cells.append(
+            [
+                c["cohort"],
+                str(c["customers"]),
+                money(c["new_mrr"], doc["currency"]),
+                *shown,
+                *([""] * (months - len(shown))),
+            ]
+        )
+    right = [False, *([True] * (len(headings) - 1))]
     title = f"Revenue retention by cohort ({doc['currency']})"
-    return _fitted(title, columns, list(range(len(columns))), width, contiguous=True)
+    return _noted(doc, packed(title, headings, right, cells, width))
+
+
+def packed(
+    title: str,
+    headings: list[str],
+    right: list[bool],
+    rows: list[list[str]],
+    width: int | None,
+) -> list[Table]:
+    """Tables of the columns that fit `width` each, the first column in every one; a
+    cell is never cut (None: one table of every column)."""
+
+    def need(k: int) -> int:
+        shown = [_plain(r[k]) for r in rows]
+        return max([len(headings[k]), *map(len, shown)]) + _COLUMN_CHROME
+
+    groups: list[list[int]] = []
+    room = 0
+    for k in range(1, len(headings)):
+        if width is None or not groups or room < need(k):
+            if width is None and groups:
+                groups[0].append(k)
+                continue
+            groups.append([k])
+            room = (width or 0) - 1 - need(0) - need(k)
+        else:
+            groups[-1].append(k)
+            room -= need(k)
+    tables = []
+    for n, group in enumerate(groups or [[]]):
+        suffix = f" ({n + 1}/{len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=title + suffix)
+        for k in (0, *group):
+            table.add_column(headings[k], justify="right" if right[k] else "left", no_wrap=True)
+        for r in rows:
+            table.add_row(*(r[k] for k in (0, *group)))
+        tables.append(table)
+    return tables
+
+
+def _plain(text: str) -> str:
+    """A cell's text without rich's markup (`[green]…[/green]`)."""
+    return re.sub(r"\[/?[a-z ]+\]", "", text)
+
+
+def rates_table(doc: dict[str, Any]) -> Table:
+    """`mrr fx show`: units of each currency per EUR in force on the date."""
+    table = Table(title=f"Exchange rates on {doc['date']} (units per EUR)")
+    table.add_column("currency")
+    table.add_column("per EUR", justify="right")
+    for currency, per_eur in doc["rates"].items():
+        table.add_row(currency.upper(), str(per_eur))
+    return table
 
 
 def problems_table(found: list[Any]) -> Table:
@@ -145,7 +175,7 @@ def problems_table(found: list[Any]) -> Table:
     return table
 
 
-RENDERERS = {"summary": summary_table, "movements": movements_table, "cohorts": cohorts_table}
+RENDERERS = {"movements": movements_table, "cohorts": cohorts_table}
 
 
 #: Width when stdout is not a terminal (a pipe or a file): never fold the figures.
@@ -153,29 +183,26 @@ PIPE_WIDTH = 200
 
 
 def print_report(
-    kind: str, doc: dict[str, Any], console: Console | None = None, wide: bool = False
+    kind: str, doc: dict[str, Any], console: Console | None = None, *, wide: bool = False
 ) -> None:
-    """The report's table: at most `FIT_WIDTH` columns wide (the terminal's, if
-    narrower) unless `wide`, which shows every column however wide."""
+    """A report as tables that fit the terminal: the columns packed into as many tables as
+    it takes, the first column repeated in each (`wide`, or not a terminal: one table)."""
     console = console or _console()
+    width = None if wide or not console.is_terminal else console.width
     if kind == "summary":
-        print_table(summary_table(doc), console)
+        console.print(summary_table(doc))
         return
-    width = None if wide else min(console.width, FIT_WIDTH)
-    table = movements_table(doc, width) if kind == "movements" else cohorts_table(doc, width)
-    if wide:  # never folded: as wide as the table needs
-        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
-        console = Console(file=console.file, width=max(console.width, needed))
-    print_table(table, console)
+    for table in RENDERERS[kind](doc, width):
+        console.print(table)
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    (console or _console()).print(table)
 
 
 def _console() -> Console:
     console = Console()
     return console if console.is_terminal else Console(width=PIPE_WIDTH)
-
-
-def print_table(table: Table, console: Console | None = None) -> None:
-    (console or _console()).print(table)
 
 
 def drift_table(doc: dict[str, Any]) -> Table:

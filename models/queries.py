@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -30,27 +31,37 @@ def buckets(session: Session, currency: str, start: date, end: date) -> list[Buc
     Read from the `ledger_daily` rollup: a year is a few thousand rows at most,
     whatever the number of customers.
     """
+    return buckets_by_currency(session, start, end, currency).get(currency, [])
+
+
+def buckets_by_currency(
+    session: Session, start: date, end: date, currency: str | None = None
+) -> dict[str, list[Bucket]]:
+    """`buckets` of every currency (or of `currency` only), by currency."""
     d = LedgerDaily
-    rows = session.execute(
-        select(*RollupKey.of_rollup(), d.amount, d.count).where(
-            d.currency == currency, d.day >= start, d.day < end, d.count != 0
-        )
+    where = [d.day >= start, d.day < end, d.count != 0]
+    if currency is not None:
+        where.append(d.currency == currency)
+    # On the session's connection: Core rows, without the ORM's result layer; all at
+    # once: iterating a result fetches row by row, a driver call each.
+    rows: Iterable[Any] = (
+        session.connection()
+        .execute(select(*RollupKey.of_rollup(), d.amount, d.count).where(*where))
+        .all()
     )
-    buckets = []
-    for *fields, amount, count in rows:
-        key = RollupKey._make(fields)
-        buckets.append(
+    found: dict[str, list[Bucket]] = {}
+    # Unpacked in RollupKey's order, without a RollupKey per row: a converted year is
+    # tens of thousands of rows, and building objects is most of the report's time.
+    for code, day, type_, kind, reason, delinquent, amount, count in rows:
+        into = found.get(code)
+        if into is None:
+            into = found[code] = []
+        into.append(
             Bucket(
-                day=key.day,
-                type=key.type,
-                kind=key.kind or None,
-                reason=key.reason_key or None,
-                delinquent=bool(key.delinquent),
-                amount=int(amount),
-                count=int(count),
+                day, type_, int(amount), int(count), kind or None, reason or None, bool(delinquent)
             )
         )
-    return buckets
+    return found
 
 
 def opening(session: Session, currency: str, before: date) -> Opening:
@@ -60,6 +71,11 @@ def opening(session: Session, currency: str, before: date) -> Opening:
     the sum of the movements' paying deltas (`MovementType`): two sums over the daily
     rollup, no scan per customer.
     """
+    return openings(session, before, currency).get(currency, Opening())
+
+
+def openings(session: Session, before: date, currency: str | None = None) -> dict[str, Opening]:
+    """`opening` of every currency with a movement before `before` (or of `currency`)."""
     d = LedgerDaily
     # The movement types' own rules (sign, paying delta), as SQL.
     signed = case(*((d.type == t.value, t.sign * d.amount) for t in MovementType))
@@ -67,12 +83,21 @@ def opening(session: Session, currency: str, before: date) -> Opening:
         *((d.type == t.value, t.paying_delta * d.count) for t in MovementType if t.paying_delta),
         else_=0,
     )
-    mrr, customers = session.execute(
-        select(func.coalesce(func.sum(signed), 0), func.coalesce(func.sum(joins), 0)).where(
-            d.currency == currency, d.day < before
-        )
-    ).one()
-    return Opening(int(mrr), int(customers))
+    where = [d.day < before]
+    if currency is not None:
+        where.append(d.currency == currency)
+    rows = session.execute(
+        select(d.currency, func.coalesce(func.sum(signed), 0), func.coalesce(func.sum(joins), 0))
+        .where(*where)
+        .group_by(d.currency)
+    )
+    return {c: Opening(int(mrr), int(customers)) for c, mrr, customers in rows}
+
+
+def currencies(session: Session) -> list[str]:
+    """Every currency with a movement in the ledger, sorted."""
+    d = LedgerDaily
+    return sorted(session.scalars(select(d.currency).group_by(d.currency)))
 
 
 def cohort_flows(session: Session, currency: str, start: date, end: date) -> list[CohortFlow]:

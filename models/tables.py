@@ -8,6 +8,7 @@ is derived data: `mrr rebuild` can recreate it from the inbox at any time.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Dialect,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -45,6 +47,31 @@ class UTCDateTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A decimal stored exactly as given: `NUMERIC` without a scale on PostgreSQL, its
+    text on SQLite (whose NUMERIC would round-trip through a float)."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(String(32))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise ValueError("an exact decimal column takes a Decimal")
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None or isinstance(value, Decimal):
+            return value
+        return Decimal(value)
 
 
 #: Autoincrementing 64-bit keys (SQLite only autoincrements INTEGER PRIMARY KEY).
@@ -210,3 +237,28 @@ class StripeObject(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     payload: Mapped[str] = mapped_column(Text)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FxRate(Base):
+    """One ECB euro reference rate (SPEC §10): units of `currency` per EUR on `day`, as
+    published. Replaced whole by `mrr fx update`; empty: the shipped history is used."""
+
+    __tablename__ = "fx_rates"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    per_eur: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class FxLoad(Base):
+    """One `mrr fx update` that replaced `fx_rates`: when, how many rates, the newest
+    day. The latest row names the stored history (processes cache it by that id)."""
+
+    __tablename__ = "fx_loads"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rates: Mapped[int] = mapped_column(Integer)
+    currencies: Mapped[int] = mapped_column(Integer)
+    oldest: Mapped[date] = mapped_column(Date)
+    newest: Mapped[date] = mapped_column(Date)

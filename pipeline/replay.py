@@ -82,51 +82,6 @@ def _read_file(path: Path) -> Iterator[SourcedEvent]:
         yield SourcedEvent(where, _check(event, where), line)
 
 
-#: Unix times Stripe writes (2000-01-01 .. 2100-01-01): what `shift_to` moves.
-_EPOCHS = range(946_684_800, 4_102_444_800)
-_DAY_S = 86_400
-
-
-def _is_time_key(key: str) -> bool:
-    """Stripe's names for Unix times: `created`, `*_at`, `start`/`end`, `*_start`,
-    `*_end`, `*_date`, `billing_cycle_anchor` (every API version the samples cover)."""
-    return key in ("created", "start", "end", "date", "billing_cycle_anchor") or key.endswith(
-        ("_at", "_start", "_end", "_date")
-    )
-
-
-def shift_to(events: Sequence[SourcedEvent], now: int) -> list[SourcedEvent]:
-    """The same events moved by whole days so that the latest `created` is `now`'s
-    day: every Unix time in them moves together (periods, trials, cancellations), so
-    the ledger they make is the same one, dated recently. Ids are unchanged: a set
-    already stored is not stored again. For demo data (`mrr replay --shift-to-now`)."""
-    latest = max((int(e.event.get("created") or 0) for e in events), default=0)
-    if not latest:
-        return list(events)
-    days = (now - latest) // _DAY_S
-    delta = days * _DAY_S
-
-    def move(value: Any, key: str = "") -> Any:
-        if isinstance(value, dict):
-            return {k: move(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [move(v, key) for v in value]
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and value in _EPOCHS
-            and _is_time_key(key)
-        ):
-            return value + delta
-        return value
-
-    shifted = []
-    for item in events:
-        event = move(item.event)
-        shifted.append(SourcedEvent(item.source, event, json.dumps(event)))
-    return shifted
-
-
 def _check(event: Any, where: str) -> dict[str, Any]:
     try:
         return parse_envelope(json.dumps(event))
@@ -190,3 +145,53 @@ def replay(
     done = apply_inline(runtime, pending, progress=applied_progress)
     result.applied, result.failed, result.quarantined = done.applied, done.failed, done.quarantined
     return result
+
+
+#: Fields that hold a moment (unix seconds) in events and the objects they carry.
+TIME_KEYS = frozenset(
+    {
+        "created",
+        "start_date",
+        "current_period_start",
+        "current_period_end",
+        "trial_start",
+        "trial_end",
+        "canceled_at",
+        "cancel_at",
+        "ended_at",
+        "billing_cycle_anchor",
+        "start",
+        "end",
+        "resumes_at",
+        "period_start",
+        "period_end",
+    }
+)
+DAY_S = 86400
+
+
+def shift_to_now(events: Sequence[SourcedEvent], now: int) -> list[SourcedEvent]:
+    """The events moved in time by whole days so that the last of them falls on `now`'s
+    UTC day (`mrr replay --shift-to-now`): the bundled demo, dated 2024, then shows in
+    the dashboard's default range. Every moment of an event and of the objects it
+    carries moves alike, so their order, periods and trials are kept; ids do not change,
+    so the shifted events are still the same events."""
+    stamps = [e.event["created"] for e in events if isinstance(e.event.get("created"), int)]
+    if not stamps:
+        return list(events)
+    delta = (now // DAY_S - max(stamps) // DAY_S) * DAY_S
+    moved = []
+    for item in events:
+        event = _shifted(item.event, delta)
+        moved.append(SourcedEvent(item.source, event, json.dumps(event)))
+    return moved
+
+
+def _shifted(value: Any, delta: int, key: str | None = None) -> Any:
+    if isinstance(value, dict):
+        return {k: _shifted(v, delta, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v, delta, key) for v in value]
+    if key in TIME_KEYS and type(value) is int and value > 0:
+        return value + delta
+    return value

@@ -1,6 +1,12 @@
 """Report documents, shared by the HTTP views, the dashboard and `mrr report`, so all
 show the same numbers. Each report is `report(runtime, query) -> document`; "now" is the
-runtime's clock."""
+runtime's clock.
+
+Without `currency` a report covers every currency, converted into `REPORTING_CURRENCY`
+(SPEC §10, `reporting/fx.py`) with the rates in force (`pipeline/fx.py`): its rows carry
+`fx_adjustment`, and the document lists in `unconverted` the currencies the rates do not
+cover. With `currency=xxx` it is that currency's native report, unconverted.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,21 @@ from sqlalchemy.orm import Session
 from ledger.errors import InvalidValue
 from ledger.snapshot import storable
 from models import queries
+from pipeline import fx
 from pipeline.errors import BadQuery
 from pipeline.runtime import Runtime
 from reporting.cohorts import cohort_table
+from reporting.errors import NoRate
+from reporting.fx import (
+    Converter,
+    Native,
+    converted_cohort_table,
+    converted_period_rows,
+    converted_summary,
+    unconverted,
+)
 from reporting.periods import Period, boundaries, floor, snap
-from reporting.rows import period_row, period_rows
+from reporting.rows import Opening, period_row, period_rows
 from reporting.summary import summary
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
@@ -82,52 +98,111 @@ Document = dict[str, Any]
 Report = Callable[[Runtime, Query], Document]
 
 
-def _report(build: Callable[[Session, Query, datetime], Document]) -> Report:
-    """A report as the entry points call it: on the runtime's sessions and clock."""
+@dataclass(frozen=True)
+class Conversion:
+    """What a converted report converts with: the rates in force, into the reporting
+    currency."""
+
+    rates: fx.Rates
+    converter: Converter
+
+    @property
+    def target(self) -> str:
+        return self.converter.target
+
+    def describe(self) -> dict[str, Any]:
+        """The document's `rates`: where they come from and the newest day."""
+        return {"source": self.rates.source, "newest": self.rates.history.newest.isoformat()}
+
+
+def conversion(session: Session, runtime: Runtime) -> Conversion:
+    """The conversion into `REPORTING_CURRENCY` with the rates in force; raises `NoRate`
+    when they do not cover it."""
+    rates = fx.rates_in(session, runtime.settings.database_url)
+    return Conversion(rates, rates.converter(runtime.settings.reporting_currency))
+
+
+def _report(build: Callable[[Session, Query, datetime, Conversion | None], Document]) -> Report:
+    """A report as the entry points call it: on the runtime's sessions and clock, and
+    converted when the query names no currency."""
 
     def report(runtime: Runtime, query: Query) -> Document:
         with runtime.sessions() as session:
-            return build(session, query, runtime.now())
+            converting = None if query.currency else conversion(session, runtime)
+            return build(session, query, runtime.now(), converting)
 
     report.__doc__ = build.__doc__
     return report
 
 
-def _movements(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+def _natives(session: Session, lo: date, hi: date) -> dict[str, Native]:
+    """Every currency's opening at `lo` and buckets in [lo, hi)."""
+    opens = queries.openings(session, lo)
+    found = queries.buckets_by_currency(session, lo, hi)
+    return {c: Native(opens.get(c, Opening()), found.get(c, [])) for c in sorted({*opens, *found})}
+
+
+def _movements(
+    session: Session, query: Query, now: datetime, converting: Conversion | None
+) -> dict[str, Any]:
     """One SPEC §7 row per period of the query's range (default: the last 12 periods)."""
-    currency, _ = resolve_currency(session, query.currency)
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
+    head = {"period": query.period.value, "start": lo.isoformat(), "end": hi.isoformat()}
+    if converting is not None:
+        done = converted_period_rows(
+            _natives(session, lo, hi), converting.converter, lo, hi, query.period
+        )
+        return {
+            "currency": done.currency,
+            **head,
+            "periods": [row.to_json() for row in done.rows],
+            "unconverted": done.unconverted,
+            "rates": converting.describe(),
+        }
+    currency = query.currency or "usd"
     opening = queries.opening(session, currency, lo)
     rows = period_rows(opening, queries.buckets(session, currency, lo, hi), lo, hi, query.period)
-    return {
-        "currency": currency,
-        "period": query.period.value,
-        "start": lo.isoformat(),
-        "end": hi.isoformat(),
-        "periods": [row.to_json() for row in rows],
-    }
+    return {"currency": currency, **head, "periods": [row.to_json() for row in rows]}
 
 
-def _summary(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+def _summary(
+    session: Session, query: Query, now: datetime, converting: Conversion | None
+) -> dict[str, Any]:
     """MRR, ARR, ARPA, trailing rates, LTV and projection as of now or `as_of`."""
-    currency, totals = resolve_currency(session, query.currency)
+    totals = queries.currency_totals(session)
     as_of = query.as_of or now
     day = as_of.date()
-    if query.as_of is None:
-        current = next((t for t in totals if t.currency == currency), None)
-        mrr = current.mrr if current else 0
-        customers = current.customers if current else 0
-        scheduled: int | None = current.scheduled_churn if current else 0
-    else:
-        state = queries.opening(session, currency, day + timedelta(days=1))
-        mrr, customers = state.mrr, state.customers
-        scheduled = None  # only known for the present
     lo, hi = day - timedelta(days=TRAILING_DAYS - 1), day + timedelta(days=1)
-    trailing = period_row(
-        queries.opening(session, currency, lo), queries.buckets(session, currency, lo, hi), lo, hi
-    )
-    doc = summary(currency, mrr, customers, scheduled or 0, trailing)
-    doc["scheduled_churn"] = scheduled
+    if converting is not None:
+        if query.as_of is None:
+            standing = {t.currency: Opening(t.mrr, t.customers) for t in totals}
+            scheduled: dict[str, int] | None = {t.currency: t.scheduled_churn for t in totals}
+        else:
+            standing = queries.openings(session, hi)
+            scheduled = None  # only known for the present
+        doc = converted_summary(
+            converting.converter, day, standing, scheduled, _natives(session, lo, hi), lo, hi
+        )
+        doc["rates"] = converting.describe()
+    else:
+        currency = query.currency or "usd"
+        if query.as_of is None:
+            current = next((t for t in totals if t.currency == currency), None)
+            mrr = current.mrr if current else 0
+            customers = current.customers if current else 0
+            scheduled_native: int | None = current.scheduled_churn if current else 0
+        else:
+            state = queries.opening(session, currency, hi)
+            mrr, customers = state.mrr, state.customers
+            scheduled_native = None  # only known for the present
+        trailing = period_row(
+            queries.opening(session, currency, lo),
+            queries.buckets(session, currency, lo, hi),
+            lo,
+            hi,
+        )
+        doc = summary(currency, mrr, customers, scheduled_native or 0, trailing)
+        doc["scheduled_churn"] = scheduled_native
     doc["as_of"] = as_of.isoformat()
     doc["currencies"] = [
         {"currency": t.currency, "mrr": t.mrr, "customers": t.customers} for t in totals
@@ -135,14 +210,26 @@ def _summary(session: Session, query: Query, now: datetime) -> dict[str, Any]:
     return doc
 
 
-def _cohorts(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+def _cohorts(
+    session: Session, query: Query, now: datetime, converting: Conversion | None
+) -> dict[str, Any]:
     """Cohorts by month of first `new`; default: the 12 months up to `as_of`'s month."""
-    currency, _ = resolve_currency(session, query.currency)
     lo, hi = _range(query, now, Period.MONTH, MAX_COHORT_MONTHS)
+    head = {"start": lo.isoformat(), "end": hi.isoformat()}
+    if converting is not None:
+        flows = {c: queries.cohort_flows(session, c, lo, hi) for c in queries.currencies(session)}
+        ending = {c: o.mrr for c, o in queries.openings(session, hi).items()}
+        return {
+            "currency": converting.target,
+            **head,
+            "cohorts": converted_cohort_table(flows, converting.converter, lo, hi),
+            "unconverted": unconverted(ending, converting.rates.history),
+            "rates": converting.describe(),
+        }
+    currency = query.currency or "usd"
     return {
         "currency": currency,
-        "start": lo.isoformat(),
-        "end": hi.isoformat(),
+        **head,
         "cohorts": cohort_table(queries.cohort_flows(session, currency, lo, hi), lo, hi),
     }
 
@@ -168,9 +255,26 @@ def valid_customer_id(customer_id: str) -> bool:
 
 
 def customer_report(runtime: Runtime, customer_id: str) -> dict[str, Any] | None:
-    """A customer's MRR timeline and movements; None for a customer never seen."""
+    """A customer's MRR timeline and movements, and its MRR converted into the reporting
+    currency at today's rates (`converted`); None for a customer never seen."""
     with runtime.sessions() as session:
-        return _customer(session, customer_id)
+        doc = _customer(session, customer_id)
+        if doc is None:
+            return None
+        try:
+            converting: Conversion | None = conversion(session, runtime)
+        except NoRate:
+            converting = None  # the reporting currency has no rate: nothing to convert into
+    doc["converted"] = (
+        None
+        if converting is None
+        else {
+            "currency": converting.target,
+            "mrr": converting.converter.total(doc["mrr"], runtime.now().date()),
+            "unconverted": unconverted(doc["mrr"], converting.rates.history),
+        }
+    )
+    return doc
 
 
 def find_customers(runtime: Runtime, text: str, limit: int) -> list[str]:

@@ -15,6 +15,9 @@ from pipeline.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "sqlite:///mrr.db"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_REPORTING_CURRENCY = "usd"
+#: The ECB's whole euro reference-rate history since 1999, zipped (SPEC §10).
+ECB_RATES_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,16 @@ class Settings:
     db_statement_timeout_s: int = 30
     #: Seconds between the worker's `mrr reconcile --fix` runs; None: never (the default).
     reconcile_every_s: int | None = None
+    #: The one currency converted reports are in (SPEC §10), lowercase.
+    reporting_currency: str = DEFAULT_REPORTING_CURRENCY
+    #: Where `mrr fx update` fetches the rates; None: unset (the ECB's file is fetched,
+    #: and `/status` does not warn about stale rates).
+    fx_rates_url: str | None = None
+
+    @property
+    def fx_source(self) -> str:
+        """The URL or path `mrr fx update` reads: `FX_RATES_URL`, else the ECB's."""
+        return self.fx_rates_url or ECB_RATES_URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +77,8 @@ class Settings:
                 get("DB_STATEMENT_TIMEOUT_S"), "DB_STATEMENT_TIMEOUT_S", 30
             ),
             reconcile_every_s=_reconcile_every(get("RECONCILE_EVERY_S"), get("STRIPE_API_KEY")),
+            reporting_currency=_currency(get("REPORTING_CURRENCY")),
+            fx_rates_url=get("FX_RATES_URL"),
         )
 
     @property
@@ -91,6 +106,16 @@ def _reconcile_every(raw: str | None, api_key: str | None) -> int | None:
     if api_key is None:
         raise SettingsError("RECONCILE_EVERY_S needs STRIPE_API_KEY (reconcile reads Stripe's API)")
     return every
+
+
+def _currency(raw: str | None) -> str:
+    """REPORTING_CURRENCY: a three-letter ISO code, any case (Stripe writes lowercase)."""
+    if raw is None:
+        return DEFAULT_REPORTING_CURRENCY
+    code = raw.lower()
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise SettingsError(f"REPORTING_CURRENCY must be a three-letter ISO code, got {raw!r}")
+    return code
 
 
 def _positive_int(raw: str | None, name: str, default: int) -> int:

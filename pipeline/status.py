@@ -15,6 +15,7 @@ from adapters.queue import queue_stats
 from models import inbox, runs
 from models.db import is_reachable
 from models.queries import CurrencyTotals, currency_totals
+from pipeline import fx
 from pipeline.runtime import Runtime
 
 #: Apply-latency histogram buckets, seconds.
@@ -39,6 +40,7 @@ def status(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
             lag_s=None,
             mrr={},
             reconcile=None,
+            fx=None,
             warnings=["database unreachable"],
         )
         return doc
@@ -51,6 +53,7 @@ def status(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
         totals = currency_totals(session)
         synthetic = inbox.synthetic_count(session)
         reconciled = runs.last_reconcile(session)
+        rates = fx.rates_in(session, runtime.settings.database_url)
     doc["inbox"] = {
         **counts,
         "synthetic": synthetic,
@@ -84,7 +87,12 @@ def status(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
         if reconciled
         else None
     )
-    warnings = []
+    doc["fx"] = {
+        "reporting_currency": runtime.settings.reporting_currency,
+        "source": rates.source,
+        "newest": rates.history.newest.isoformat(),
+    }
+    warnings = _fx_warnings(runtime, rates, doc["mrr"], now)
     if warned:
         warnings.append(
             f"{warned} event(s) priced without Stripe API details"
@@ -105,6 +113,32 @@ def status(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
     doc["warnings"] = warnings
     doc["events_priced_without_api_details"] = warned
     return doc
+
+
+def _fx_warnings(
+    runtime: Runtime, rates: fx.Rates, mrr: dict[str, int], now: datetime
+) -> list[str]:
+    """SPEC §10: stale rates (while FX_RATES_URL is set), a reporting currency without
+    rates, and each currency whose MRR converted reports leave out."""
+    warnings = []
+    target = runtime.settings.reporting_currency
+    age = (now.date() - rates.history.newest).days
+    if runtime.settings.fx_rates_url and age > fx.STALE_AFTER_DAYS:
+        warnings.append(
+            f"the newest exchange rate is {age} days old ({rates.history.newest.isoformat()}, "
+            f"{rates.source}); run `mrr fx update`"
+        )
+    if not rates.history.covers(target):
+        warnings.append(
+            f"REPORTING_CURRENCY {target} has no exchange rate: reports without `currency` fail"
+        )
+    for currency, amount in mrr.items():
+        if amount and not rates.history.covers(currency):
+            warnings.append(
+                f"{currency} has no exchange rate: its MRR is left out of reports converted "
+                f"into {target} (listed in their `unconverted`)"
+            )
+    return warnings
 
 
 @dataclass(frozen=True)

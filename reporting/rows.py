@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ledger.timeline import Kind, Movement, MovementType
 from reporting.periods import Period, boundaries
@@ -74,14 +74,17 @@ CONVERTED_FIELDS: tuple[Field, ...] = tuple(
 )
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """Movements of one day, type, kind and churn reason, summed."""
+class Bucket(NamedTuple):
+    """Movements of one day, type, kind and churn reason, summed.
+
+    A named tuple, not a dataclass: a converted year reads tens of thousands of them, and
+    a tuple is built several times faster.
+    """
 
     day: date
     type: str
     amount: int
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count, on purpose
     kind: str | None = None
     reason: str | None = None  # churn: feedback, else reason, else "unknown"
     delinquent: bool = False

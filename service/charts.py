@@ -211,17 +211,20 @@ def signed_bars(
     axis: Formatter,
     exact: Formatter,
     label: str,
+    css: tuple[str, str] = ("neg", "pos"),
+    band: bool = True,
+    empty: str = "no starting MRR in this range",
 ) -> Markup:
     """One bar per period from the zero line; negative periods are highlighted (class
-    `neg` on the bar and a band behind it). A missing value is marked `n/a` on the zero
-    line (a rate whose denominator was 0)."""
+    `css[0]` on the bar and, with `band`, a band behind it; `css[1]` on the others). A
+    missing value is marked `n/a` on the zero line (a rate whose denominator was 0)."""
     present = [v for v in values if v is not None]
-    if not present:
-        return _nothing(label, "no starting MRR in this range")
+    if not present or (not band and not any(present)):  # a flow chart of zeros: say so
+        return _nothing(label, empty)
     frame = _Frame(min(present, default=0), max(present, default=0), len(labels))
     parts = []
     for i, value in enumerate(values):
-        if value is not None and value < 0:
+        if band and value is not None and value < 0:
             parts.append(
                 f'<rect class="band" x="{_n(frame.x(i))}" y="{TOP}" width="{_n(frame.slot)}" '
                 f'height="{frame.height - TOP - BOTTOM}"/>'
@@ -236,9 +239,16 @@ def signed_bars(
                 "</text>"
             )
             continue
-        css = "neg" if value < 0 else "pos"
         parts.append(
-            _rect(css, x, frame.y(0), frame.y(value), width, value, f"{titles[i]}: {exact(value)}")
+            _rect(
+                css[0] if value < 0 else css[1],
+                x,
+                frame.y(0),
+                frame.y(value),
+                width,
+                value,
+                f"{titles[i]}: {exact(value)}",
+            )
         )
     parts += _x_labels(frame, labels)
     return _svg(parts, label)

@@ -99,7 +99,8 @@ def index() -> str:
             status=status,
         )
     summary, movements, cohorts = docs
-    currency = summary["currency"]
+    # None: every currency, converted into the reporting currency (SPEC §10).
+    currency = None if figures.converted(movements) else movements["currency"]
     rows = movements["periods"]
     # Default: the latest period where MRR moved (the current one may be quiet yet).
     moved = [r for r in rows if any(r[k] for k in figures.MOVEMENT_KEYS)] or rows
@@ -119,6 +120,8 @@ def index() -> str:
     }
     return render_template(
         "dashboard/index.html",
+        converted=figures.converted(movements),
+        reporting=current.settings.reporting_currency,
         summary=summary,
         movements=movements,
         focus=row,
@@ -137,13 +140,14 @@ def index() -> str:
 
 
 def _documents(current: Runtime, query: report_docs.Query) -> Documents | None:
-    """The summary, movements and cohorts documents of one currency (the picked one, else
-    the one with the most MRR), each exactly what its `/reports/*` URL serves; None while
-    the ledger has no customer (the first-run page, not empty axes)."""
-    summary = report_docs.summary_report(current, report_docs.Query(currency=query.currency))
+    """The summary, movements and cohorts documents of the picked currency, else of every
+    currency converted into the reporting currency (SPEC §10), each exactly what its
+    `/reports/*` URL serves; None while the ledger has no customer (the first-run page,
+    not empty axes)."""
+    currency = query.currency
+    summary = report_docs.summary_report(current, report_docs.Query(currency=currency))
     if not summary["currencies"]:
         return None
-    currency = summary["currency"]
     movements = report_docs.movements_report(
         current, report_docs.Query(currency, query.period, query.start, query.end)
     )

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from models.errors import InboxRefused, InboxUnavailable
 from pipeline.errors import BadEvent, BadQuery, EventNotFound, IntakeTimeout
+from reporting.errors import NoRate
 
 
 class ApiError(Exception):
@@ -32,6 +33,9 @@ class ApiError(Exception):
 MAPPED: dict[type[Exception], tuple[int, str, str | None]] = {
     BadQuery: (400, "bad_query", None),
     BadEvent: (400, "bad_event", None),
+    # A converted report needs a rate the history lacks (SPEC §10): e.g. a
+    # REPORTING_CURRENCY the ECB does not publish.
+    NoRate: (422, "no_rate", None),
     InboxRefused: (400, "bad_event", "the event cannot be stored"),
     EventNotFound: (404, "unknown_event", None),
     InboxUnavailable: (503, "inbox_unavailable", "the inbox cannot be written; retry later"),

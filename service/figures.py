@@ -94,8 +94,19 @@ def _labels(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
     return period_names(doc["period"], [r["period_start"] for r in doc["periods"]])
 
 
+#: A converted document's revaluation (SPEC §10): drawn apart from the movements.
+FX_NAME = "Exchange-rate adjustment (not a movement)"
+
+
+def converted(doc: dict[str, Any]) -> bool:
+    """Whether a document is in the reporting currency (SPEC §10), not one currency's."""
+    return "unconverted" in doc
+
+
 def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
-    """Ending MRR per period, and below it the period's movements stacked."""
+    """Ending MRR per period, below it the period's movements stacked, and, for a
+    converted document, the exchange-rate adjustment on a chart of its own: rates that
+    moved are not customers that moved."""
     rows, fmt = doc["periods"], Formats(doc["currency"])
     short, full = _labels(doc)
     line = charts.area(
@@ -109,12 +120,26 @@ def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
         fmt.exact,
         "MRR movements per period",
     )
+    legend = [("Ending MRR", "k-mrr")] + [(name, f"k-{key}") for key, name, _ in MOVEMENTS]
+    if not converted(doc):
+        return Figure("mrr", "MRR and its movements", source, (line, bars), legend)
+    fx = charts.signed_bars(
+        short,
+        full,
+        [r["fx_adjustment"] for r in rows],
+        fmt.axis,
+        fmt.exact,
+        "Exchange-rate adjustment per period",
+        css=("k-fx", "k-fx"),
+        band=False,
+        empty="exchange rates moved no MRR in this range",
+    )
     return Figure(
         "mrr",
-        "MRR and its movements",
+        "MRR, its movements, and exchange rates apart",
         source,
-        (line, bars),
-        [("Ending MRR", "k-mrr")] + [(name, f"k-{key}") for key, name, _ in MOVEMENTS],
+        (line, bars, fx),
+        [*legend, (FX_NAME, "k-fx")],
     )
 
 
@@ -129,10 +154,17 @@ def waterfall_figure(doc: dict[str, Any], row: dict[str, Any], source: str) -> F
         Step("Reactivation", "React.", "k-reactivation", row["reactivation"], "up"),
         Step("Contraction", "Contr.", "k-contraction", row["contraction"], "down"),
         Step("Churn", "Churn", "k-churn", row["churn"], "down"),
-        Step("Ending MRR", "End", "k-mrr", row["ending_mrr"], "total"),
     ]
+    if converted(doc):
+        fx = row["fx_adjustment"]
+        steps.append(Step(FX_NAME, "FX", "k-fx", abs(fx), "up" if fx >= 0 else "down"))
+    steps.append(Step("Ending MRR", "End", "k-mrr", row["ending_mrr"], "total"))
     chart = charts.waterfall(steps, fmt.axis, fmt.exact, f"MRR waterfall, {full[0]}")
     return Figure("waterfall", f"Waterfall: {full[0]}", source, (chart,))
+
+
+#: The flows of a period row: a period where one is not zero is one where MRR moved.
+MOVEMENT_KEYS = ("new", "expansion", "contraction", "churn", "reactivation")
 
 
 def net_churn_figure(doc: dict[str, Any], source: str) -> Figure:
@@ -146,28 +178,7 @@ def net_churn_figure(doc: dict[str, Any], source: str) -> Figure:
         source,
         (chart,),
         [("Net negative (expansion beats churn)", "k-neg"), ("Net churn", "k-pos")],
-        range_verdict(doc),
     )
-
-
-#: The flows of a period row: a period where one is not zero is one where MRR moved.
-MOVEMENT_KEYS = ("new", "expansion", "contraction", "churn", "reactivation")
-
-
-def range_verdict(doc: dict[str, Any]) -> str:
-    """Whether the shown range as a whole has net negative churn: expansion and
-    reactivation over churn and contraction, in words; or that nothing moved."""
-    rows, currency = doc["periods"], doc["currency"]
-    gained = sum(r["expansion"] + r["reactivation"] for r in rows)
-    lost = sum(r["churn"] + r["contraction"] for r in rows)
-    if not gained and not lost:
-        return "Over this range: no churn or expansion yet."
-    code = currency.upper()
-    out = f"churn and contraction −{money(lost, currency)} {code}" if lost else "no churn"
-    figures = f"expansion and reactivation +{money(gained, currency)} {code}, {out}"
-    if gained > lost:
-        return f"Over this range: net negative churn ({figures})."
-    return f"Over this range: not net negative ({figures})."
 
 
 def levers_figure(doc: dict[str, Any], source: str) -> Figure:
@@ -278,7 +289,9 @@ def headline(
     levers = focus["expansion_by_kind"]
     top = max(levers, key=lambda kind: levers[kind]) if any(levers.values()) else None
     focus_net = focus["net_mrr_churn_rate"]
+    trailing = summary.get("trailing_30d") or {}
     return [
+        range_verdict(movements, currency, movements_source),
         Card(
             "MRR",
             f"{money(summary['mrr'], currency)} {code}",
@@ -294,7 +307,7 @@ def headline(
         Card(
             "Net MRR churn, last 30 days",
             pct(net),
-            _verdict(net, summary["gross_mrr_churn_rate"]),
+            _verdict(net, any(trailing.get(k) for k in FLOWS)),
             summary_source,
             _tone(net),
         ),
@@ -331,18 +344,36 @@ def customer_charts(doc: dict[str, Any], now: datetime) -> list[tuple[str, Marku
     return out
 
 
-def _verdict(rate: float | None, gross: float | None) -> str:
-    """Net negative churn, yes or no, in words; a zero with no churn either is a month
-    where nothing moved, not one where expansion offset churn."""
+#: The movement types of a period row.
+FLOWS = ("new", "expansion", "contraction", "churn", "reactivation")
+
+
+def range_verdict(movements: dict[str, Any], currency: str, source: str) -> Card:
+    """Whether the business has net negative churn over the shown range, in a word:
+    what existing customers added (expansion, reactivation) against what they took away
+    (churn, contraction), over every period shown."""
+    rows = movements["periods"]
+    won = sum(r["expansion"] + r["reactivation"] for r in rows)
+    lost = sum(r["churn"] + r["contraction"] for r in rows)
+    code = currency.upper()
+    if not any(r[k] for r in rows for k in FLOWS):
+        return Card(
+            "Net negative churn?", "No movements yet", "nothing moved in this range", source
+        )
+    detail = f"+{money(won, currency)} won vs −{money(lost, currency)} lost {code}"
+    if won > lost:
+        return Card("Net negative churn?", "Yes", detail, source, "good")
+    return Card("Net negative churn?", "No", detail, source, "bad" if lost else "")
+
+
+def _verdict(rate: float | None, moved: bool) -> str:
     if rate is None:
         return "no MRR 30 days ago"
+    if not moved:
+        return "no movements in the last 30 days"
     if rate < 0:
-        return "net negative churn: expansion outgrows churn"
-    if rate > 0:
-        return "not net negative: churn outgrows expansion"
-    if not gross:
-        return "no churn or expansion in these 30 days"
-    return "expansion exactly offsets churn"
+        return "net negative: expansion outgrows churn"
+    return "churn outgrows expansion" if rate > 0 else "expansion exactly offsets churn"
 
 
 def _tone(rate: float | None) -> str:

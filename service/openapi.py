@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reporting.rows import FIELDS, KINDS
+from reporting.rows import CONVERTED_FIELDS, FIELDS, KINDS, Field
 
 _INT = {"type": "integer"}
 _RATE = {"type": ["number", "null"]}
@@ -38,7 +38,21 @@ _BREAKDOWN_SCHEMA: dict[str, dict[str, Any]] = {
     "churn_by_reason": {"type": "object", "additionalProperties": _INT},
     "delinquent_churn": _INT,
 }
-PERIOD_ROW = _obj({f.name: _FIELD_SCHEMA.get(f.kind) or _BREAKDOWN_SCHEMA[f.name] for f in FIELDS})
+
+
+def _row(fields: tuple[Field, ...]) -> dict[str, Any]:
+    return _obj({f.name: _FIELD_SCHEMA.get(f.kind) or _BREAKDOWN_SCHEMA[f.name] for f in fields})
+
+
+#: A native row (`currency=xxx`), and a converted one (no `currency`: SPEC §10), which
+#: adds `fx_adjustment`.
+PERIOD_ROW = _row(FIELDS)
+CONVERTED_ROW = _row(CONVERTED_FIELDS)
+#: A converted document's: each currency the rates do not cover, with its native MRR.
+UNCONVERTED = {"type": "object", "additionalProperties": _INT}
+#: A converted document's: where its rates come from and their newest day.
+RATES = _obj({"source": {"enum": ["shipped", "stored"]}, "newest": _DATE})
+_CONVERTED = {"unconverted": UNCONVERTED, "rates": RATES}
 
 MOVEMENTS = _obj(
     {
@@ -46,8 +60,10 @@ MOVEMENTS = _obj(
         "period": {"enum": ["day", "week", "month"]},
         "start": _DATE,
         "end": _DATE,
-        "periods": {"type": "array", "items": PERIOD_ROW},
-    }
+        "periods": {"type": "array", "items": {"anyOf": [CONVERTED_ROW, PERIOD_ROW]}},
+        **_CONVERTED,
+    },
+    required=["currency", "period", "start", "end", "periods"],
 )
 
 SUMMARY = _obj(
@@ -69,7 +85,24 @@ SUMMARY = _obj(
             "type": "array",
             "items": _obj({"currency": _STR, "mrr": _INT, "customers": _INT}),
         },
-    }
+        **_CONVERTED,
+    },
+    required=[
+        "currency",
+        "mrr",
+        "arr",
+        "customers",
+        "arpa",
+        "scheduled_churn",
+        "customer_churn_rate",
+        "gross_mrr_churn_rate",
+        "net_mrr_churn_rate",
+        "trailing_30d",
+        "ltv",
+        "projection",
+        "as_of",
+        "currencies",
+    ],
 )
 
 COHORTS = _obj(
@@ -100,7 +133,9 @@ COHORTS = _obj(
                 }
             ),
         },
-    }
+        **_CONVERTED,
+    },
+    required=["currency", "start", "end", "cohorts"],
 )
 
 CUSTOMER = _obj(
@@ -110,6 +145,10 @@ CUSTOMER = _obj(
         "subscriptions": {"type": "array", "items": {"type": "object"}},
         "timeline": {"type": "array", "items": _obj({"at": _STR, "currency": _STR, "mrr": _INT})},
         "movements": {"type": "array", "items": {"type": "object"}},
+        "converted": {
+            "type": ["object", "null"],
+            "properties": {"currency": _STR, "mrr": _INT, "unconverted": UNCONVERTED},
+        },
     }
 )
 
@@ -132,6 +171,14 @@ STATUS = _obj(
                 "drift": {"type": "object", "additionalProperties": _INT},
             },
         },
+        "fx": {
+            "type": ["object", "null"],
+            "properties": {
+                "reporting_currency": _STR,
+                "source": {"enum": ["shipped", "stored"]},
+                "newest": _DATE,
+            },
+        },
         "warnings": {"type": "array", "items": _STR},
     },
     required=["redis", "database", "queue", "inbox", "last_event", "lag_s", "mrr", "warnings"],
@@ -151,7 +198,8 @@ def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 CURRENCY = _param(
     "currency",
     {"type": "string", "pattern": "^[a-zA-Z]{3}$"},
-    "ISO currency; default: the one with the most MRR",
+    "ISO currency: that currency's native report; default: every currency converted "
+    "into REPORTING_CURRENCY",
 )
 PERIOD = _param("period", {"enum": ["day", "week", "month"]}, "default month")
 START = _param("start", _DATE, "snapped outward to a period start")
@@ -174,8 +222,16 @@ def _with_csv(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+#: A converted report (no `currency`) needs a rate the history lacks (SPEC §10).
+NO_RATE = "no exchange rate for REPORTING_CURRENCY, or for an amount before the history"
+
+
 def _report(
-    summary: str, schema: dict[str, Any], params: list[dict[str, Any]], csv: bool = True
+    summary: str,
+    schema: dict[str, Any],
+    params: list[dict[str, Any]],
+    csv: bool = True,
+    converts: bool = True,
 ) -> dict[str, Any]:
     ok = _json(schema, "the report")
     return {
@@ -187,6 +243,7 @@ def _report(
                 "200": _with_csv(ok) if csv else ok,
                 "400": _json(ERROR, "a bad period, date or currency"),
                 "401": _json(ERROR, "missing or wrong bearer token"),
+                **({"422": _json(ERROR, NO_RATE)} if converts else {}),
                 "503": _json(ERROR, "OPS_TOKEN is not configured"),
             },
         }
@@ -242,7 +299,7 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
-            "/status": _report("pipeline status for ops", STATUS, [], csv=False),
+            "/status": _report("pipeline status for ops", STATUS, [], csv=False, converts=False),
             "/reports/summary": _report(
                 "MRR, ARR, ARPA, churn, LTV, projection", SUMMARY, [CURRENCY, AS_OF]
             ),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, redirect, url_for
 from prometheus_client import CONTENT_TYPE_LATEST
-from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pipeline.status import status as status_document
 from service.auth import require_ops_token
@@ -19,9 +18,9 @@ bp = Blueprint("ops", __name__)
 
 
 @bp.get("/")
-def home() -> WerkzeugResponse:
-    """A browser opening the printed address lands on the dashboard (its sign-in)."""
-    return redirect(url_for("dashboard.index"), code=302)
+def root() -> Response:
+    """A browser pointed at the server lands on the dashboard (its sign-in page first)."""
+    return redirect(url_for("dashboard.index"))  # type: ignore[return-value]
 
 
 @bp.get("/healthz")

@@ -43,6 +43,8 @@ from service.extensions import INTAKE
 SECRET = "whsec_test_secret"
 OPS_TOKEN = "ops-test-token"
 FIXTURES = SAMPLE_EVENTS
+#: Fixtures that need STRIPE_API_KEY to be priced right (not in the demo).
+NEEDS_API = Path(__file__).parent / "fixtures" / "stripe-needs-api"
 #: The table that marks a database as the suite's own, to wipe at will.
 MARKER_TABLE = "mrr_test_suite"
 #: What an operator may have configured; the suite and its processes never see it.
@@ -55,6 +57,8 @@ OPERATOR_CONFIG = (
     "OPS_TOKEN",
     "MRR_QUEUE",
     "RECONCILE_EVERY_S",
+    "REPORTING_CURRENCY",
+    "FX_RATES_URL",
 )
 #: What the suite was started with, for the test that checks the scrubbing.
 STARTED_WITH = {name: os.environ[name] for name in OPERATOR_CONFIG if name in os.environ}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,9 @@ class FakeStripe:
         self.customers = sorted(customers or [], key=lambda c: (-c["created"], c["id"]))
         self.invoice_items = list(invoice_items or [])
         self.objects = {"prices": dict(prices or {}), "coupons": dict(coupons or {})}
+        #: Seconds each answer takes (the bench's stand-in for Stripe's latency).
+        self.delay_s = 0.0
+        self._indexes: dict[tuple[int, int], tuple[list[dict[str, Any]], dict[str, int]]] = {}
         #: Per path, what its next requests answer: a status, or None to answer normally.
         self.faults: dict[str, list[int | None]] = defaultdict(list)
         #: (path, query) of every request answered, faults included.
@@ -60,6 +64,8 @@ class FakeStripe:
         self._lock = threading.Lock()
 
     def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         with self._lock:
             self.requests.append((path, query))
             fault = self.faults[path].pop(0) if self.faults[path] else None
@@ -84,7 +90,8 @@ class FakeStripe:
         if path == "/v1/customers":
             return 200, self._page(path, self.customers, query)
         if path == "/v1/invoices":
-            return 200, self._page(path, [self._embedded(i) for i in self.invoices], query)
+            page = self._page(path, self.invoices, query)
+            return 200, {**page, "data": [self._embedded(i) for i in page["data"]]}
         if path.startswith("/v1/invoices/") and path.endswith("/lines"):
             invoice_id = path.split("/")[3]
             for invoice in self.invoices:
@@ -119,8 +126,7 @@ class FakeStripe:
     ) -> dict[str, Any]:
         after = query.get("starting_after")
         if after is not None:
-            ids = [o["id"] for o in found]
-            found = found[ids.index(after) + 1 :]
+            found = found[self._position(found, after) + 1 :]
         limit = min(int(query.get("limit", 10)), self.page_size)
         return {
             "object": "list",
@@ -128,6 +134,15 @@ class FakeStripe:
             "has_more": len(found) > limit,
             "data": found[:limit],
         }
+
+    def _position(self, found: list[dict[str, Any]], object_id: str) -> int:
+        """Where `object_id` is in `found` (indexed once per list: a whole account's
+        invoices are paged through thousands of times)."""
+        key = (id(found), len(found))
+        index = self._indexes.get(key)
+        if index is None or index[0] is not found:
+            index = self._indexes[key] = (found, {o["id"]: n for n, o in enumerate(found)})
+        return index[1][object_id]
 
     def _embedded(self, invoice: dict[str, Any]) -> dict[str, Any]:
         lines = invoice["lines"]["data"]

@@ -17,7 +17,7 @@ from pipeline.apply import apply_event_ids
 from pipeline.enrich import subscription_expand
 from pipeline.runtime import bootstrap
 from tests import factories as f
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, NEEDS_API
 from tests.integration.helpers import movement_rows
 
 API = "http://stripe.mock"
@@ -134,7 +134,8 @@ def test_basil_discount_ids_resolve_through_the_subscription(db, keyed) -> None:
             )
         ],
     )
-    for path in sorted((FIXTURES / "2025-03-31.basil").glob("*.json")):
+    basil = [*(FIXTURES / "2025-03-31.basil").glob("*.json"), *NEEDS_API.glob("*/*.json")]
+    for path in sorted(basil, key=lambda p: p.name):
         apply(db, keyed, json.loads(path.read_text()))
     rows = [r for r in movement_rows(db) if r[0] == "cus_initech"]
     # 21100 eur with a forever 10 % coupon: 18990, a contraction of kind discount.

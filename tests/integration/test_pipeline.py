@@ -15,7 +15,7 @@ from pipeline.runtime import bootstrap
 from pipeline.sweep import sweep
 from service.app import create_app
 from tests import factories as f
-from tests.conftest import OPS_TOKEN, empty_tables, load_fixture_events, sign
+from tests.conftest import NEEDS_API, OPS_TOKEN, empty_tables, load_fixture_events, sign
 from tests.integration.expected import EXPECTED_MOVEMENTS, WARNED_WITHOUT_API
 from tests.integration.helpers import ledger_snapshot, movement_rows
 
@@ -33,8 +33,8 @@ def test_ordered_delivery_gives_the_hand_computed_ledger(post_event, run_worker,
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
     doc = status(client)
     assert doc["inbox"] == {
-        "received": 21,
-        "processed": 21,
+        "received": 20,
+        "processed": 20,
         "ignored": 1,
         "failed": 0,
         "quarantined": 0,
@@ -45,8 +45,19 @@ def test_ordered_delivery_gives_the_hand_computed_ledger(post_event, run_worker,
     assert doc["mrr"] == {"usd": 8000, "eur": 21100}
     with db() as s:
         warned = set(s.scalars(select(InboxEvent.id).where(InboxEvent.warnings.is_not(None))))
+    assert warned == set()  # the demo carries everything it needs: no warning
+    assert (doc["events_priced_without_api_details"], doc["warnings"]) == (0, [])
+
+    # A basil event naming its discount by id needs the API (STRIPE_API_KEY is unset).
+    for path in sorted(NEEDS_API.glob("*/*.json")):
+        assert post_event(path.read_text()).status_code == 200
+    assert run_worker() == 0
+    with db() as s:
+        warned = set(s.scalars(select(InboxEvent.id).where(InboxEvent.warnings.is_not(None))))
     assert warned == WARNED_WITHOUT_API
+    doc = status(client)
     assert doc["events_priced_without_api_details"] == 1
+    assert doc["mrr"] == {"usd": 8000, "eur": 21100}  # applied without the discount
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -125,7 +136,7 @@ def test_events_acknowledged_while_redis_is_down_are_swept_later(settings, db, r
     from models.clock import utcnow
 
     later = utcnow() + timedelta(seconds=settings.sweep_after_s + 1)
-    assert sweep(runtime, now=later) == 20
+    assert sweep(runtime, now=later) == 19  # every subscription event of the demo
     assert sweep(runtime, now=later) == 0  # stamped, not re-sent
     assert run_worker() == 0
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "fixtures" / "reports"
 INVOCATIONS = {
     "summary_usd_2024-03-25": ["summary", "--currency", "usd", "--as-of", "2024-03-25"],
-    "summary_2024-06-30": ["summary", "--as-of", "2024-06-30"],
+    "summary_2024-06-30": ["summary", "--currency", "eur", "--as-of", "2024-06-30"],
     "summary_eur_2024-12-31": ["summary", "--currency", "eur", "--as-of", "2024-12-31"],
     "movements_usd_month": [
         "movements",

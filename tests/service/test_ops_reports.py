@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from fractions import Fraction
 
 import pytest
 
@@ -10,6 +12,7 @@ from models.db import transaction
 from models.inbox import store_event
 from pipeline.apply import apply_event_ids
 from pipeline.runtime import bootstrap
+from reporting.rates import shipped_history
 from service.app import create_app
 from tests.conftest import OPS_TOKEN, load_fixture_events
 
@@ -156,13 +159,25 @@ def test_summary_now_and_as_of(db, settings, client, auth) -> None:
     assert past["trailing_30d"]["period_start"] == "2024-02-25"
     assert past["customer_churn_rate"] == round(1 / 3, 6)
     assert past["net_mrr_churn_rate"] == round(5000 / 31167, 6)
+    # Without `currency`: every currency converted into REPORTING_CURRENCY (usd) at the
+    # rate of today's UTC date (the shipped ECB history's latest), EUR crossed as is.
     default = client.get("/reports/summary", headers=auth).json
-    assert default["currency"] == "eur"  # the currency with the most MRR
+    usd_per_eur = Fraction(shipped_history().per_eur("usd", datetime.now(UTC).date()))
+    assert default["currency"] == "usd"
+    assert default["mrr"] == round(8000 + 21100 * usd_per_eur)
+    assert default["arr"] == 12 * default["mrr"]
+    assert default["customers"] == sum(c["customers"] for c in default["currencies"])
+    assert default["unconverted"] == {}
+    assert default["trailing_30d"]["fx_adjustment"] == 0  # both held still: no revaluation
+    assert {c["currency"]: c["mrr"] for c in default["currencies"]} == {"usd": 8000, "eur": 21100}
 
 
 def test_summary_on_an_empty_ledger(client, auth) -> None:
     doc = client.get("/reports/summary", headers=auth).json
     assert (doc["currency"], doc["mrr"], doc["customers"], doc["arpa"]) == ("usd", 0, 0, None)
+    native = client.get("/reports/summary?currency=gbp", headers=auth).json
+    assert (native["currency"], native["mrr"], native["customers"]) == ("gbp", 0, 0)
+    assert "unconverted" not in native and "fx_adjustment" not in native["trailing_30d"]
 
 
 def test_customer_report_and_unknown_customer(db, settings, client, auth) -> None:

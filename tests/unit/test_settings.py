@@ -55,3 +55,13 @@ def test_env_example_lists_every_variable_read() -> None:
     read = set(re.findall(r'get\("([A-Z_]+)"\)', source))
     listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read and read <= listed
+
+
+def test_reporting_currency_and_fx_rates_url() -> None:
+    default = Settings.from_env({})
+    assert (default.reporting_currency, default.fx_rates_url) == ("usd", None)
+    assert default.fx_source.startswith("https://www.ecb.europa.eu/")
+    chosen = Settings.from_env({"REPORTING_CURRENCY": " EUR ", "FX_RATES_URL": "/srv/r.zip"})
+    assert (chosen.reporting_currency, chosen.fx_source) == ("eur", "/srv/r.zip")
+    with pytest.raises(SettingsError, match="REPORTING_CURRENCY"):
+        Settings.from_env({"REPORTING_CURRENCY": "dollars"})
