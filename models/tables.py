@@ -114,6 +114,9 @@ class LedgerMovement(Base):
     churn_feedback: Mapped[str | None] = mapped_column(String(255))
     reason_key: Mapped[str | None] = mapped_column(String(255))
     delinquent: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: JSON lists (SPEC §12): the subscriptions that moved and the events behind it.
+    subscription_ids: Mapped[str | None] = mapped_column(Text)
+    event_ids: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("customer_id", "currency", "seq", name="uq_ledger_customer_seq"),

@@ -1,0 +1,30 @@
+"""movements keep the events behind them (SPEC §12)
+
+Revision ID: 0008
+Revises: 0005
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # JSON lists as text: read back whole with their movement, never queried into.
+    # Rows written before this revision have none until `mrr rebuild`.
+    with op.batch_alter_table("ledger_movements", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("subscription_ids", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("event_ids", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("ledger_movements", schema=None) as batch_op:
+        batch_op.drop_column("event_ids")
+        batch_op.drop_column("subscription_ids")
