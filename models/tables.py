@@ -121,6 +121,7 @@ class LedgerMovement(Base):
     __table_args__ = (
         UniqueConstraint("customer_id", "currency", "seq", name="uq_ledger_customer_seq"),
         Index("ix_ledger_currency_day", "currency", "occurred_day"),
+        Index("ix_ledger_occurred_at", "occurred_at", "customer_id"),
     )
 
 

@@ -22,9 +22,12 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger_movements", schema=None) as batch_op:
         batch_op.add_column(sa.Column("subscription_ids", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("event_ids", sa.Text(), nullable=True))
+        # The activity stream reads the latest movements of every currency.
+        batch_op.create_index("ix_ledger_occurred_at", ["occurred_at", "customer_id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("ledger_movements", schema=None) as batch_op:
+        batch_op.drop_index("ix_ledger_occurred_at")
         batch_op.drop_column("event_ids")
         batch_op.drop_column("subscription_ids")

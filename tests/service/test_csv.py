@@ -23,6 +23,9 @@ REPORTS = [
     "/reports/movements?period=week&start=2024-01-01&end=2024-03-01&currency=eur",
     "/reports/cohorts?start=2024-01-01&end=2024-07-01&currency=usd",
     "/reports/customers/cus_acme",
+    "/reports/movements/detail?start=2024-01-01&end=2024-07-01&currency=usd&type=expansion",
+    "/reports/movements/detail?start=2024-01-01&end=2024-07-01&currency=usd&type=churn",
+    "/reports/activity?limit=500",
 ]
 
 
