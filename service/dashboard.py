@@ -25,6 +25,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
 
+from pipeline import drill
 from pipeline import reports as report_docs
 from pipeline.errors import BadQuery
 from pipeline.runtime import Runtime
@@ -49,6 +50,8 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 #: The report parameters the page's pickers send (`focus` picks the waterfall's period).
 PICKERS = frozenset({"currency", "period", "start", "end"})
 SEARCH_LIMIT = 20
+#: Movements in the dashboard's activity panel.
+ACTIVITY_LIMIT = 20
 #: Sent with every page: no scripts at all, styles and forms of this site only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -131,6 +134,50 @@ def index() -> str:
             figures.cohorts_figure(cohorts, sources["cohorts"]),
         ],
         status=status,
+        sources=sources,
+        focus_figures=_focus_figures(row, currency),
+        activity=drill.activity_report(current, {"limit": str(ACTIVITY_LIMIT)}),
+    )
+
+
+def _focus_figures(row: dict[str, Any], currency: str) -> list[tuple[str, int, str]]:
+    """Every figure of a period row with the link to the movements behind it (SPEC §12)."""
+
+    def link(**figure: str) -> str:
+        values: dict[str, Any] = {
+            "start": row["period_start"],
+            "end": row["period_end"],
+            "currency": currency,
+            **figure,
+        }
+        return url_for(".detail", **values)
+
+    found = []
+    for kind in ("new", "expansion", "contraction", "churn", "reactivation"):
+        found.append((kind, row[kind], link(type=kind)))
+        breakdown = {"expansion": "expansion_by_kind", "contraction": "contraction_by_kind"}
+        if kind in breakdown:
+            for lever, amount in row[breakdown[kind]].items():
+                found.append((f"{kind} · {lever}", amount, link(type=kind, kind=lever)))
+        if kind == "churn":
+            for reason, amount in row["churn_by_reason"].items():
+                found.append((f"churn · {reason}", amount, link(type="churn", reason=reason)))
+            delinquent = link(type="churn", delinquent="true")
+            found.append(("churn · delinquent", row["delinquent_churn"], delinquent))
+    return found
+
+
+@bp.get("/movements/detail")
+@require_sign_in
+def detail() -> str:
+    """The movements behind one figure of a period row, customers linked to their pages."""
+    args: dict[str, Any] = _filled(request.args)
+    try:
+        doc = drill.detail_report(runtime(), args)
+    except BadQuery as exc:
+        raise BadRequest(str(exc)) from None
+    return render_template(
+        "dashboard/detail.html", doc=doc, source=url_for("reports.movements_detail", **args)
     )
 
 
