@@ -218,3 +218,16 @@ def latest_movements(session: Session, limit: int) -> list[LedgerMovement]:
             select(m).order_by(m.occurred_at.desc(), m.customer_id, m.currency, m.seq).limit(limit)
         )
     )
+
+
+def largest_movements(session: Session, start: date, end: date, limit: int) -> list[LedgerMovement]:
+    """The `limit` largest movements of every currency on the UTC days [start, end)."""
+    m = LedgerMovement
+    return list(
+        session.scalars(
+            select(m)
+            .where(m.occurred_day >= start, m.occurred_day < end)
+            .order_by(m.amount.desc(), m.occurred_at, m.customer_id, m.currency)
+            .limit(limit)
+        )
+    )

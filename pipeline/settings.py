@@ -33,6 +33,15 @@ class Settings:
     db_statement_timeout_s: int = 30
     #: Seconds between the worker's `mrr reconcile --fix` runs; None: never (the default).
     reconcile_every_s: int | None = None
+    #: A Slack-compatible incoming webhook for movement alerts and the digest (SPEC §12).
+    alert_webhook_url: str | None = None
+    #: The smallest movement alerted at once, in minor units (of the movement's currency
+    #: until reports convert, SPEC §10).
+    alert_min_mrr: int = 10_000
+    #: The UTC hour from which yesterday's digest is posted.
+    digest_hour_utc: int = 8
+    #: Where the dashboard is served from, for links in alerts; None: no links.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +73,10 @@ class Settings:
                 get("DB_STATEMENT_TIMEOUT_S"), "DB_STATEMENT_TIMEOUT_S", 30
             ),
             reconcile_every_s=_reconcile_every(get("RECONCILE_EVERY_S"), get("STRIPE_API_KEY")),
+            alert_webhook_url=_http_url(get("ALERT_WEBHOOK_URL"), "ALERT_WEBHOOK_URL"),
+            alert_min_mrr=_whole(get("ALERT_MIN_MRR"), "ALERT_MIN_MRR", 10_000, 0, None),
+            digest_hour_utc=_whole(get("DIGEST_HOUR_UTC"), "DIGEST_HOUR_UTC", 8, 0, 23),
+            public_url=_http_url(get("PUBLIC_URL"), "PUBLIC_URL"),
         )
 
     @property
@@ -91,6 +104,27 @@ def _reconcile_every(raw: str | None, api_key: str | None) -> int | None:
     if api_key is None:
         raise SettingsError("RECONCILE_EVERY_S needs STRIPE_API_KEY (reconcile reads Stripe's API)")
     return every
+
+
+def _http_url(raw: str | None, name: str) -> str | None:
+    if raw is None:
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http:// or https:// URL")
+    return raw.rstrip("/") if name == "PUBLIC_URL" else raw
+
+
+def _whole(raw: str | None, name: str, default: int, lo: int, hi: int | None) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise SettingsError(f"{name} must be {span}, got {value}")
+    return value
 
 
 def _positive_int(raw: str | None, name: str, default: int) -> int:

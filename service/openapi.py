@@ -168,6 +168,16 @@ STATUS = _obj(
                 "drift": {"type": "object", "additionalProperties": _INT},
             },
         },
+        "alerts": {
+            "type": ["object", "null"],
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "pending": _INT,
+                "failed": _INT,
+                "sent": _INT,
+                "unconfirmed": _INT,
+            },
+        },
         "warnings": {"type": "array", "items": _STR},
     },
     required=["redis", "database", "queue", "inbox", "last_event", "lag_s", "mrr", "warnings"],
