@@ -37,6 +37,8 @@ class Series:
     css: str
     values: Sequence[float | None]
     sign: int = 1
+    #: Per bar, where clicking it leads (the movements behind it); empty: nowhere.
+    links: Sequence[str | None] = ()
 
 
 @dataclass(frozen=True)
@@ -189,17 +191,17 @@ def stacked_bars(
             sign = 1 if s.sign > 0 else -1
             start = level[sign]
             level[sign] = start + sign * value
-            parts.append(
-                _rect(
-                    s.css,
-                    x,
-                    frame.y(start),
-                    frame.y(level[sign]),
-                    width,
-                    sign * value,
-                    f"{s.name}, {titles[i]}: {exact(sign * value)}",
-                )
+            rect = _rect(
+                s.css,
+                x,
+                frame.y(start),
+                frame.y(level[sign]),
+                width,
+                sign * value,
+                f"{s.name}, {titles[i]}: {exact(sign * value)}",
             )
+            href = s.links[i] if i < len(s.links) else None
+            parts.append(f'<a href="{_text(href)}">{rect}</a>' if href else rect)
     parts += _x_labels(frame, labels)
     return _svg(parts, label)
 

@@ -105,6 +105,11 @@ def index() -> str:
     currency = summary["currency"]
     rows = movements["periods"]
     row = next((r for r in rows if r["period_start"] == focus), rows[-1])
+
+    def link(period: dict[str, Any], figure: dict[str, str]) -> str:
+        """The detail page of one figure of a period row (every bar leads to one)."""
+        return _detail_url(period, currency, figure)
+
     sources = {
         "summary": url_for("reports.summary", currency=currency),
         "movements": url_for(
@@ -126,11 +131,11 @@ def index() -> str:
         focus_names=figures.period_names(movements["period"], [r["period_start"] for r in rows]),
         cards=figures.headline(summary, movements, row, sources["summary"], sources["movements"]),
         figures=[
-            figures.mrr_figure(movements, sources["movements"]),
+            figures.mrr_figure(movements, sources["movements"], link),
             figures.waterfall_figure(movements, row, sources["movements"]),
             figures.net_churn_figure(movements, sources["movements"]),
-            figures.levers_figure(movements, sources["movements"]),
-            figures.churn_figure(movements, sources["movements"]),
+            figures.levers_figure(movements, sources["movements"], link),
+            figures.churn_figure(movements, sources["movements"], link),
             figures.cohorts_figure(cohorts, sources["cohorts"]),
         ],
         status=status,
@@ -144,13 +149,7 @@ def _focus_figures(row: dict[str, Any], currency: str) -> list[tuple[str, int, s
     """Every figure of a period row with the link to the movements behind it (SPEC §12)."""
 
     def link(**figure: str) -> str:
-        values: dict[str, Any] = {
-            "start": row["period_start"],
-            "end": row["period_end"],
-            "currency": currency,
-            **figure,
-        }
-        return url_for(".detail", **values)
+        return _detail_url(row, currency, figure)
 
     found = []
     for kind in ("new", "expansion", "contraction", "churn", "reactivation"):
@@ -165,6 +164,16 @@ def _focus_figures(row: dict[str, Any], currency: str) -> list[tuple[str, int, s
             delinquent = link(type="churn", delinquent="true")
             found.append(("churn · delinquent", row["delinquent_churn"], delinquent))
     return found
+
+
+def _detail_url(row: dict[str, Any], currency: str, figure: dict[str, str]) -> str:
+    values: dict[str, Any] = {
+        "start": row["period_start"],
+        "end": row["period_end"],
+        "currency": currency,
+        **figure,
+    }
+    return url_for(".detail", **values)
 
 
 @bp.get("/movements/detail")

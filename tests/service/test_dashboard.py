@@ -394,3 +394,20 @@ def test_a_bad_detail_page_is_an_html_400(client) -> None:
     sign_in(client)
     response = client.get("/dashboard/movements/detail?start=2024-01-01&end=2024-02-01&type=x")
     assert response.status_code == 400 and response.content_type.startswith("text/html")
+
+
+@pytest.mark.parametrize("figure", ["mrr", "levers", "churn"])
+def test_every_bar_leads_to_the_movements_it_sums(figure, db, settings, client) -> None:
+    apply_fixtures(db, settings)
+    sign_in(client)
+    html = client.get("/dashboard?currency=usd&start=2024-01-01&end=2024-07-01").get_data(
+        as_text=True
+    )
+    section = html.split(f'data-figure="{figure}"')[1].split("</figure>")[0]
+    bars = re.findall(
+        r'<a href="([^"]+)"><rect class="mark [^"]*"[^>]*data-value="([^"]+)"', section
+    )
+    assert bars and len(bars) == section.count('<rect class="mark')
+    for href, value in bars:
+        doc = client.get(href.replace("&amp;", "&").replace("/dashboard/", "/reports/")).json
+        assert doc["amount"] == abs(float(value)) and doc["movements"], href
