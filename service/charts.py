@@ -50,6 +50,8 @@ class Step:
     css: str
     value: float
     role: str  # "total", "up" or "down"
+    #: Where clicking the bar leads (the movements behind it); None: nowhere.
+    link: str | None = None
 
 
 def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
@@ -300,7 +302,8 @@ def waterfall(steps: Sequence[Step], axis: Formatter, exact: Formatter, label: s
         x, width = frame.bar(i)
         signed = -step.value if step.role == "down" else step.value
         title = f"{step.name}: {exact(signed)}"
-        parts.append(_rect(step.css, x, frame.y(start), frame.y(end), width, signed, title))
+        rect = _rect(step.css, x, frame.y(start), frame.y(end), width, signed, title)
+        parts.append(f'<a href="{_text(step.link)}">{rect}</a>' if step.link else rect)
         top = frame.y(max(start, end))
         parts.append(
             f'<text class="value" x="{_n(frame.centre(i))}" y="{_n(top - 4)}" '

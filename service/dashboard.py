@@ -132,7 +132,7 @@ def index() -> str:
         cards=figures.headline(summary, movements, row, sources["summary"], sources["movements"]),
         figures=[
             figures.mrr_figure(movements, sources["movements"], link),
-            figures.waterfall_figure(movements, row, sources["movements"]),
+            figures.waterfall_figure(movements, row, sources["movements"], link),
             figures.net_churn_figure(movements, sources["movements"]),
             figures.levers_figure(movements, sources["movements"], link),
             figures.churn_figure(movements, sources["movements"], link),

@@ -130,17 +130,32 @@ def mrr_figure(doc: dict[str, Any], source: str, link: Link | None = None) -> Fi
     )
 
 
-def waterfall_figure(doc: dict[str, Any], row: dict[str, Any], source: str) -> Figure:
+def waterfall_figure(
+    doc: dict[str, Any], row: dict[str, Any], source: str, link: Link | None = None
+) -> Figure:
     """From starting to ending MRR of one period through each movement."""
     fmt = Formats(doc["currency"])
     _, full = period_names(doc["period"], [row["period_start"]])
+
+    def to(movement_type: str) -> str | None:
+        return link(row, {"type": movement_type}) if link else None
+
     steps = [
         Step("Starting MRR", "Start", "k-mrr", row["starting_mrr"], "total"),
-        Step("New", "New", "k-new", row["new"], "up"),
-        Step("Expansion", "Exp.", "k-expansion", row["expansion"], "up"),
-        Step("Reactivation", "React.", "k-reactivation", row["reactivation"], "up"),
-        Step("Contraction", "Contr.", "k-contraction", row["contraction"], "down"),
-        Step("Churn", "Churn", "k-churn", row["churn"], "down"),
+        Step("New", "New", "k-new", row["new"], "up", to("new")),
+        Step("Expansion", "Exp.", "k-expansion", row["expansion"], "up", to("expansion")),
+        Step(
+            "Reactivation",
+            "React.",
+            "k-reactivation",
+            row["reactivation"],
+            "up",
+            to("reactivation"),
+        ),
+        Step(
+            "Contraction", "Contr.", "k-contraction", row["contraction"], "down", to("contraction")
+        ),
+        Step("Churn", "Churn", "k-churn", row["churn"], "down", to("churn")),
         Step("Ending MRR", "End", "k-mrr", row["ending_mrr"], "total"),
     ]
     chart = charts.waterfall(steps, fmt.axis, fmt.exact, f"MRR waterfall, {full[0]}")
