@@ -203,6 +203,30 @@ def report(kind: str, as_json: bool, as_csv: bool, wide: bool, **options: str | 
 
 
 @cli.command()
+@click.option("--limit", default="50", show_default=True, help="How many (at most 500).")
+@click.option("--json", "as_json", is_flag=True, help="Print the HTTP JSON document instead.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the document as CSV (as over HTTP).")
+def activity(limit: str, as_json: bool, as_csv: bool) -> None:
+    """The latest movements, newest first, with the Stripe events behind each (SPEC §12)."""
+    from pipeline.drill import activity_report
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
+    doc = activity_report(_runtime(), {"limit": limit})
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    if as_csv:
+        from reporting.tabular import to_csv
+
+        click.echo(to_csv(doc), nl=False)
+        return
+    from cli.render import activity_table, print_table
+
+    print_table(activity_table(doc))
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document of counts.")
 @click.option(
     "--jobs",

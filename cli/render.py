@@ -175,6 +175,25 @@ def problems_table(found: list[Any]) -> Table:
     return table
 
 
+def activity_table(doc: dict[str, Any]) -> Table:
+    """`mrr activity`: one line per movement, newest first."""
+    moves = doc["movements"]
+    table = Table(title=f"Latest movements ({len(moves)})")
+    for col in ("date", "customer", "type", "lever or reason", "amount", "events"):
+        table.add_column(col, justify="right" if col == "amount" else "left", overflow="fold")
+    for m in moves:
+        sign = "-" if m["type"] in ("contraction", "churn") else "+"
+        table.add_row(
+            m["date"][:19].replace("T", " "),
+            m["customer_id"],
+            m["type"],
+            m["kind"] or m["reason"] or "",
+            f"{sign}{money(m['amount'], m['native_currency'])} {m['native_currency']}",
+            " ".join(e["id"] + (" (synthetic)" if e["synthetic"] else "") for e in m["events"]),
+        )
+    return table
+
+
 RENDERERS = {"movements": movements_table, "cohorts": cohorts_table}
 
 

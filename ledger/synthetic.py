@@ -49,6 +49,11 @@ def synthetic_id(subscription_id: str, kind: str, at: int) -> str:
     return f"{SYNTHETIC_PREFIX}{safe}{suffix}"
 
 
+def is_synthetic_id(event_id: str) -> bool:
+    """Whether `event_id` was made up by `mrr backfill` or `mrr reconcile`."""
+    return event_id.startswith(SYNTHETIC_PREFIX)
+
+
 def is_history_id(event_id: str) -> bool:
     """Whether `event_id` is a synthetic history event's (`bf_<sub>_<kind>_<time>` with
     a kind of `HISTORY_KINDS`)."""

@@ -22,6 +22,7 @@ from ledger.errors import InvalidValue
 from ledger.events import SubscriptionEvent, order_events
 from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
 from ledger.snapshot import Snapshot
+from ledger.synthetic import is_synthetic_id
 
 
 class MovementType(StrEnum):
@@ -83,6 +84,16 @@ class Movement:
     churn_reason: str | None = None
     churn_feedback: str | None = None
     delinquent: bool = False
+    #: Every subscription whose MRR in this currency moved at this second, sorted.
+    subscription_ids: tuple[str, ...] = ()
+    #: The events behind the movement: those of this second of `subscription_ids`, by
+    #: subscription, then in the order the ledger applied them (SPEC §12).
+    event_ids: tuple[str, ...] = ()
+
+    @property
+    def events(self) -> tuple[tuple[str, bool], ...]:
+        """`(event id, synthetic)` of every event behind the movement."""
+        return tuple((e, is_synthetic_id(e)) for e in self.event_ids)
 
     @property
     def signed_amount(self) -> int:
@@ -164,6 +175,7 @@ def derive_ledger(
 
     for second, batch in groupby(ordered, key=lambda e: e.created):
         changes: dict[str, tuple[_Priced | None, _Priced]] = {}
+        applied: dict[str, list[str]] = defaultdict(list)
         for event in batch:
             try:
                 result = subscription_mrr(event.snapshot, catalog)
@@ -173,6 +185,7 @@ def derive_ledger(
             if result.warnings:
                 warnings[event.id] = result.warnings
             sub_id = event.snapshot.id
+            applied[sub_id].append(event.id)
             before = changes[sub_id][0] if sub_id in changes else state.get(sub_id)
             priced = _Priced(event.snapshot, result.amount, event)
             changes[sub_id] = (before, priced)
@@ -207,6 +220,7 @@ def derive_ledger(
                     mrr_after,
                     contributions,
                     first_new,
+                    applied,
                 )
             )
 
@@ -241,6 +255,7 @@ def _movement(
     mrr_after: int,
     contributions: list[tuple[int, str, _Priced | None, _Priced]],
     first_new: dict[str, int],
+    applied: Mapping[str, list[str]],
 ) -> Movement:
     net = mrr_after - mrr_before
     # The subscription that moved most in the net direction speaks for the movement.
@@ -260,6 +275,7 @@ def _movement(
     else:
         movement_type = MovementType.EXPANSION if net > 0 else MovementType.CONTRACTION
         kind = _change_kind(before, after, delta)
+    subs = tuple(sorted({c[1] for c in contributions}))
     return Movement(
         customer_id=customer_id,
         currency=currency,
@@ -275,6 +291,8 @@ def _movement(
         churn_reason=reason,
         churn_feedback=feedback,
         delinquent=delinquent,
+        subscription_ids=subs,
+        event_ids=tuple(e for s in subs for e in applied.get(s, ())),
     )
 
 

@@ -220,6 +220,8 @@ def _movement_row(m: Movement) -> dict[str, Any]:
         "churn_feedback": m.churn_feedback,
         "reason_key": m.reason_key,
         "delinquent": m.delinquent,
+        "subscription_ids": json.dumps(list(m.subscription_ids)),
+        "event_ids": json.dumps(list(m.event_ids)),
     }
 
 

@@ -201,3 +201,58 @@ def ledger_subscriptions(session: Session) -> dict[str, LedgerSubscription]:
         select(s.id, s.customer_id, s.status, s.currency, s.mrr, s.last_event_id)
     )
     return {r[0]: LedgerSubscription(*r) for r in rows}
+
+
+def movements_between(
+    session: Session,
+    currency: str,
+    start: date,
+    end: date,
+    movement_type: str,
+    kind: str | None = None,
+    reason_key: str | None = None,
+    delinquent: bool | None = None,
+) -> list[LedgerMovement]:
+    """The stored movements behind one figure of a period row (SPEC §12): those of
+    `currency` and `movement_type` on the UTC days [start, end), of `kind` or churn
+    `reason_key` when given; in time order, ties by customer id and sequence."""
+    m = LedgerMovement
+    conditions = [
+        m.currency == currency,
+        m.occurred_day >= start,
+        m.occurred_day < end,
+        m.type == movement_type,
+    ]
+    if kind is not None:
+        conditions.append(m.kind == kind)
+    if reason_key is not None:
+        conditions.append(m.reason_key == reason_key)
+    if delinquent is not None:
+        conditions.append(m.delinquent == delinquent)
+    return list(
+        session.scalars(select(m).where(*conditions).order_by(m.occurred_at, m.customer_id, m.seq))
+    )
+
+
+def latest_movements(session: Session, limit: int) -> list[LedgerMovement]:
+    """The `limit` latest movements of every currency, newest first, ties by customer id
+    (then currency and sequence, so the order is total)."""
+    m = LedgerMovement
+    return list(
+        session.scalars(
+            select(m).order_by(m.occurred_at.desc(), m.customer_id, m.currency, m.seq).limit(limit)
+        )
+    )
+
+
+def largest_movements(session: Session, start: date, end: date, limit: int) -> list[LedgerMovement]:
+    """The `limit` largest movements of every currency on the UTC days [start, end)."""
+    m = LedgerMovement
+    return list(
+        session.scalars(
+            select(m)
+            .where(m.occurred_day >= start, m.occurred_day < end)
+            .order_by(m.amount.desc(), m.occurred_at, m.customer_id, m.currency)
+            .limit(limit)
+        )
+    )

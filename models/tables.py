@@ -141,10 +141,14 @@ class LedgerMovement(Base):
     churn_feedback: Mapped[str | None] = mapped_column(String(255))
     reason_key: Mapped[str | None] = mapped_column(String(255))
     delinquent: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: JSON lists (SPEC §12): the subscriptions that moved and the events behind it.
+    subscription_ids: Mapped[str | None] = mapped_column(Text)
+    event_ids: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("customer_id", "currency", "seq", name="uq_ledger_customer_seq"),
         Index("ix_ledger_currency_day", "currency", "occurred_day"),
+        Index("ix_ledger_occurred_at", "occurred_at", "customer_id"),
     )
 
 
@@ -262,3 +266,41 @@ class FxLoad(Base):
     currencies: Mapped[int] = mapped_column(Integer)
     oldest: Mapped[date] = mapped_column(Date)
     newest: Mapped[date] = mapped_column(Date)
+
+
+class AlertStatus(StrEnum):
+    PENDING = "pending"  # to be posted (again) at `next_attempt_at`
+    SENDING = "sending"  # claimed by the sender before its POST: never posted twice
+    SENT = "sent"
+    FAILED = "failed"  # an hour of failed posts
+
+
+class AlertOutbox(Base):
+    """Alert messages (SPEC §12), recorded before they are posted: one per movement
+    (customer, currency, second, type) and one per digest day; the unique keys make
+    "at most once" hold across workers and restarts."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # movement | digest
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    type: Mapped[str | None] = mapped_column(String(16))
+    digest_day: Mapped[date | None] = mapped_column(Date)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        UniqueConstraint(
+            "customer_id", "currency", "occurred_at", "type", name="uq_alert_movement"
+        ),
+        UniqueConstraint("digest_day", name="uq_alert_digest_day"),
+        Index("ix_alert_outbox_due", "status", "next_attempt_at"),
+    )

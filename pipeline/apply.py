@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
@@ -31,7 +32,7 @@ from ledger.timeline import CustomerLedger, derive_ledger
 from models import inbox, ledger_store
 from models.db import describe, lock_customers, transaction, try_lock_customers
 from models.tables import EventStatus, InboxEvent
-from pipeline import enrich
+from pipeline import alerts, enrich
 from pipeline.errors import EventNotFound
 from pipeline.runtime import Runtime, bootstrap
 from pipeline.settings import Settings
@@ -73,15 +74,17 @@ def apply_event_ids(
     *,
     batch: int = BATCH_EVENTS,
     attempts_allowed: int = 1,
+    alert: bool = False,
 ) -> ApplyResult:
     """Apply the given stored events, and with them up to `batch` other pending events.
 
     A failure is counted in the inbox row of each event asked for (the last allowed
     attempt marks it `failed`) and raised, so RQ retries the job. An event that cannot
-    be parsed raises `InvalidEvent` after the rest of the batch is written.
+    be parsed raises `InvalidEvent` after the rest of the batch is written. With `alert`
+    (the worker's job), the movements the events cause are recorded for alerts (SPEC §12).
     """
     try:
-        return _apply(runtime, event_ids, batch)
+        return _apply(runtime, event_ids, batch, alert)
     except Exception as exc:
         # The ledger's own errors name the field; any other is described without the
         # statement or its parameters (they would be the event's payload).
@@ -96,7 +99,7 @@ def apply_event_ids(
         raise exc from None
 
 
-def _apply(runtime: Runtime, event_ids: Sequence[str], batch: int) -> ApplyResult:
+def _apply(runtime: Runtime, event_ids: Sequence[str], batch: int, alert: bool) -> ApplyResult:
     with transaction(runtime.sessions) as session:
         heads = inbox.heads(session, event_ids)
         absent = sorted(set(event_ids) - set(heads))
@@ -121,7 +124,7 @@ def _apply(runtime: Runtime, event_ids: Sequence[str], batch: int) -> ApplyResul
     if not todo:
         return outcome
     own_customers = sorted({h.customer_id for h in todo if h.customer_id is not None})
-    written = apply_customers(runtime, own_customers, others, batch=batch)
+    written = apply_customers(runtime, own_customers, others, batch=batch, alert=alert)
     outcome.customers = len(written.customers)
     outcome.events = len(written.processed)
     outcome.others = sorted(written.processed - set(event_ids))
@@ -171,6 +174,7 @@ def apply_customers(
     *,
     batch: int = BATCH_EVENTS,
     force: bool = False,
+    alert: bool = False,
 ) -> Written:
     """Rewrite the ledgers of `customers` (waiting for their locks) and of those of
     `others` whose locks are free, up to about `batch` events, in one transaction.
@@ -178,13 +182,17 @@ def apply_customers(
     A customer whose stored events are all applied already is left as it is, unless
     `force` (`mrr rebuild`). Stripe details the payloads lack are fetched with no lock
     held: with an API key, a cache miss sends the batch round a second time, and the
-    other customers that need something wait for their own jobs.
+    other customers that need something wait for their own jobs. With `alert`, the
+    movements behind the events applied now are recorded for alerts (`pipeline.alerts`).
     """
     fetched = False
     while True:
         try:
             with transaction(runtime.sessions) as session:
-                return _write(session, runtime.settings, customers, others, batch, force, fetched)
+                alert_at = runtime.now() if alert else None
+                return _write(
+                    session, runtime.settings, customers, others, batch, force, fetched, alert_at
+                )
         except _FetchFirst as need:
             enrich.fetch_missing(runtime, need.wanted)
             fetched = True
@@ -199,6 +207,7 @@ def _write(
     batch: int,
     force: bool,
     fetched: bool,
+    alert_at: datetime | None = None,
 ) -> Written:
     locked = _lock(session, customers, others)
     rows = _within_batch(ledger_store.customer_rows(session, locked), set(customers), batch)
@@ -233,6 +242,9 @@ def _write(
     keep = set(chosen)
     applied = [r for r in parsed if r.customer_id in keep and r.id not in written.quarantined]
     inbox.quarantine(session, written.quarantined)
+    if alert_at is not None:
+        applied_now = [r.id for r in applied if r.status != EventStatus.PROCESSED]
+        alerts.record_movements(session, settings, ledgers, applied_now, alert_at)
     ledger_store.write_ledgers(session, ledgers, applied)
     written.customers = chosen
     written.processed = {r.id for r in applied}

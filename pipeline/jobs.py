@@ -15,7 +15,7 @@ def apply_job(runtime: Runtime, event_id: str) -> str:
     """Apply one inbox event and up to a batch of other pending ones; drop the queued jobs
     of the others it applied. Returns what happened, for the job's result. Raises what
     the apply raised (the job fails, and RQ retries it)."""
-    outcome = apply_event_ids(runtime, [event_id], attempts_allowed=max_attempts())
+    outcome = apply_event_ids(runtime, [event_id], attempts_allowed=max_attempts(), alert=True)
     if outcome.others:
         try:
             absorb(runtime.queue, outcome.others)

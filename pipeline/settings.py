@@ -47,6 +47,16 @@ class Settings:
         """The URL or path `mrr fx update` reads: `FX_RATES_URL`, else the ECB's."""
         return self.fx_rates_url or ECB_RATES_URL
 
+    #: A Slack-compatible incoming webhook for movement alerts and the digest (SPEC §12).
+    alert_webhook_url: str | None = None
+    #: The smallest movement alerted at once, in minor units (of the movement's currency
+    #: until reports convert, SPEC §10).
+    alert_min_mrr: int = 10_000
+    #: The UTC hour from which yesterday's digest is posted.
+    digest_hour_utc: int = 8
+    #: Where the dashboard is served from, for links in alerts; None: no links.
+    public_url: str | None = None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every SPEC §3 variable; blank values count as unset."""
@@ -79,6 +89,10 @@ class Settings:
             reconcile_every_s=_reconcile_every(get("RECONCILE_EVERY_S"), get("STRIPE_API_KEY")),
             reporting_currency=_currency(get("REPORTING_CURRENCY")),
             fx_rates_url=get("FX_RATES_URL"),
+            alert_webhook_url=_http_url(get("ALERT_WEBHOOK_URL"), "ALERT_WEBHOOK_URL"),
+            alert_min_mrr=_whole(get("ALERT_MIN_MRR"), "ALERT_MIN_MRR", 10_000, 0, None),
+            digest_hour_utc=_whole(get("DIGEST_HOUR_UTC"), "DIGEST_HOUR_UTC", 8, 0, 23),
+            public_url=_http_url(get("PUBLIC_URL"), "PUBLIC_URL"),
         )
 
     @property
@@ -116,6 +130,27 @@ def _currency(raw: str | None) -> str:
     if not (len(code) == 3 and code.isascii() and code.isalpha()):
         raise SettingsError(f"REPORTING_CURRENCY must be a three-letter ISO code, got {raw!r}")
     return code
+
+
+def _http_url(raw: str | None, name: str) -> str | None:
+    if raw is None:
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http:// or https:// URL")
+    return raw.rstrip("/") if name == "PUBLIC_URL" else raw
+
+
+def _whole(raw: str | None, name: str, default: int, lo: int, hi: int | None) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise SettingsError(f"{name} must be {span}, got {value}")
+    return value
 
 
 def _positive_int(raw: str | None, name: str, default: int) -> int:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.queue import queue_stats
-from models import inbox, runs
+from models import inbox, outbox, runs
 from models.db import is_reachable
 from models.queries import CurrencyTotals, currency_totals
 from pipeline import fx
@@ -41,6 +41,7 @@ def status(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
             mrr={},
             reconcile=None,
             fx=None,
+            alerts=None,
             warnings=["database unreachable"],
         )
         return doc
@@ -54,6 +55,7 @@ def status(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
         synthetic = inbox.synthetic_count(session)
         reconciled = runs.last_reconcile(session)
         rates = fx.rates_in(session, runtime.settings.database_url)
+        alerts = outbox.counts(session)
     doc["inbox"] = {
         **counts,
         "synthetic": synthetic,
@@ -93,6 +95,17 @@ def status(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
         "newest": rates.history.newest.isoformat(),
     }
     warnings = _fx_warnings(runtime, rates, doc["mrr"], now)
+    # Alert messages (SPEC §12): to be posted, and given up on after an hour of failures;
+    # `unconfirmed`: claimed by a sender that stopped before it knew the POST's outcome.
+    doc["alerts"] = {
+        "enabled": runtime.settings.alert_webhook_url is not None,
+        "pending": alerts["pending"],
+        "failed": alerts["failed"],
+        "sent": alerts["sent"],
+        "unconfirmed": alerts["sending"],
+    }
+    if alerts["failed"]:
+        warnings.append(f"{alerts['failed']} alert message(s) could not be posted for an hour")
     if warned:
         warnings.append(
             f"{warned} event(s) priced without Stripe API details"

@@ -37,6 +37,8 @@ class Series:
     css: str
     values: Sequence[float | None]
     sign: int = 1
+    #: Per bar, where clicking it leads (the movements behind it); empty: nowhere.
+    links: Sequence[str | None] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Step:
     css: str
     value: float
     role: str  # "total", "up" or "down"
+    #: Where clicking the bar leads (the movements behind it); None: nowhere.
+    link: str | None = None
 
 
 def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
@@ -189,17 +193,17 @@ def stacked_bars(
             sign = 1 if s.sign > 0 else -1
             start = level[sign]
             level[sign] = start + sign * value
-            parts.append(
-                _rect(
-                    s.css,
-                    x,
-                    frame.y(start),
-                    frame.y(level[sign]),
-                    width,
-                    sign * value,
-                    f"{s.name}, {titles[i]}: {exact(sign * value)}",
-                )
+            rect = _rect(
+                s.css,
+                x,
+                frame.y(start),
+                frame.y(level[sign]),
+                width,
+                sign * value,
+                f"{s.name}, {titles[i]}: {exact(sign * value)}",
             )
+            href = s.links[i] if i < len(s.links) else None
+            parts.append(f'<a href="{_text(href)}">{rect}</a>' if href else rect)
     parts += _x_labels(frame, labels)
     return _svg(parts, label)
 
@@ -308,7 +312,8 @@ def waterfall(steps: Sequence[Step], axis: Formatter, exact: Formatter, label: s
         x, width = frame.bar(i)
         signed = -step.value if step.role == "down" else step.value
         title = f"{step.name}: {exact(signed)}"
-        parts.append(_rect(step.css, x, frame.y(start), frame.y(end), width, signed, title))
+        rect = _rect(step.css, x, frame.y(start), frame.y(end), width, signed, title)
+        parts.append(f'<a href="{_text(step.link)}">{rect}</a>' if step.link else rect)
         top = frame.y(max(start, end))
         parts.append(
             f'<text class="value" x="{_n(frame.centre(i))}" y="{_n(top - 4)}" '

@@ -25,6 +25,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable
 
+from pipeline import drill
 from pipeline import reports as report_docs
 from pipeline.errors import BadQuery
 from pipeline.runtime import Runtime
@@ -49,6 +50,8 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 #: The report parameters the page's pickers send (`focus` picks the waterfall's period).
 PICKERS = frozenset({"currency", "period", "start", "end"})
 SEARCH_LIMIT = 20
+#: Movements in the dashboard's activity panel.
+ACTIVITY_LIMIT = 20
 #: Sent with every page: no scripts at all, styles and forms of this site only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -105,6 +108,15 @@ def index() -> str:
     # Default: the latest period where MRR moved (the current one may be quiet yet).
     moved = [r for r in rows if any(r[k] for k in figures.MOVEMENT_KEYS)] or rows
     row = next((r for r in rows if r["period_start"] == focus), moved[-1])
+
+    def detail(period: dict[str, Any], figure: dict[str, str]) -> str:
+        """The detail page of one figure of a period row (every bar leads to one)."""
+        return _detail_url(period, str(currency), figure)
+
+    # The detail lists movements in their own currency: a converted view (every currency
+    # at once) links nowhere until a currency is picked.
+    link = detail if currency is not None else None
+
     sources = {
         "summary": url_for("reports.summary", currency=currency),
         "movements": url_for(
@@ -128,14 +140,62 @@ def index() -> str:
         focus_names=figures.period_names(movements["period"], [r["period_start"] for r in rows]),
         cards=figures.headline(summary, movements, row, sources["summary"], sources["movements"]),
         figures=[
-            figures.mrr_figure(movements, sources["movements"]),
-            figures.waterfall_figure(movements, row, sources["movements"]),
+            figures.mrr_figure(movements, sources["movements"], link),
+            figures.waterfall_figure(movements, row, sources["movements"], link),
             figures.net_churn_figure(movements, sources["movements"]),
-            figures.levers_figure(movements, sources["movements"]),
-            figures.churn_figure(movements, sources["movements"]),
+            figures.levers_figure(movements, sources["movements"], link),
+            figures.churn_figure(movements, sources["movements"], link),
             figures.cohorts_figure(cohorts, sources["cohorts"]),
         ],
         status=status,
+        sources=sources,
+        focus_figures=_focus_figures(row, currency) if currency is not None else [],
+        activity=drill.activity_report(current, {"limit": str(ACTIVITY_LIMIT)}),
+    )
+
+
+def _focus_figures(row: dict[str, Any], currency: str) -> list[tuple[str, int, str]]:
+    """Every figure of a period row with the link to the movements behind it (SPEC §12)."""
+
+    def link(**figure: str) -> str:
+        return _detail_url(row, currency, figure)
+
+    found = []
+    for kind in ("new", "expansion", "contraction", "churn", "reactivation"):
+        found.append((kind, row[kind], link(type=kind)))
+        breakdown = {"expansion": "expansion_by_kind", "contraction": "contraction_by_kind"}
+        if kind in breakdown:
+            for lever, amount in row[breakdown[kind]].items():
+                found.append((f"{kind} · {lever}", amount, link(type=kind, kind=lever)))
+        if kind == "churn":
+            for reason, amount in row["churn_by_reason"].items():
+                found.append((f"churn · {reason}", amount, link(type="churn", reason=reason)))
+            delinquent = link(type="churn", delinquent="true")
+            found.append(("churn · delinquent", row["delinquent_churn"], delinquent))
+    return found
+
+
+def _detail_url(row: dict[str, Any], currency: str, figure: dict[str, str]) -> str:
+    values: dict[str, Any] = {
+        "start": row["period_start"],
+        "end": row["period_end"],
+        "currency": currency,
+        **figure,
+    }
+    return url_for(".detail", **values)
+
+
+@bp.get("/movements/detail")
+@require_sign_in
+def detail() -> str:
+    """The movements behind one figure of a period row, customers linked to their pages."""
+    args: dict[str, Any] = _filled(request.args)
+    try:
+        doc = drill.detail_report(runtime(), args)
+    except BadQuery as exc:
+        raise BadRequest(str(exc)) from None
+    return render_template(
+        "dashboard/detail.html", doc=doc, source=url_for("reports.movements_detail", **args)
     )
 
 

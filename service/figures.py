@@ -8,7 +8,7 @@ metric. The only arithmetic is display: voluntary churn is the row's `churn` les
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -90,6 +90,15 @@ def period_names(period: str, starts: Sequence[str]) -> tuple[list[str], list[st
     return [d.strftime("%d %b") for d in days], [d.isoformat() for d in days]
 
 
+#: Where a figure of a period row leads: (row, detail parameters) → URL (SPEC §12).
+Link = Callable[[dict[str, Any], dict[str, str]], str]
+
+
+def _links(doc: dict[str, Any], link: Link | None, **figure: str) -> list[str | None]:
+    """Per period row, the link to the movements behind one of its figures."""
+    return [link(r, figure) if link else None for r in doc["periods"]]
+
+
 def _labels(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
     return period_names(doc["period"], [r["period_start"] for r in doc["periods"]])
 
@@ -103,7 +112,7 @@ def converted(doc: dict[str, Any]) -> bool:
     return "unconverted" in doc
 
 
-def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
+def mrr_figure(doc: dict[str, Any], source: str, link: Link | None = None) -> Figure:
     """Ending MRR per period, below it the period's movements stacked, and, for a
     converted document, the exchange-rate adjustment on a chart of its own: rates that
     moved are not customers that moved."""
@@ -115,7 +124,10 @@ def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
     bars = charts.stacked_bars(
         short,
         full,
-        [Series(name, f"k-{key}", [r[key] for r in rows], sign) for key, name, sign in MOVEMENTS],
+        [
+            Series(name, f"k-{key}", [r[key] for r in rows], sign, _links(doc, link, type=key))
+            for key, name, sign in MOVEMENTS
+        ],
         fmt.axis,
         fmt.exact,
         "MRR movements per period",
@@ -143,17 +155,32 @@ def mrr_figure(doc: dict[str, Any], source: str) -> Figure:
     )
 
 
-def waterfall_figure(doc: dict[str, Any], row: dict[str, Any], source: str) -> Figure:
+def waterfall_figure(
+    doc: dict[str, Any], row: dict[str, Any], source: str, link: Link | None = None
+) -> Figure:
     """From starting to ending MRR of one period through each movement."""
     fmt = Formats(doc["currency"])
     _, full = period_names(doc["period"], [row["period_start"]])
+
+    def to(movement_type: str) -> str | None:
+        return link(row, {"type": movement_type}) if link else None
+
     steps = [
         Step("Starting MRR", "Start", "k-mrr", row["starting_mrr"], "total"),
-        Step("New", "New", "k-new", row["new"], "up"),
-        Step("Expansion", "Exp.", "k-expansion", row["expansion"], "up"),
-        Step("Reactivation", "React.", "k-reactivation", row["reactivation"], "up"),
-        Step("Contraction", "Contr.", "k-contraction", row["contraction"], "down"),
-        Step("Churn", "Churn", "k-churn", row["churn"], "down"),
+        Step("New", "New", "k-new", row["new"], "up", to("new")),
+        Step("Expansion", "Exp.", "k-expansion", row["expansion"], "up", to("expansion")),
+        Step(
+            "Reactivation",
+            "React.",
+            "k-reactivation",
+            row["reactivation"],
+            "up",
+            to("reactivation"),
+        ),
+        Step(
+            "Contraction", "Contr.", "k-contraction", row["contraction"], "down", to("contraction")
+        ),
+        Step("Churn", "Churn", "k-churn", row["churn"], "down", to("churn")),
     ]
     if converted(doc):
         fx = row["fx_adjustment"]
@@ -181,16 +208,25 @@ def net_churn_figure(doc: dict[str, Any], source: str) -> Figure:
     )
 
 
-def levers_figure(doc: dict[str, Any], source: str) -> Figure:
+def levers_figure(doc: dict[str, Any], source: str, link: Link | None = None) -> Figure:
     """Expansion by lever above the zero line, contraction by kind below it."""
     rows, fmt = doc["periods"], Formats(doc["currency"])
     short, full = _labels(doc)
     series = [
-        Series(f"{name} expansion", f"k-{kind}", [r["expansion_by_kind"][kind] for r in rows])
+        Series(
+            f"{name} expansion",
+            f"k-{kind}",
+            [r["expansion_by_kind"][kind] for r in rows],
+            links=_links(doc, link, type="expansion", kind=kind),
+        )
         for kind, name in KIND_LABELS.items()
     ] + [
         Series(
-            f"{name} contraction", f"k-{kind}", [r["contraction_by_kind"][kind] for r in rows], -1
+            f"{name} contraction",
+            f"k-{kind}",
+            [r["contraction_by_kind"][kind] for r in rows],
+            -1,
+            _links(doc, link, type="contraction", kind=kind),
         )
         for kind, name in KIND_LABELS.items()
     ]
@@ -212,7 +248,7 @@ def levers_figure(doc: dict[str, Any], source: str) -> Figure:
     )
 
 
-def churn_figure(doc: dict[str, Any], source: str) -> Figure:
+def churn_figure(doc: dict[str, Any], source: str, link: Link | None = None) -> Figure:
     """Churned MRR per period by reason, and split into voluntary and delinquent."""
     rows, fmt = doc["periods"], Formats(doc["currency"])
     short, full = _labels(doc)
@@ -225,7 +261,12 @@ def churn_figure(doc: dict[str, Any], source: str) -> Figure:
         short,
         full,
         [
-            Series(_words(reason), colour[reason], [r["churn_by_reason"].get(reason) for r in rows])
+            Series(
+                _words(reason),
+                colour[reason],
+                [r["churn_by_reason"].get(reason) for r in rows],
+                links=_links(doc, link, type="churn", reason=reason),
+            )
             for reason in reasons
         ],
         fmt.axis,
@@ -236,8 +277,18 @@ def churn_figure(doc: dict[str, Any], source: str) -> Figure:
         short,
         full,
         [
-            Series("Voluntary", "k-voluntary", [r["churn"] - r["delinquent_churn"] for r in rows]),
-            Series("Delinquent", "k-delinquent", [r["delinquent_churn"] for r in rows]),
+            Series(
+                "Voluntary",
+                "k-voluntary",
+                [r["churn"] - r["delinquent_churn"] for r in rows],
+                links=_links(doc, link, type="churn", delinquent="false"),
+            ),
+            Series(
+                "Delinquent",
+                "k-delinquent",
+                [r["delinquent_churn"] for r in rows],
+                links=_links(doc, link, type="churn", delinquent="true"),
+            ),
         ],
         fmt.axis,
         fmt.exact,

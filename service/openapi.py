@@ -152,6 +152,42 @@ CUSTOMER = _obj(
     }
 )
 
+#: One movement as the detail and the activity list it (SPEC §12).
+MOVEMENT = _obj(
+    {
+        "customer_id": _STR,
+        "subscription_ids": {"type": "array", "items": _STR},
+        "type": {"enum": ["new", "expansion", "contraction", "churn", "reactivation"]},
+        "kind": {"type": ["string", "null"]},
+        "reason": {"type": ["string", "null"]},
+        "amount": _INT,
+        "native_amount": _INT,
+        "native_currency": _STR,
+        "date": _STR,
+        "events": {
+            "type": "array",
+            "items": _obj({"id": _STR, "synthetic": {"type": "boolean"}}),
+        },
+    }
+)
+
+DETAIL = _obj(
+    {
+        "currency": _STR,
+        "start": _STR,
+        "end": _STR,
+        "type": _STR,
+        "kind": {"type": ["string", "null"]},
+        "reason": {"type": ["string", "null"]},
+        "delinquent": {"type": ["boolean", "null"]},
+        "amount": _INT,
+        "count": _INT,
+        "movements": {"type": "array", "items": MOVEMENT},
+    }
+)
+
+ACTIVITY = _obj({"limit": _INT, "movements": {"type": "array", "items": MOVEMENT}})
+
 STATUS = _obj(
     {
         "redis": {"type": "boolean"},
@@ -177,6 +213,16 @@ STATUS = _obj(
                 "reporting_currency": _STR,
                 "source": {"enum": ["shipped", "stored"]},
                 "newest": _DATE,
+            },
+        },
+        "alerts": {
+            "type": ["object", "null"],
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "pending": _INT,
+                "failed": _INT,
+                "sent": _INT,
+                "unconfirmed": _INT,
             },
         },
         "warnings": {"type": "array", "items": _STR},
@@ -210,6 +256,33 @@ FORMAT = _param(
     {"enum": ["json", "csv"]},
     "csv: the same document as CSV (also with Accept: text/csv); default json",
 )
+
+
+def _required(param: dict[str, Any]) -> dict[str, Any]:
+    return {**param, "required": True}
+
+
+MOVEMENT_TYPE = _param(
+    "type",
+    {"enum": ["new", "expansion", "contraction", "churn", "reactivation"]},
+    "the row's figure: a movement type",
+)
+KIND = _param(
+    "kind",
+    {"enum": ["seats", "upgrade", "downgrade", "cross_sell", "discount", "other"]},
+    "an expansion's or a contraction's lever (expansion_by_kind, contraction_by_kind)",
+)
+REASON = _param(
+    "reason",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+    "a churn's reason key (churn_by_reason); unknown: neither feedback nor reason",
+)
+DELINQUENT = _param(
+    "delinquent", {"enum": ["true", "false"]}, "true: the delinquent churn (delinquent_churn)"
+)
+LIMIT = _param("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "how many; default 50")
+DAY_START = _param("start", _DATE, "the row's period_start (a UTC day)")
+DAY_END = _param("end", _DATE, "the row's period_end (exclusive)")
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -305,6 +378,22 @@ def build_openapi() -> dict[str, Any]:
             ),
             "/reports/movements": _report(
                 "one row per period", MOVEMENTS, [PERIOD, START, END, CURRENCY, AS_OF]
+            ),
+            "/reports/movements/detail": _report(
+                "the movements behind one figure of a period row, with their Stripe events",
+                DETAIL,
+                [
+                    _required(DAY_START),
+                    _required(DAY_END),
+                    _required(MOVEMENT_TYPE),
+                    KIND,
+                    REASON,
+                    DELINQUENT,
+                    CURRENCY,
+                ],
+            ),
+            "/reports/activity": _report(
+                "the latest movements, newest first (ties by customer id)", ACTIVITY, [LIMIT]
             ),
             "/reports/cohorts": _report(
                 "retention by month of first new", COHORTS, [START, END, CURRENCY, AS_OF]

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from pipeline import drill
 from pipeline import reports as report_docs
 from reporting.tabular import to_csv
 from service.auth import require_ops_token
@@ -65,6 +66,18 @@ def summary() -> Response:
 @require_ops_token
 def movements() -> Response:
     return _respond("movements")
+
+
+@bp.get("/movements/detail")
+@require_ops_token
+def movements_detail() -> Response:
+    return _render(drill.detail_report(runtime(), _args()))
+
+
+@bp.get("/activity")
+@require_ops_token
+def activity() -> Response:
+    return _render(drill.activity_report(runtime(), _args()))
 
 
 @bp.get("/cohorts")

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from cli.main import cli
 from models.db import transaction
-from models.tables import CustomerBalance, InboxEvent
+from models.tables import AlertOutbox, CustomerBalance, InboxEvent
 from pipeline.apply import rebuild
 from pipeline.runtime import bootstrap
 from tests.integration.existing_account import Account, existing_account
@@ -127,3 +127,33 @@ def test_days_beyond_the_events_api_window_are_refused(settings, monkeypatch) ->
     result = CliRunner().invoke(cli, ["backfill", "--days", "31"])
     assert result.exit_code == 2
     assert "31 is not in the range 1<=x<=30" in result.stderr
+
+
+def test_mrr_backfill_and_rebuild_alert_nothing(db, settings) -> None:
+    from pipeline.alerts import send_round
+    from tests.alert_receiver import alert_receiver
+
+    # The account's latest events an hour old: fresh enough to alert if a worker applied them.
+    account = existing_account(int(time.time()) + 47 * 3600)
+    fake = FakeStripe(account.events, account.subscriptions, page_size=3)
+    with alert_receiver() as receiver, serve(fake) as base:
+        env = {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "STRIPE_API_KEY": "sk_test_cli",
+            "STRIPE_API_BASE": base,
+            "ALERT_WEBHOOK_URL": receiver.url,
+            "ALERT_MIN_MRR": "1",
+        }
+        cli_json(env, "backfill", "--days", "30")
+        cli_json(env, "rebuild")
+        with db() as s:
+            recent = s.scalar(
+                select(InboxEvent.id).where(InboxEvent.created >= int(time.time()) - 86400)
+            )
+            outbox = s.scalars(select(AlertOutbox)).all()
+        assert recent is not None  # events of the last 24 hours were applied
+        assert outbox == []
+        runtime = bootstrap(settings.with_overrides(alert_webhook_url=receiver.url))
+        send_round(runtime)
+        assert [b for b in receiver.bodies if not b["text"].startswith("MRR digest")] == []

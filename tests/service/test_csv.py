@@ -23,6 +23,9 @@ REPORTS = [
     "/reports/movements?period=week&start=2024-01-01&end=2024-03-01&currency=eur",
     "/reports/cohorts?start=2024-01-01&end=2024-07-01&currency=usd",
     "/reports/customers/cus_acme",
+    "/reports/movements/detail?start=2024-01-01&end=2024-07-01&currency=usd&type=expansion",
+    "/reports/movements/detail?start=2024-01-01&end=2024-07-01&currency=usd&type=churn",
+    "/reports/activity?limit=500",
 ]
 
 
@@ -116,3 +119,20 @@ def test_mrr_report_csv_is_the_json_cell_by_cell(kind, args, db, settings, monke
     result = runner.invoke(cli, ["report", kind, "--csv", *args])
     assert result.exit_code == 0, result.output
     check(result.stdout, doc)
+
+
+def test_mrr_activity_csv_and_table_are_the_json(db, settings, monkeypatch) -> None:
+    apply_fixtures(db, settings)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    doc = json.loads(runner.invoke(cli, ["activity", "--json", "--limit", "500"]).stdout)
+    assert doc == {"limit": 500, "movements": doc["movements"]} and len(doc["movements"]) > 5
+    result = runner.invoke(cli, ["activity", "--csv", "--limit", "500"])
+    assert result.exit_code == 0, result.output
+    check(result.stdout, doc)
+    table = runner.invoke(cli, ["activity", "--limit", "3"])
+    assert table.exit_code == 0, table.output
+    for m in doc["movements"][:3]:
+        assert m["customer_id"] in table.stdout and m["events"][0]["id"] in table.stdout
+    bad = runner.invoke(cli, ["activity", "--limit", "501"])
+    assert bad.exit_code != 0 and "limit" in bad.output

@@ -360,3 +360,56 @@ def test_the_status_panel_shows_the_last_reconcile(db, settings, client) -> None
     html = client.get(f"/dashboard?{RANGE}").get_data(as_text=True)
     assert "Last reconcile" in html
     assert "12 checked · 2 drifted · 1 fixed" in html
+
+
+def test_every_figure_of_the_focused_period_links_to_its_movements(db, settings, client) -> None:
+    apply_fixtures(db, settings)
+    sign_in(client)
+    url = "/dashboard?currency=usd&period=month&start=2024-01-01&end=2024-07-01&focus=2024-06-01"
+    html = client.get(url).get_data(as_text=True)
+    report = url.replace("/dashboard", "/reports/movements").replace("&focus=2024-06-01", "")
+    row = client.get(report).json["periods"][-1]
+    links = re.findall(r'<td><a href="(/dashboard/movements/detail\?[^"]+)">', html)
+    assert len(links) >= 6 + len(row["churn_by_reason"])
+    followed = 0
+    for link in links:
+        link = link.replace("&amp;", "&")
+        page = client.get(link)
+        assert page.status_code == 200, link
+        doc = client.get(link.replace("/dashboard/", "/reports/")).json
+        text = page.get_data(as_text=True)
+        assert text.count('<tr class="mv-') == len(doc["movements"])
+        for m in doc["movements"]:  # every customer leads to its page
+            assert f'href="/dashboard/customers/{m["customer_id"]}"' in text
+            followed += 1
+    assert followed > 0
+    # The activity panel: the latest movements, customers linked.
+    activity = client.get("/reports/activity?limit=20").json["movements"]
+    panel = html.split('id="activity"')[1]
+    assert panel.count('<tr class="mv-') == len(activity) > 0
+    assert f'href="/dashboard/customers/{activity[0]["customer_id"]}"' in panel
+
+
+def test_a_bad_detail_page_is_an_html_400(client) -> None:
+    sign_in(client)
+    response = client.get("/dashboard/movements/detail?start=2024-01-01&end=2024-02-01&type=x")
+    assert response.status_code == 400 and response.content_type.startswith("text/html")
+
+
+@pytest.mark.parametrize("figure", ["mrr", "levers", "churn", "waterfall"])
+def test_every_bar_leads_to_the_movements_it_sums(figure, db, settings, client) -> None:
+    apply_fixtures(db, settings)
+    sign_in(client)
+    html = client.get("/dashboard?currency=usd&start=2024-01-01&end=2024-07-01").get_data(
+        as_text=True
+    )
+    section = html.split(f'data-figure="{figure}"')[1].split("</figure>")[0]
+    bars = re.findall(
+        r'<a href="([^"]+)"><rect class="mark [^"]*"[^>]*data-value="([^"]+)"', section
+    )
+    totals = 2 if figure == "waterfall" else 0  # starting and ending MRR: not movements
+    assert bars and len(bars) == section.count('<rect class="mark') - totals
+    for href, value in bars:
+        doc = client.get(href.replace("&amp;", "&").replace("/dashboard/", "/reports/")).json
+        assert doc["amount"] == abs(float(value)), href
+        assert bool(doc["movements"]) == (float(value) != 0)  # a waterfall draws zeros too

@@ -45,6 +45,7 @@ def test_ledger_and_reporting_import_no_infrastructure() -> None:
         "reporting.errors",
         "reporting.rates",
         "reporting.fx",
+        "reporting.alerts",
     ]
     infrastructure = {
         "flask",

@@ -65,3 +65,42 @@ def test_reporting_currency_and_fx_rates_url() -> None:
     assert (chosen.reporting_currency, chosen.fx_source) == ("eur", "/srv/r.zip")
     with pytest.raises(SettingsError, match="REPORTING_CURRENCY"):
         Settings.from_env({"REPORTING_CURRENCY": "dollars"})
+
+
+def test_alert_settings() -> None:
+    s = Settings.from_env({})
+    assert (s.alert_webhook_url, s.alert_min_mrr, s.digest_hour_utc, s.public_url) == (
+        None,
+        10_000,
+        8,
+        None,
+    )
+    on = Settings.from_env(
+        {
+            "ALERT_WEBHOOK_URL": "https://hooks.example.com/services/T/B/x",
+            "ALERT_MIN_MRR": "0",
+            "DIGEST_HOUR_UTC": "0",
+            "PUBLIC_URL": "https://mrr.example.com/",
+        }
+    )
+    assert on.alert_min_mrr == 0 and on.digest_hour_utc == 0
+    assert on.public_url == "https://mrr.example.com"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DIGEST_HOUR_UTC", "24"),
+        ("DIGEST_HOUR_UTC", "-1"),
+        ("ALERT_MIN_MRR", "-5"),
+        ("ALERT_MIN_MRR", "1e4"),
+        ("ALERT_WEBHOOK_URL", "hooks.example.com/secret-token"),
+        ("PUBLIC_URL", "mrr.example.com"),
+    ],
+)
+def test_bad_alert_settings_fail_at_boot_without_echoing_urls(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({name: value})
+    assert name in str(raised.value)
+    if "URL" in name:
+        assert value not in str(raised.value)

@@ -246,3 +246,20 @@ def test_kinds_are_the_spec_levers() -> None:
         "discount",
         "other",
     }
+
+
+def test_a_movement_names_every_event_of_its_second_behind_it() -> None:
+    ledger = derive_ledger(
+        "cus_1",
+        [
+            ev("e1", "created", T, sub([f.item(PRO)])),
+            ev("e2", "deleted", T + 60, sub([f.item(PRO)], status="canceled")),
+            ev("bf_sub_2_created_1", "created", T + 60, sub([f.item(PLUS)], sub_id="sub_2")),
+            ev("e4", "updated", T + 60, sub([f.item(PLUS)], sub_id="sub_3", status="trialing")),
+        ],
+    )
+    first, switch = ledger.movements
+    assert (first.subscription_ids, first.event_ids) == (("sub_1",), ("e1",))
+    # sub_3's trial moved nothing: its event is not behind the movement.
+    assert switch.subscription_ids == ("sub_1", "sub_2")
+    assert switch.events == (("e2", False), ("bf_sub_2_created_1", True))

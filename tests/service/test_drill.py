@@ -1,0 +1,208 @@
+"""Drill-down and activity (SPEC §12): every figure of a month's row is the sum of the
+movements `/reports/movements/detail` lists for it, each naming events of its customer
+at its second; `/reports/activity` is the latest movements, newest first."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from models.db import transaction
+from models.inbox import store_event
+from models.tables import InboxEvent
+from pipeline.apply import apply_event_ids
+from pipeline.runtime import bootstrap
+from tests import factories as f
+from tests.service.test_ops_reports import apply_fixtures
+
+MARCH = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp())
+DAY = 86400
+PRO = f.price("price_pro", 1000, product="prod_pro")
+BIZ = f.price("price_biz", 4000, product="prod_biz")
+ADDON = f.price("price_addon", 500, product="prod_addon")
+
+
+def _sub(cus: str, items: list[dict[str, Any]], sub_id: str = "", **kw: Any) -> dict[str, Any]:
+    return f.subscription(sub_id or f"sub_{cus}", cus, items, **kw)
+
+
+def march_world() -> list[dict[str, Any]]:
+    """Many customers moving in one month: every type, several levers, churn reasons
+    with feedback, with a reason only and with neither, a delinquent churn, a synthetic
+    (backfilled) start and a same-second plan switch."""
+    events: list[dict[str, Any]] = []
+
+    def add(event_id: str, kind: str, at: int, obj: dict[str, Any]) -> None:
+        events.append(f.event(event_id, f"customer.subscription.{kind}", at, obj))
+
+    for n in range(12):
+        cus, t = f"cus_m{n:02d}", MARCH + n * DAY + 3600
+        start_id = f"bf_sub_{cus}_created_{t}" if n == 3 else f"evt_{cus}_1"
+        add(start_id, "created", t, _sub(cus, [f.item(PRO, 2)]))
+        later = t + 5 * DAY
+        if n % 6 == 0:  # seats up
+            add(f"evt_{cus}_2", "updated", later, _sub(cus, [f.item(PRO, 5)]))
+        elif n % 6 == 1:  # seats down
+            add(f"evt_{cus}_2", "updated", later, _sub(cus, [f.item(PRO, 1)]))
+        elif n % 6 == 2:  # upgrade
+            add(f"evt_{cus}_2", "updated", later, _sub(cus, [f.item(BIZ, 2)]))
+        elif n % 6 == 3:  # cross-sell, a second subscription
+            add(f"evt_{cus}_2", "created", later, _sub(cus, [f.item(ADDON)], f"sub_{cus}_b"))
+        else:
+            details = [
+                {"comment": None, "feedback": "too_expensive", "reason": "cancellation_requested"},
+                {"comment": None, "feedback": None, "reason": "cancellation_requested"},
+                {"comment": None, "feedback": None, "reason": None},
+                {"comment": None, "feedback": None, "reason": "payment_failed"},
+            ][n % 4]
+            obj = _sub(cus, [f.item(PRO, 2)], status="canceled", cancellation_details=details)
+            add(f"evt_{cus}_2", "deleted", later, obj)
+            if n == 4:  # comes back in the same month
+                add(f"evt_{cus}_3", "created", later + 3 * DAY, _sub(cus, [f.item(PRO)], "sub_x"))
+    # A plan switch as "cancel A, create B" in one second: one movement, two events.
+    cus, t = "cus_switch", MARCH + 2 * DAY
+    add("evt_sw_1", "created", t, _sub(cus, [f.item(PRO)]))
+    add("evt_sw_2", "deleted", t + DAY, _sub(cus, [f.item(PRO)], status="canceled"))
+    add("evt_sw_3", "created", t + DAY, _sub(cus, [f.item(BIZ)], "sub_switch_b"))
+    # Two customers starting in one second, the month's last movements.
+    for cus in ("cus_tie_b", "cus_tie_a"):
+        add(f"evt_{cus}", "created", MARCH + 20 * DAY, _sub(cus, [f.item(PRO)]))
+    return events
+
+
+def store_and_apply(db, settings, events: list[dict[str, Any]]) -> None:
+    ids = []
+    for event in events:
+        with transaction(db) as session:
+            stored = store_event(session, event, json.dumps(event))
+        if stored.pending:
+            ids.append(stored.event_id)
+    apply_event_ids(bootstrap(settings), ids, batch=0)
+
+
+def figures(row: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+    """Every figure of a period row and the detail parameters that select it."""
+    found = [(t, {"type": t}) for t in ("new", "expansion", "contraction", "churn", "reactivation")]
+    for t in ("expansion", "contraction"):
+        found += [(f"{t}_by_kind.{k}", {"type": t, "kind": k}) for k in row[f"{t}_by_kind"]]
+    found += [
+        (f"churn_by_reason.{r}", {"type": "churn", "reason": r}) for r in row["churn_by_reason"]
+    ]
+    found.append(("delinquent_churn", {"type": "churn", "delinquent": "true"}))
+    return found
+
+
+def value(row: dict[str, Any], name: str) -> int:
+    for part in name.split("."):
+        row = row[part]
+    return int(row)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("currency", "start", "end"),
+    [
+        ("usd", "2024-01-01", "2024-08-01"),
+        ("eur", "2024-01-01", "2024-08-01"),
+        ("usd", "2025-03-01", "2025-05-01"),
+    ],
+)
+def test_every_figure_of_a_month_is_the_sum_of_its_detail(
+    currency, start, end, db, settings, client, auth
+) -> None:
+    apply_fixtures(db, settings)
+    store_and_apply(db, settings, march_world())
+    with db() as session:
+        owner = dict(session.execute(select(InboxEvent.id, InboxEvent.customer_id)).all())
+        created = dict(session.execute(select(InboxEvent.id, InboxEvent.created)).all())
+    report = client.get(
+        f"/reports/movements?period=month&start={start}&end={end}&currency={currency}",
+        headers=auth,
+    ).json
+    checked = nonzero = 0
+    for row in report["periods"]:
+        for name, params in figures(row):
+            query = "&".join(f"{k}={v}" for k, v in params.items())
+            url = (
+                f"/reports/movements/detail?start={row['period_start']}"
+                f"&end={row['period_end']}&currency={currency}&{query}"
+            )
+            doc = client.get(url, headers=auth).json
+            amounts = [m["amount"] for m in doc["movements"]]
+            assert sum(amounts) == doc["amount"] == value(row, name), (url, doc)
+            assert all(a > 0 for a in amounts)
+            for m in doc["movements"]:
+                assert m["type"] == params["type"] and m["native_currency"] == currency
+                assert m["native_amount"] == m["amount"]
+                assert m["events"], m
+                second = int(datetime.fromisoformat(m["date"]).timestamp())
+                for e in m["events"]:
+                    assert owner[e["id"]] == m["customer_id"]
+                    assert created[e["id"]] == second  # the events at the movement's second
+                    assert e["synthetic"] == e["id"].startswith("bf_")
+            checked += 1
+            nonzero += bool(amounts)
+    assert nonzero >= 5 and checked > nonzero
+
+
+def test_the_detail_names_every_event_behind_a_movement(db, settings, client, auth) -> None:
+    store_and_apply(db, settings, march_world())
+    base = "/reports/movements/detail?start=2025-03-01&end=2025-04-01&currency=usd"
+    new = client.get(f"{base}&type=new", headers=auth).json["movements"]
+    backfilled = next(m for m in new if m["customer_id"] == "cus_m03")
+    assert backfilled["events"] == [
+        {"id": f"bf_sub_cus_m03_created_{MARCH + 3 * DAY + 3600}", "synthetic": True}
+    ]
+    switch = client.get(f"{base}&type=expansion&kind=cross_sell", headers=auth).json
+    moved = next(m for m in switch["movements"] if m["customer_id"] == "cus_switch")
+    assert moved["subscription_ids"] == ["sub_cus_switch", "sub_switch_b"]
+    assert [e["id"] for e in moved["events"]] == ["evt_sw_2", "evt_sw_3"]
+    unknown = client.get(f"{base}&type=churn&reason=unknown", headers=auth).json
+    assert [m["customer_id"] for m in unknown["movements"]] == ["cus_m10"]
+    assert unknown["movements"][0]["reason"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start=2025-03-01&end=2025-04-01",  # no type
+        "start=2025-03-01&type=new",  # no end
+        "start=2025-03-01&end=2025-04-01&type=growth",
+        "start=2025-03-01&end=2025-04-01&type=new&kind=seats",
+        "start=2025-03-01&end=2025-04-01&type=expansion&kind=magic",
+        "start=2025-03-01&end=2025-04-01&type=new&reason=unknown",
+        "start=2025-03-01&end=2025-04-01&type=churn&delinquent=maybe",
+        "start=2025-04-01&end=2025-03-01&type=new",
+        "start=2025-03-01&end=2025-04-01&type=new&currency=dollars",
+        "start=2025-03-01&end=2025-04-01&type=new&period=month",
+    ],
+)
+def test_a_bad_detail_query_is_a_400(query, client, auth) -> None:
+    response = client.get(f"/reports/movements/detail?{query}", headers=auth)
+    assert response.status_code == 400 and response.json["error"]["code"] == "bad_query"
+
+
+def test_activity_is_the_latest_movements_newest_first(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    store_and_apply(db, settings, march_world())
+    everything = client.get("/reports/activity?limit=500", headers=auth).json["movements"]
+    keys = [(m["date"], m["customer_id"]) for m in everything]
+    assert keys == sorted(keys, key=lambda k: (-datetime.fromisoformat(k[0]).timestamp(), k[1]))
+    # Every movement of the ledger, in both currencies.
+    assert {m["native_currency"] for m in everything} == {"usd", "eur"}
+    default = client.get("/reports/activity", headers=auth).json
+    assert default["limit"] == 50 and default["movements"] == everything[:50]
+    three = client.get("/reports/activity?limit=3", headers=auth).json["movements"]
+    assert three == everything[:3]
+    # Ties by customer id: two customers moving in one second.
+    assert [m["customer_id"] for m in three] == ["cus_tie_a", "cus_tie_b", "cus_m11"]
+    assert all(m["events"] for m in everything)
+
+
+@pytest.mark.parametrize("limit", ["0", "501", "-1", "ten", "", "1.5"])
+def test_a_bad_activity_limit_is_a_400(limit, client, auth) -> None:
+    response = client.get(f"/reports/activity?limit={limit}", headers=auth)
+    assert response.status_code == 400 and response.json["error"]["code"] == "bad_query"
