@@ -211,13 +211,14 @@ def signed_bars(
     axis: Formatter,
     exact: Formatter,
     label: str,
+    missing: str = "no starting MRR",
 ) -> Markup:
     """One bar per period from the zero line; negative periods are highlighted (class
     `neg` on the bar and a band behind it). A missing value is marked `n/a` on the zero
-    line (a rate whose denominator was 0)."""
+    line (a rate whose denominator was 0, `missing` says why)."""
     present = [v for v in values if v is not None]
     if not present:
-        return _nothing(label, "no starting MRR in this range")
+        return _nothing(label, f"{missing} in this range")
     frame = _Frame(min(present, default=0), max(present, default=0), len(labels))
     parts = []
     for i, value in enumerate(values):
@@ -232,7 +233,7 @@ def signed_bars(
         if value is None:
             parts.append(
                 f'<text class="na" x="{_n(frame.centre(i))}" y="{_n(frame.y(0) - 4)}" '
-                f'text-anchor="middle">n/a<title>{_text(titles[i])}: no starting MRR</title>'
+                f'text-anchor="middle">n/a<title>{_text(titles[i])}: {_text(missing)}</title>'
                 "</text>"
             )
             continue

@@ -127,6 +127,7 @@ def index() -> str:
             figures.waterfall_figure(movements, row, sources["movements"]),
             figures.net_churn_figure(movements, sources["movements"]),
             figures.levers_figure(movements, sources["movements"]),
+            figures.expansion_share_figure(movements, sources["movements"]),
             figures.churn_figure(movements, sources["movements"]),
             figures.cohorts_figure(cohorts, sources["cohorts"]),
         ],

@@ -62,6 +62,7 @@ SUMMARY = _obj(
         "gross_mrr_churn_rate": _RATE,
         "net_mrr_churn_rate": _RATE,
         "trailing_30d": {"type": "object"},
+        "expansion_share": _RATE,
         "ltv": {"type": ["integer", "null"]},
         "projection": {"type": "array", "items": _INT, "minItems": 12, "maxItems": 12},
         "as_of": _STR,
