@@ -168,11 +168,15 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["summary", "movements", "cohorts"]), default="summary")
+@click.argument(
+    "kind", type=click.Choice(["summary", "movements", "cohorts", "trials"]), default="summary"
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the HTTP JSON document instead.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the document as CSV (as over HTTP).")
 @click.option("--currency", help="ISO currency (default: the one with the most MRR).")
-@click.option("--period", type=click.Choice(["day", "week", "month"]), help="movements only")
+@click.option(
+    "--period", type=click.Choice(["day", "week", "month"]), help="movements and trials only"
+)
 @click.option("--start", help="YYYY-MM-DD, snapped outward")
 @click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")

@@ -140,7 +140,26 @@ def problems_table(found: list[Any]) -> Table:
     return table
 
 
-RENDERERS = {"movements": movements_table, "cohorts": cohorts_table}
+def trials_table(doc: dict[str, Any], width: int | None = None) -> list[Table]:
+    """The trial funnel per period: started, converted, lost, conversion, pipeline."""
+    currency = doc["currency"]
+    headings = ["period", "started", "converted", "lost", "conversion", "pipeline MRR"]
+    cells = [
+        [
+            r["period_start"],
+            str(r["trials_started"]),
+            str(r["trials_converted"]),
+            str(r["trials_lost"]),
+            pct(r["trial_conversion_rate"]),
+            money(r["trial_pipeline_mrr"], currency),
+        ]
+        for r in doc["periods"]
+    ]
+    right = [False, *([True] * (len(headings) - 1))]
+    return packed(f"Trials ({currency}, by {doc['period']})", headings, right, cells, width)
+
+
+RENDERERS = {"movements": movements_table, "cohorts": cohorts_table, "trials": trials_table}
 
 
 #: Width when stdout is not a terminal (a pipe or a file): never fold the figures.

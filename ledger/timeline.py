@@ -22,6 +22,7 @@ from ledger.errors import InvalidValue
 from ledger.events import SubscriptionEvent, order_events
 from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
 from ledger.snapshot import Snapshot
+from ledger.trials import TrialTransition, trial_transitions
 
 
 class MovementType(StrEnum):
@@ -131,6 +132,8 @@ class CustomerLedger:
     balances: tuple[Balance, ...]
     #: Warnings per event id (events priced without details the payload lacked).
     warnings: Mapping[str, tuple[str, ...]]
+    #: Its subscriptions' trial transitions (`ledger.trials`), in event order.
+    trials: tuple[TrialTransition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,7 @@ def derive_ledger(
         ),
         balances=_balances(customer_id, state, totals, first_new),
         warnings=warnings,
+        trials=trial_transitions(customer_id, ordered, catalog),
     )
 
 

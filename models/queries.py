@@ -11,9 +11,16 @@ from sqlalchemy.orm import Session
 
 from ledger.timeline import MovementType
 from models.ledger_store import RollupKey
-from models.tables import CustomerBalance, LedgerDaily, LedgerMovement, SubscriptionRow
+from models.tables import (
+    CustomerBalance,
+    LedgerDaily,
+    LedgerMovement,
+    SubscriptionRow,
+    TrialTransitionRow,
+)
 from reporting.cohorts import CohortFlow
 from reporting.rows import Bucket, Opening
+from reporting.trials import TrialBucket
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,31 @@ def buckets(session: Session, currency: str, start: date, end: date) -> list[Buc
             )
         )
     return buckets
+
+
+def trial_buckets(session: Session, currency: str, start: date, end: date) -> list[TrialBucket]:
+    """Trial transitions of `currency` in [start, end), counted per day and transition."""
+    t = TrialTransitionRow
+    rows = session.execute(
+        select(t.occurred_day, t.transition, func.count(), func.sum(t.pipeline_delta))
+        .where(t.currency == currency, t.occurred_day >= start, t.occurred_day < end)
+        .group_by(t.occurred_day, t.transition)
+    )
+    return [
+        TrialBucket(_as_date(day), str(kind), int(count), int(delta or 0))
+        for day, kind, count, delta in rows
+    ]
+
+
+def trial_pipeline(session: Session, currency: str, before: date) -> int:
+    """The pipeline MRR of `currency`'s running trials at the start of day `before`."""
+    t = TrialTransitionRow
+    total = session.scalar(
+        select(func.coalesce(func.sum(t.pipeline_delta), 0)).where(
+            t.currency == currency, t.occurred_day < before
+        )
+    )
+    return int(total or 0)
 
 
 def opening(session: Session, currency: str, before: date) -> Opening:

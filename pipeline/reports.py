@@ -21,6 +21,7 @@ from reporting.cohorts import cohort_table
 from reporting.periods import Period, boundaries, floor, snap
 from reporting.rows import period_row, period_rows
 from reporting.summary import summary
+from reporting.trials import TrialRow, trial_rows
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 MAX_PERIODS = 1000
@@ -44,6 +45,7 @@ PARAMETERS = {
     "summary": frozenset({"currency", "as_of"}),
     "movements": frozenset({"period", "start", "end", "currency", "as_of"}),
     "cohorts": frozenset({"start", "end", "currency", "as_of"}),
+    "trials": frozenset({"period", "start", "end", "currency", "as_of"}),
 }
 
 
@@ -99,12 +101,35 @@ def _movements(session: Session, query: Query, now: datetime) -> dict[str, Any]:
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
     opening = queries.opening(session, currency, lo)
     rows = period_rows(opening, queries.buckets(session, currency, lo, hi), lo, hi, query.period)
+    trials = _trial_rows(session, currency, lo, hi, query.period)
     return {
         "currency": currency,
         "period": query.period.value,
         "start": lo.isoformat(),
         "end": hi.isoformat(),
-        "periods": [row.to_json() for row in rows],
+        "periods": [
+            row.to_json() | t.to_json(dates=False) for row, t in zip(rows, trials, strict=True)
+        ],
+    }
+
+
+def _trial_rows(
+    session: Session, currency: str, lo: date, hi: date, period: Period
+) -> list[TrialRow]:
+    pipeline = queries.trial_pipeline(session, currency, lo)
+    return trial_rows(pipeline, queries.trial_buckets(session, currency, lo, hi), lo, hi, period)
+
+
+def _trials(session: Session, query: Query, now: datetime) -> dict[str, Any]:
+    """The trial funnel per period of the query's range (default: the last 12 periods)."""
+    currency, _ = resolve_currency(session, query.currency)
+    lo, hi = _range(query, now, query.period, MAX_PERIODS)
+    return {
+        "currency": currency,
+        "period": query.period.value,
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "periods": [t.to_json() for t in _trial_rows(session, currency, lo, hi, query.period)],
     }
 
 
@@ -150,11 +175,13 @@ def _cohorts(session: Session, query: Query, now: datetime) -> dict[str, Any]:
 summary_report = _report(_summary)
 movements_report = _report(_movements)
 cohorts_report = _report(_cohorts)
+trials_report = _report(_trials)
 #: The reports `mrr report` and `/reports/<name>` share, by name.
 REPORTS: dict[str, Report] = {
     "summary": summary_report,
     "movements": movements_report,
     "cohorts": cohorts_report,
+    "trials": trials_report,
 }
 
 

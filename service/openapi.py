@@ -38,7 +38,29 @@ _BREAKDOWN_SCHEMA: dict[str, dict[str, Any]] = {
     "churn_by_reason": {"type": "object", "additionalProperties": _INT},
     "delinquent_churn": _INT,
 }
-PERIOD_ROW = _obj({f.name: _FIELD_SCHEMA.get(f.kind) or _BREAKDOWN_SCHEMA[f.name] for f in FIELDS})
+#: The trial funnel of a period (SPEC §7): in every period row, and `/reports/trials`.
+_TRIAL_KEYS: dict[str, dict[str, Any]] = {
+    "trials_started": _INT,
+    "trials_converted": _INT,
+    "trials_lost": _INT,
+    "trial_conversion_rate": _RATE,
+    "trial_pipeline_mrr": _INT,
+}
+PERIOD_ROW = _obj(
+    {f.name: _FIELD_SCHEMA.get(f.kind) or _BREAKDOWN_SCHEMA[f.name] for f in FIELDS} | _TRIAL_KEYS
+)
+TRIALS = _obj(
+    {
+        "currency": _STR,
+        "period": {"enum": ["day", "week", "month"]},
+        "start": _DATE,
+        "end": _DATE,
+        "periods": {
+            "type": "array",
+            "items": _obj({"period_start": _DATE, "period_end": _DATE} | _TRIAL_KEYS),
+        },
+    }
+)
 
 MOVEMENTS = _obj(
     {
@@ -249,6 +271,9 @@ def build_openapi() -> dict[str, Any]:
             ),
             "/reports/movements": _report(
                 "one row per period", MOVEMENTS, [PERIOD, START, END, CURRENCY, AS_OF]
+            ),
+            "/reports/trials": _report(
+                "the trial funnel per period", TRIALS, [PERIOD, START, END, CURRENCY, AS_OF]
             ),
             "/reports/cohorts": _report(
                 "retention by month of first new", COHORTS, [START, END, CURRENCY, AS_OF]

@@ -73,6 +73,12 @@ def cohorts() -> Response:
     return _respond("cohorts")
 
 
+@bp.get("/trials")
+@require_ops_token
+def trials() -> Response:
+    return _respond("trials")
+
+
 @bp.get("/customers/<customer_id>")
 @require_ops_token
 def customer(customer_id: str) -> Response:

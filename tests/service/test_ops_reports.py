@@ -18,6 +18,7 @@ PROTECTED = [
     "/reports/summary",
     "/reports/movements",
     "/reports/cohorts",
+    "/reports/trials",
     "/reports/customers/cus_acme",
 ]
 
@@ -198,7 +199,7 @@ def test_customer_report_and_unknown_customer(db, settings, client, auth) -> Non
         "period=day&start=2000-01-01&end=2024-01-01",
     ],
 )
-@pytest.mark.parametrize("endpoint", ["movements", "cohorts", "summary"])
+@pytest.mark.parametrize("endpoint", ["movements", "cohorts", "summary", "trials"])
 def test_bad_report_parameters_are_json_400(query, endpoint, client, auth) -> None:
     if endpoint == "summary" and query.startswith("period=day&start=2000"):
         pytest.skip("a long range is only too long for the reports that list periods")
@@ -244,6 +245,43 @@ def test_cohorts_report(db, settings, client, auth) -> None:
         ("2024-04", 0, 0),
     ]
     assert eur["cohorts"][1]["months"][-1]["revenue_retention"] == round(21100 / 9800, 6)
+
+
+def test_trials_report_and_the_trial_keys_of_period_rows(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    # Acme's trial (3 seats at 15.00) starts on Jan 1 and converts on Jan 15.
+    jan_1 = "start=2024-01-01&end=2024-01-08&period=day&currency=usd"
+    daily = client.get(f"/reports/trials?{jan_1}", headers=auth).json
+    assert daily["periods"][0]["trials_started"] == 1
+    assert [r["trial_pipeline_mrr"] for r in daily["periods"]] == [4_500] * 7
+    query = "start=2024-01-01&end=2024-03-01&currency=usd"
+    doc = client.get(f"/reports/trials?{query}", headers=auth).json
+    assert doc["periods"] == [
+        {
+            "period_start": "2024-01-01",
+            "period_end": "2024-02-01",
+            "trials_started": 1,
+            "trials_converted": 1,
+            "trials_lost": 0,
+            "trial_conversion_rate": 1.0,
+            "trial_pipeline_mrr": 0,
+        },
+        {
+            "period_start": "2024-02-01",
+            "period_end": "2024-03-01",
+            "trials_started": 0,
+            "trials_converted": 0,
+            "trials_lost": 0,
+            "trial_conversion_rate": None,
+            "trial_pipeline_mrr": 0,
+        },
+    ]
+    movements = client.get(f"/reports/movements?{query}", headers=auth).json
+    for row, trial in zip(movements["periods"], doc["periods"], strict=True):
+        assert {k: row[k] for k in trial} == trial
+    csv = client.get(f"/reports/trials?{query}&format=csv", headers=auth).get_data(as_text=True)
+    assert csv.splitlines()[0].startswith("period_start,period_end,trials_started")
+    assert len(csv.splitlines()) == 3
 
 
 def test_unknown_parameters_are_refused(client, auth) -> None:
