@@ -331,7 +331,7 @@ def refresh_statistics(session: Session) -> None:
     table) and changes no data. SQLite's planner uses the indexes without statistics.
     """
     if session.get_bind().dialect.name == "postgresql":
-        tables = (InboxEvent, LedgerMovement, SubscriptionRow, CustomerBalance)
+        tables = (InboxEvent, LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow)
         session.execute(text(f"ANALYZE {', '.join(t.__tablename__ for t in tables)}"))
 
 

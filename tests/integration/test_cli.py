@@ -228,6 +228,27 @@ def test_rebuild_keeps_the_planners_statistics_in_step(env, db, monkeypatch) -> 
         assert behind == []
 
 
+def test_rebuild_restores_the_trial_transitions(env, db) -> None:
+    assert run("replay", "--sync", "--json", str(FIXTURES))[0] == 0
+    query = text(
+        "SELECT customer_id, subscription_id, seq, transition, pipeline_delta, ended_status "
+        "FROM trial_transitions ORDER BY customer_id, subscription_id, seq"
+    )
+    with db() as session:
+        applied = [tuple(r) for r in session.execute(query)]
+        session.execute(text("DELETE FROM trial_transitions"))
+        session.commit()
+    # Acme's trial of 3 seats at 15.00, converted.
+    assert applied == [
+        ("cus_acme", "sub_acme", 1, "started", 4_500, None),
+        ("cus_acme", "sub_acme", 2, "converted", -4_500, "active"),
+    ]
+    result = CliRunner().invoke(cli, ["rebuild", "--json", "--jobs", "1"], catch_exceptions=False)
+    assert result.exit_code == 0
+    with db() as session:
+        assert [tuple(r) for r in session.execute(query)] == applied
+
+
 # --- the first hour's mistakes: one line each, with what to do (issue 16) -----------------
 
 
