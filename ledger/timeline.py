@@ -13,16 +13,19 @@ reactivation.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
 
 from ledger.errors import InvalidValue
 from ledger.events import SubscriptionEvent, order_events
-from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
+from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, subscription_mrr
 from ledger.snapshot import Snapshot
 from ledger.trials import TrialTransition, trial_transitions
+
+#: What one snapshot counts towards a ledger (`subscription_mrr`, or a segment's share).
+Pricing = Callable[[Snapshot, Catalog], Mrr]
 
 
 class MovementType(StrEnum):
@@ -147,11 +150,13 @@ def derive_ledger(
     customer_id: str,
     events: Iterable[SubscriptionEvent],
     catalog: Catalog = EMPTY_CATALOG,
+    pricing: Pricing = subscription_mrr,
 ) -> CustomerLedger:
     """The customer's whole ledger from the set of its subscription events.
 
     Events of other customers are a programming error (ValueError). Duplicate event
-    ids count once. Pure and deterministic.
+    ids count once. Pure and deterministic. `pricing` is what a snapshot counts: its
+    MRR, or (a segment, `ledger.segments`) the part of it its matching items count.
     """
     ordered = order_events(events)
     for event in ordered:
@@ -169,7 +174,7 @@ def derive_ledger(
         changes: dict[str, tuple[_Priced | None, _Priced]] = {}
         for event in batch:
             try:
-                result = subscription_mrr(event.snapshot, catalog)
+                result = pricing(event.snapshot, catalog)
             except InvalidValue as exc:
                 exc.event_id = event.id  # the caller quarantines that event, not the customer
                 raise
