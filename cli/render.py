@@ -49,10 +49,18 @@ def movements_table(doc: dict[str, Any], width: int | None = None) -> list[Table
     flows first, then the counts and rates, in tables that fit `width` (None: one)."""
     currency = doc["currency"]
     columns = [f for f in FIELDS if f.heading]
-    cells = [[_cell(f, row[f.name], currency) for f in columns] for row in doc["periods"]]
     headings = [f.heading or f.name for f in columns]
     right = [f.kind != "period" for f in columns]
-    return packed(f"MRR movements ({currency}, by {doc['period']})", headings, right, cells, width)
+    title = f"MRR movements ({currency}, by {doc['period']})"
+    if doc.get("filter"):
+        title += f", {' '.join(doc['filter'])}"
+    tables = []
+    for name, rows in [(title, doc["periods"])] + [
+        (f"{title}, {g['key']} {g['value']}", g["periods"]) for g in doc.get("groups", [])
+    ]:
+        cells = [[_cell(f, row[f.name], currency) for f in columns] for row in rows]
+        tables += packed(name, headings, right, cells, width)
+    return tables
 
 
 def _cell(f: Field, value: Any, currency: str) -> str:

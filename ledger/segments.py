@@ -20,6 +20,7 @@ from ledger.events import SubscriptionEvent
 from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, item_mrr, subscription_mrr
 from ledger.snapshot import Item, Snapshot
 from ledger.timeline import CustomerLedger, Pricing, derive_ledger
+from ledger.trials import TrialTransition, trial_transitions
 
 ITEM_KEYS = ("plan", "product", "interval")
 #: The value of a key an item does not have.
@@ -89,6 +90,27 @@ def segment_pricing(
         return Mrr(amount, snapshot.currency, whole.warnings)
 
     return pricing
+
+
+def segment_trials(
+    customer_id: str,
+    events: Iterable[SubscriptionEvent],
+    matches: Filter = EVERY_ITEM,
+    group_by: str | None = None,
+    value: str | None = None,
+    catalog: Catalog = EMPTY_CATALOG,
+) -> tuple[TrialTransition, ...]:
+    """The trials of the segment: those of subscriptions whose snapshot at the trial's
+    start has a matching item, worth what the matching items would count."""
+
+    def belongs(snapshot: Snapshot) -> bool:
+        return any(
+            matches.matches(item) and (group_by is None or item_value(item, group_by) == value)
+            for item in snapshot.items
+        )
+
+    pricing = segment_pricing(matches, group_by, value)
+    return trial_transitions(customer_id, events, catalog, pricing, belongs)
 
 
 def group_values(events: Iterable[SubscriptionEvent], key: str, matches: Filter) -> set[str]:

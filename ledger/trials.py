@@ -18,13 +18,13 @@ the pipeline at any boundary is the sum of the deltas before it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from ledger.errors import InvalidValue
 from ledger.events import SubscriptionEvent, order_events
-from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
+from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, subscription_mrr
 from ledger.snapshot import COUNTING_STATUSES, Snapshot
 
 TRIALING = "trialing"
@@ -57,13 +57,17 @@ class TrialTransition:
     ended_status: str | None = None
 
 
-def pipeline_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> int:
+def pipeline_mrr(
+    snapshot: Snapshot,
+    catalog: Catalog = EMPTY_CATALOG,
+    pricing: Callable[[Snapshot, Catalog], Mrr] = subscription_mrr,
+) -> int:
     """What a trialing subscription would count if it converted as it is: the MRR
-    rules of SPEC §7 with its status taken as `active`. A price the ledger cannot sum
-    (malformed, or a status-0 subscription's price that was never checked) gives 0:
-    the trial is still counted, its worth is not guessed."""
+    rules of SPEC §7 (or a segment's `pricing`) with its status taken as `active`. A
+    price the ledger cannot sum (malformed, or a status-0 subscription's price that was
+    never checked) gives 0: the trial is still counted, its worth is not guessed."""
     try:
-        return subscription_mrr(replace(snapshot, status="active", ended=False), catalog).amount
+        return pricing(replace(snapshot, status="active", ended=False), catalog).amount
     except InvalidValue:
         return 0
 
@@ -72,11 +76,15 @@ def trial_transitions(
     customer_id: str,
     events: Iterable[SubscriptionEvent],
     catalog: Catalog = EMPTY_CATALOG,
+    pricing: Callable[[Snapshot, Catalog], Mrr] = subscription_mrr,
+    belongs: Callable[[Snapshot], bool] | None = None,
 ) -> tuple[TrialTransition, ...]:
     """The trial transitions of every subscription of the customer, in event order.
 
     A pure function of the *set* of events (duplicates count once, delivery order does
-    not matter): the events are put in the ledger's own order (`order_events`).
+    not matter): the events are put in the ledger's own order (`order_events`). For a
+    segment (SPEC §11), `belongs` says whether the snapshot that starts a trial is in
+    it (a trial of the segment's items) and `pricing` what its pipeline is worth.
     """
     # Per subscription: (currency, pipeline) while trialing, "done" once its trial ended.
     open_: dict[str, tuple[str, int]] = {}
@@ -116,13 +124,16 @@ def trial_transitions(
         trialing = status == TRIALING and not snap.ended
         if sub_id not in open_:
             if trialing:
-                worth = pipeline_mrr(snap, catalog)
+                if belongs is not None and not belongs(snap):
+                    done.add(sub_id)  # its one trial is another segment's
+                    continue
+                worth = pipeline_mrr(snap, catalog, pricing)
                 open_[sub_id] = (snap.currency, worth)
                 emit(event, snap.currency, Transition.STARTED, worth)
             continue
         currency, worth = open_[sub_id]
         if trialing:
-            now_worth = pipeline_mrr(snap, catalog)
+            now_worth = pipeline_mrr(snap, catalog, pricing)
             if snap.currency != currency:
                 emit(event, currency, Transition.REPRICED, -worth)
                 emit(event, snap.currency, Transition.REPRICED, now_worth)

@@ -9,10 +9,13 @@ from typing import Any
 from sqlalchemy import Date, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from ledger.events import SUBSCRIPTION_EVENT_TYPES
 from ledger.timeline import MovementType
 from models.ledger_store import RollupKey
 from models.tables import (
     CustomerBalance,
+    EventStatus,
+    InboxEvent,
     LedgerDaily,
     LedgerMovement,
     SubscriptionRow,
@@ -208,3 +211,17 @@ def ledger_subscriptions(session: Session) -> dict[str, LedgerSubscription]:
         select(s.id, s.customer_id, s.status, s.currency, s.mrr, s.last_event_id)
     )
     return {r[0]: LedgerSubscription(*r) for r in rows}
+
+
+def subscription_event_payloads(session: Session) -> list[tuple[str, str]]:
+    """(customer id, payload) of every stored subscription event the ledger may use
+    (quarantined ones left out, as in `ledger_store.customer_rows`)."""
+    e = InboxEvent
+    rows = session.execute(
+        select(e.customer_id, e.payload).where(
+            e.type.in_(SUBSCRIPTION_EVENT_TYPES),
+            e.status != EventStatus.QUARANTINED,
+            e.customer_id.is_not(None),
+        )
+    )
+    return [(str(c), str(p)) for c, p in rows]

@@ -4,24 +4,38 @@ runtime's clock."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger.errors import InvalidValue
+from ledger.errors import InvalidEvent, InvalidValue
+from ledger.events import SubscriptionEvent, parse_event
+from ledger.segments import (
+    BadSegment,
+    Filter,
+    grouped_ledgers,
+    item_value_check,
+    segment_ledger,
+    segment_trials,
+)
 from ledger.snapshot import storable
+from ledger.timeline import Movement
+from ledger.trials import TrialTransition
 from models import queries
+from pipeline import enrich
 from pipeline.errors import BadQuery
 from pipeline.runtime import Runtime
 from reporting.cohorts import cohort_table
 from reporting.periods import Period, boundaries, floor, snap
-from reporting.rows import period_row, period_rows
+from reporting.rows import buckets_from_movements, opening_before, period_row, period_rows
 from reporting.summary import summary
-from reporting.trials import TrialRow, trial_rows
+from reporting.trials import TrialRow, pipeline_before, trial_buckets, trial_rows
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 MAX_PERIODS = 1000
@@ -38,20 +52,33 @@ class Query:
     start: date | None = None
     end: date | None = None
     as_of: datetime | None = None
+    #: SPEC §11: `filter=KEY:VALUE` (repeatable) and `group_by=KEY` (item keys).
+    filters: tuple[str, ...] = ()
+    group_by: str | None = None
+
+    @property
+    def segmented(self) -> bool:
+        return bool(self.filters) or self.group_by is not None
 
 
 #: The parameters each report takes; any other is refused (a typo never goes unnoticed).
 PARAMETERS = {
     "summary": frozenset({"currency", "as_of"}),
-    "movements": frozenset({"period", "start", "end", "currency", "as_of"}),
+    "movements": frozenset({"period", "start", "end", "currency", "as_of", "filter", "group_by"}),
     "cohorts": frozenset({"start", "end", "currency", "as_of"}),
     "trials": frozenset({"period", "start", "end", "currency", "as_of"}),
 }
 
 
-def parse_query(args: dict[str, str], allowed: frozenset[str] = PARAMETERS["movements"]) -> Query:
-    """Validate report parameters (strings, as from a query string or the CLI)."""
-    unknown = sorted(set(args) - allowed)
+def parse_query(
+    args: dict[str, str],
+    allowed: frozenset[str] = PARAMETERS["movements"],
+    filters: Sequence[str] = (),
+) -> Query:
+    """Validate report parameters (strings, as from a query string or the CLI); the
+    repeatable `filter` comes apart as `filters`."""
+    given = set(args) | ({"filter"} if filters else set())
+    unknown = sorted(given - allowed)
     if unknown:
         raise BadQuery(
             f"unknown parameter {unknown[0]!r}; this report takes {', '.join(sorted(allowed))}"
@@ -70,7 +97,14 @@ def parse_query(args: dict[str, str], allowed: frozenset[str] = PARAMETERS["move
     end = _date(args.get("end"), "end")
     if start and end and start >= end:
         raise BadQuery("start must be before end (end is exclusive)")
-    return Query(currency, period, start, end, _as_of(args.get("as_of")))
+    group_by = args.get("group_by")
+    try:
+        Filter.parse(filters)
+        if group_by is not None:
+            item_value_check(group_by)
+    except BadSegment as exc:
+        raise BadQuery(str(exc)) from None
+    return Query(currency, period, start, end, _as_of(args.get("as_of")), tuple(filters), group_by)
 
 
 def resolve_currency(session: Session, requested: str | None) -> tuple[str, list[Any]]:
@@ -99,6 +133,8 @@ def _movements(session: Session, query: Query, now: datetime) -> dict[str, Any]:
     """One SPEC §7 row per period of the query's range (default: the last 12 periods)."""
     currency, _ = resolve_currency(session, query.currency)
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
+    if query.segmented:
+        return _segmented_movements(session, query, currency, lo, hi)
     opening = queries.opening(session, currency, lo)
     rows = period_rows(opening, queries.buckets(session, currency, lo, hi), lo, hi, query.period)
     trials = _trial_rows(session, currency, lo, hi, query.period)
@@ -111,6 +147,77 @@ def _movements(session: Session, query: Query, now: datetime) -> dict[str, Any]:
             row.to_json() | t.to_json(dates=False) for row, t in zip(rows, trials, strict=True)
         ],
     }
+
+
+def _segmented_movements(
+    session: Session, query: Query, currency: str, lo: date, hi: date
+) -> dict[str, Any]:
+    """The movements of the segment the filters select, and with `group_by` of each of
+    its groups (SPEC §11): item-restricted ledgers derived from the stored events."""
+    matches = Filter.parse(query.filters)
+    by_customer: dict[str, list[SubscriptionEvent]] = defaultdict(list)
+    for customer, payload in queries.subscription_event_payloads(session):
+        try:
+            event = parse_event(json.loads(payload))
+        except (InvalidEvent, InvalidValue, ValueError):
+            continue  # the ledger leaves it out too (failed or quarantined)
+        if event.customer == customer:
+            by_customer[customer].append(event)
+    catalog = enrich.cached_catalog(
+        session, [e.snapshot for events in by_customer.values() for e in events]
+    )
+    whole: list[Movement] = []
+    groups: dict[str, list[Movement]] = defaultdict(list)
+    trials: dict[str | None, list[TrialTransition]] = defaultdict(list)
+    for customer in sorted(by_customer):
+        events = by_customer[customer]
+        while True:  # as the ledger does: an event priced out of range is left out
+            try:
+                mine = segment_ledger(customer, events, matches, catalog).movements
+                parts = (
+                    grouped_ledgers(customer, events, query.group_by, matches, catalog)
+                    if query.group_by is not None
+                    else {}
+                )
+                break
+            except InvalidValue as exc:
+                if exc.event_id is None:
+                    raise
+                events = [e for e in events if e.id != exc.event_id]
+        whole += mine
+        trials[None] += segment_trials(customer, events, matches, catalog=catalog)
+        for value, ledger in parts.items():
+            groups[value] += ledger.movements
+            trials[value] += segment_trials(
+                customer, events, matches, query.group_by, value, catalog
+            )
+
+    def rows(movements: list[Movement], value: str | None = None) -> list[dict[str, Any]]:
+        buckets = buckets_from_movements(m for m in movements if m.currency == currency)
+        opening = opening_before(buckets, lo)
+        flows = period_rows(opening, buckets, lo, hi, query.period)
+        funnel = trial_buckets(t for t in trials[value] if t.currency == currency)
+        pipeline = pipeline_before(funnel, lo)
+        ends = trial_rows(pipeline, funnel, lo, hi, query.period)
+        return [r.to_json() | t.to_json(dates=False) for r, t in zip(flows, ends, strict=True)]
+
+    doc: dict[str, Any] = {
+        "currency": currency,
+        "period": query.period.value,
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "filter": list(query.filters),
+        "periods": rows(whole),
+    }
+    if query.group_by is not None:
+        grouped = [(rows(movements, value), value) for value, movements in sorted(groups.items())]
+        grouped.sort(key=lambda g: -(g[0][-1]["ending_mrr"] if g[0] else 0))  # stable
+        doc["group_by"] = query.group_by
+        doc["groups"] = [
+            {"key": query.group_by, "value": value, "periods": periods}
+            for periods, value in grouped
+        ]
+    return doc
 
 
 def _trial_rows(

@@ -69,7 +69,20 @@ MOVEMENTS = _obj(
         "start": _DATE,
         "end": _DATE,
         "periods": {"type": "array", "items": PERIOD_ROW},
-    }
+        "filter": {"type": "array", "items": _STR},
+        "group_by": {"enum": ["plan", "product", "interval"]},
+        "groups": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "key": _STR,
+                    "value": _STR,
+                    "periods": {"type": "array", "items": PERIOD_ROW},
+                }
+            ),
+        },
+    },
+    ["currency", "period", "start", "end", "periods"],
 )
 
 SUMMARY = _obj(
@@ -180,6 +193,15 @@ PERIOD = _param("period", {"enum": ["day", "week", "month"]}, "default month")
 START = _param("start", _DATE, "snapped outward to a period start")
 END = _param("end", _DATE, "exclusive; snapped outward")
 AS_OF = _param("as_of", {"type": "string", "format": "date"}, "default: now")
+FILTER = {
+    **_param(
+        "filter",
+        {"type": "array", "items": {"type": "string", "pattern": "^(plan|product|interval):.+$"}},
+        "KEY:VALUE of an item key (SPEC §11); repeatable: the same key OR, different keys AND",
+    ),
+    "explode": True,
+}
+GROUP_BY = _param("group_by", {"enum": ["plan", "product", "interval"]}, "adds `groups`")
 FORMAT = _param(
     "format",
     {"enum": ["json", "csv"]},
@@ -270,7 +292,9 @@ def build_openapi() -> dict[str, Any]:
                 "MRR, ARR, ARPA, churn, LTV, projection", SUMMARY, [CURRENCY, AS_OF]
             ),
             "/reports/movements": _report(
-                "one row per period", MOVEMENTS, [PERIOD, START, END, CURRENCY, AS_OF]
+                "one row per period",
+                MOVEMENTS,
+                [PERIOD, START, END, CURRENCY, AS_OF, FILTER, GROUP_BY],
             ),
             "/reports/trials": _report(
                 "the trial funnel per period", TRIALS, [PERIOD, START, END, CURRENCY, AS_OF]

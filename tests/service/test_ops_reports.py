@@ -315,3 +315,44 @@ def test_status_counts_oldest_pending_and_queue(post_event, client, auth) -> Non
     assert doc["queue"]["depth"] == 3
     assert doc["last_event"]["processed_at"] is None
     assert doc["lag_s"] is None
+
+
+def test_movements_grouped_by_an_item_key_sum_to_the_whole(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    query = "start=2024-01-01&end=2024-07-01&currency=usd"
+    whole = client.get(f"/reports/movements?{query}", headers=auth).json
+    for key in ("plan", "product", "interval"):
+        doc = client.get(f"/reports/movements?{query}&group_by={key}", headers=auth).json
+        assert doc["group_by"] == key and doc["groups"]
+        ends = [g["periods"][-1]["ending_mrr"] for g in doc["groups"]]
+        assert ends == sorted(ends, reverse=True)
+        for n, row in enumerate(whole["periods"]):
+            assert doc["periods"][n]["ending_mrr"] == row["ending_mrr"]
+            for field in ("starting_mrr", "ending_mrr"):
+                assert sum(g["periods"][n][field] for g in doc["groups"]) == row[field], key
+    plans = client.get(f"/reports/movements?{query}&group_by=plan", headers=auth).json
+    trials = client.get(f"/reports/trials?{query}", headers=auth).json
+    for row, trial in zip(plans["periods"], trials["periods"], strict=True):
+        assert {k: row[k] for k in trial} == trial  # the whole keeps every trial
+    assert sum(g["periods"][0]["trials_started"] for g in plans["groups"]) == 1  # acme's
+    first, second = plans["groups"][0], plans["groups"][1]
+    one = client.get(f"/reports/movements?{query}&filter=plan:{first['value']}", headers=auth).json
+    assert one["periods"] == first["periods"]
+    both = client.get(
+        f"/reports/movements?{query}&filter=plan:{first['value']}&filter=plan:{second['value']}",
+        headers=auth,
+    ).json
+    assert both["periods"][-1]["ending_mrr"] == (
+        first["periods"][-1]["ending_mrr"] + second["periods"][-1]["ending_mrr"]
+    )
+    none = client.get(
+        f"/reports/movements?{query}&filter=plan:{first['value']}&filter=interval:day",
+        headers=auth,
+    ).json
+    assert all(r["ending_mrr"] == 0 for r in none["periods"])  # different keys AND
+    csv = client.get(f"/reports/movements?{query}&group_by=plan&format=csv", headers=auth)
+    header = csv.get_data(as_text=True).splitlines()[0]
+    assert "group.key" in header and "group.value" in header
+    for bad in ("filter=plan", "filter=country:DE", "group_by=colour"):
+        response = client.get(f"/reports/movements?{query}&{bad}", headers=auth)
+        assert response.status_code == 400, bad
