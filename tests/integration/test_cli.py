@@ -319,3 +319,21 @@ def test_shift_to_now_moves_the_demo_so_its_last_event_is_today(env, db) -> None
             if isinstance(before.get(key), int):
                 assert after[key] - before[key] == m.event["created"] - e.event["created"]
         assert json.loads(m.raw) == m.event
+
+
+def test_report_takes_filters_and_a_group_by(env, db) -> None:
+    assert run("replay", "--sync", "--json", str(FIXTURES))[0] == 0
+    span = ("--currency", "usd", "--start", "2024-01-01", "--end", "2024-07-01")
+    code, out, _ = run("report", "movements", "--json", "--group-by", "product", *span)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["group_by"] == "product" and doc["groups"]
+    last = doc["periods"][-1]["ending_mrr"]
+    assert sum(g["periods"][-1]["ending_mrr"] for g in doc["groups"]) == last
+    product = doc["groups"][0]["value"]
+    code, out, _ = run("report", "movements", "--json", "--filter", f"product:{product}", *span)
+    assert json.loads(out)["periods"] == doc["groups"][0]["periods"]
+    code, out, _ = run("report", "movements", "--group-by", "product", *span)
+    assert code == 0 and f"product {product}" in out  # a table per group
+    code, out, _ = run("report", "trials", "--json", *span)
+    assert code == 0 and json.loads(out)["periods"][0]["trials_converted"] == 1
