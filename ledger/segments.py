@@ -73,15 +73,35 @@ class Filter:
 EVERY_ITEM = Filter({})
 
 
+class Shares:
+    """Each snapshot's item shares and whole MRR, computed once for every segment that
+    prices it (a grouped report prices each event once per group)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[Snapshot, Mrr, tuple[int, ...]]] = {}
+
+    def of(self, snapshot: Snapshot, catalog: Catalog) -> tuple[Mrr, tuple[int, ...]]:
+        hit = self._seen.get(id(snapshot))
+        if hit is not None and hit[0] is snapshot:
+            return hit[1], hit[2]
+        whole = subscription_mrr(snapshot, catalog)  # its warnings, and its refusals
+        shares = item_mrr(snapshot, catalog)
+        self._seen[id(snapshot)] = (snapshot, whole, shares)  # keeps it alive: ids stay unique
+        return whole, shares
+
+
 def segment_pricing(
-    matches: Filter, group_by: str | None = None, value: str | None = None
+    matches: Filter,
+    group_by: str | None = None,
+    value: str | None = None,
+    shares: Shares | None = None,
 ) -> Pricing:
     """What a snapshot counts in the segment of the items that pass `matches` (and,
     with `group_by`, whose value of that key is `value`)."""
+    memo = shares or Shares()
 
     def pricing(snapshot: Snapshot, catalog: Catalog) -> Mrr:
-        whole = subscription_mrr(snapshot, catalog)  # its warnings, and its refusals
-        shares = item_mrr(snapshot, catalog)
+        whole, shares = memo.of(snapshot, catalog)
         amount = sum(
             share
             for item, share in zip(snapshot.items, shares, strict=True)
@@ -99,6 +119,7 @@ def segment_trials(
     group_by: str | None = None,
     value: str | None = None,
     catalog: Catalog = EMPTY_CATALOG,
+    shares: Shares | None = None,
 ) -> tuple[TrialTransition, ...]:
     """The trials of the segment: those of subscriptions whose snapshot at the trial's
     start has a matching item, worth what the matching items would count."""
@@ -109,7 +130,7 @@ def segment_trials(
             for item in snapshot.items
         )
 
-    pricing = segment_pricing(matches, group_by, value)
+    pricing = segment_pricing(matches, group_by, value, shares)
     return trial_transitions(customer_id, events, catalog, pricing, belongs)
 
 
@@ -125,9 +146,10 @@ def segment_ledger(
     events: Iterable[SubscriptionEvent],
     matches: Filter = EVERY_ITEM,
     catalog: Catalog = EMPTY_CATALOG,
+    shares: Shares | None = None,
 ) -> CustomerLedger:
     """The customer's ledger of the items that pass `matches`."""
-    return derive_ledger(customer_id, events, catalog, segment_pricing(matches))
+    return derive_ledger(customer_id, events, catalog, segment_pricing(matches, shares=shares))
 
 
 def grouped_ledgers(
@@ -136,13 +158,15 @@ def grouped_ledgers(
     group_by: str,
     matches: Filter = EVERY_ITEM,
     catalog: Catalog = EMPTY_CATALOG,
+    shares: Shares | None = None,
 ) -> dict[str, CustomerLedger]:
     """The customer's ledger per value of `group_by` among the matching items."""
     events = list(events)
     item_value_check(group_by)
+    memo = shares or Shares()
     return {
         value: derive_ledger(
-            customer_id, events, catalog, segment_pricing(matches, group_by, value)
+            customer_id, events, catalog, segment_pricing(matches, group_by, value, memo)
         )
         for value in sorted(group_values(events, group_by, matches))
     }

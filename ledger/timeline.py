@@ -237,7 +237,10 @@ def derive_ledger(
         ),
         balances=_balances(customer_id, state, totals, first_new),
         warnings=warnings,
-        trials=trial_transitions(customer_id, ordered, catalog),
+        # A segment's trials are its own (`ledger.segments.segment_trials`).
+        trials=trial_transitions(customer_id, ordered, catalog)
+        if pricing is subscription_mrr
+        else (),
     )
 
 

@@ -19,6 +19,7 @@ from ledger.events import SubscriptionEvent, parse_event
 from ledger.segments import (
     BadSegment,
     Filter,
+    Shares,
     grouped_ledgers,
     item_value_check,
     segment_ledger,
@@ -171,11 +172,12 @@ def _segmented_movements(
     trials: dict[str | None, list[TrialTransition]] = defaultdict(list)
     for customer in sorted(by_customer):
         events = by_customer[customer]
+        shares = Shares()  # each event priced once, whatever the number of groups
         while True:  # as the ledger does: an event priced out of range is left out
             try:
-                mine = segment_ledger(customer, events, matches, catalog).movements
+                mine = segment_ledger(customer, events, matches, catalog, shares).movements
                 parts = (
-                    grouped_ledgers(customer, events, query.group_by, matches, catalog)
+                    grouped_ledgers(customer, events, query.group_by, matches, catalog, shares)
                     if query.group_by is not None
                     else {}
                 )
@@ -185,11 +187,11 @@ def _segmented_movements(
                     raise
                 events = [e for e in events if e.id != exc.event_id]
         whole += mine
-        trials[None] += segment_trials(customer, events, matches, catalog=catalog)
+        trials[None] += segment_trials(customer, events, matches, catalog=catalog, shares=shares)
         for value, ledger in parts.items():
             groups[value] += ledger.movements
             trials[value] += segment_trials(
-                customer, events, matches, query.group_by, value, catalog
+                customer, events, matches, query.group_by, value, catalog, shares
             )
 
     def rows(movements: list[Movement], value: str | None = None) -> list[dict[str, Any]]:
