@@ -168,26 +168,44 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["summary", "movements", "cohorts"]), default="summary")
+@click.argument(
+    "kind", type=click.Choice(["summary", "movements", "cohorts", "trials"]), default="summary"
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the HTTP JSON document instead.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the document as CSV (as over HTTP).")
 @click.option(
     "--currency",
     help="ISO currency: its native report (default: all, converted into REPORTING_CURRENCY).",
 )
-@click.option("--period", type=click.Choice(["day", "week", "month"]), help="movements only")
+@click.option(
+    "--period", type=click.Choice(["day", "week", "month"]), help="movements and trials only"
+)
 @click.option("--start", help="YYYY-MM-DD, snapped outward")
 @click.option("--end", help="YYYY-MM-DD, exclusive, snapped outward")
 @click.option("--as-of", "as_of", help="YYYY-MM-DD or an ISO time (default: now)")
 @click.option("--wide", is_flag=True, help="Every column in one table, however wide.")
-def report(kind: str, as_json: bool, as_csv: bool, wide: bool, **options: str | None) -> None:
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    help="KEY:VALUE of an item key (plan, product, interval); repeatable (movements only)",
+)
+@click.option("--group-by", "group_by", help="plan, product or interval (movements only)")
+def report(
+    kind: str,
+    as_json: bool,
+    as_csv: bool,
+    wide: bool,
+    filters: tuple[str, ...],
+    **options: str | None,
+) -> None:
     """Print a report as a table (or, with --json or --csv, the same document as over HTTP)."""
     from pipeline import reports as report_docs
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv: choose one")
     args = {k: v for k, v in options.items() if v is not None}
-    query = report_docs.parse_query(args, report_docs.PARAMETERS[kind])
+    query = report_docs.parse_query(args, report_docs.PARAMETERS[kind], filters)
     doc = report_docs.REPORTS[kind](_runtime(), query)
     if as_json:
         click.echo(json.dumps(doc))

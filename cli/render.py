@@ -72,11 +72,18 @@ def movements_table(doc: dict[str, Any], width: int | None = None) -> list[Table
     currency = doc["currency"]
     converted = "unconverted" in doc
     columns = [f for f in (CONVERTED_FIELDS if converted else FIELDS) if f.heading]
-    cells = [[_cell(f, row[f.name], currency) for f in columns] for row in doc["periods"]]
     headings = [f.heading or f.name for f in columns]
     right = [f.kind != "period" for f in columns]
     title = f"MRR movements ({currency}, by {doc['period']})"
-    return _noted(doc, packed(title, headings, right, cells, width))
+    if doc.get("filter"):
+        title += f", {' '.join(doc['filter'])}"
+    tables = []
+    for name, rows in [(title, doc["periods"])] + [
+        (f"{title}, {g['key']} {g['value']}", g["periods"]) for g in doc.get("groups", [])
+    ]:
+        cells = [[_cell(f, row[f.name], currency) for f in columns] for row in rows]
+        tables += packed(name, headings, right, cells, width)
+    return _noted(doc, tables)
 
 
 def _cell(f: Field, value: Any, currency: str) -> str:
@@ -194,7 +201,26 @@ def activity_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-RENDERERS = {"movements": movements_table, "cohorts": cohorts_table}
+def trials_table(doc: dict[str, Any], width: int | None = None) -> list[Table]:
+    """The trial funnel per period: started, converted, lost, conversion, pipeline."""
+    currency = doc["currency"]
+    headings = ["period", "started", "converted", "lost", "conversion", "pipeline MRR"]
+    cells = [
+        [
+            r["period_start"],
+            str(r["trials_started"]),
+            str(r["trials_converted"]),
+            str(r["trials_lost"]),
+            pct(r["trial_conversion_rate"]),
+            money(r["trial_pipeline_mrr"], currency),
+        ]
+        for r in doc["periods"]
+    ]
+    right = [False, *([True] * (len(headings) - 1))]
+    return packed(f"Trials ({currency}, by {doc['period']})", headings, right, cells, width)
+
+
+RENDERERS = {"movements": movements_table, "cohorts": cohorts_table, "trials": trials_table}
 
 
 #: Width when stdout is not a terminal (a pipe or a file): never fold the figures.

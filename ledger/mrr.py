@@ -108,7 +108,38 @@ def subscription_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> Mr
     warnings: list[str] = []
     if not snapshot.counts:
         return Mrr(0, snapshot.currency)
+    _, total = _exact_mrr(snapshot, catalog, warnings)
+    return Mrr(round(total), snapshot.currency, tuple(warnings))
 
+
+def item_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> tuple[int, ...]:
+    """Each item's share of the subscription's MRR (SPEC §11), in the items' order,
+    summing to `subscription_mrr(...).amount` exactly.
+
+    An item's share is its monthly amount after its own discounts (and product-restricted
+    percentages); a subscription-level discount is spread over the items in proportion
+    to those amounts. Each exact share is rounded half-even, and what the rounded shares
+    miss of the subscription's rounded MRR (a few minor units at most, either sign) is
+    given to the largest share (the first of equal ones).
+    """
+    if not snapshot.counts or not snapshot.items:
+        return (0,) * len(snapshot.items)
+    lines, total = _exact_mrr(snapshot, catalog, [])
+    before = sum(lines, Fraction(0))
+    if before == 0:
+        return (0,) * len(lines)
+    exact = [total * line / before for line in lines]
+    shares = [round(x) for x in exact]
+    largest = max(range(len(exact)), key=lambda n: (exact[n], -n))
+    shares[largest] += round(total) - sum(shares)
+    return tuple(shares)
+
+
+def _exact_mrr(
+    snapshot: Snapshot, catalog: Catalog, warnings: list[str]
+) -> tuple[list[Fraction], Fraction]:
+    """(each item's exact monthly amount after its own and product-restricted discounts,
+    the subscription's exact MRR after every discount) of a counting subscription."""
     lines: list[Fraction] = []
     for item in snapshot.items:
         monthly = _item_monthly(item, catalog, warnings)
@@ -138,7 +169,7 @@ def subscription_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> Mr
     total = max(total, Fraction(0))
     if total > MAX_MRR:
         raise InvalidValue(f"subscription {snapshot.id} has an MRR beyond {MAX_MRR} minor units")
-    return Mrr(round(total), snapshot.currency, tuple(warnings))
+    return lines, total
 
 
 def _item_monthly(item: Item, catalog: Catalog, warnings: list[str]) -> Fraction:

@@ -415,9 +415,10 @@ def _parse_items(obj: Json, sub_id: str) -> tuple[Item, ...]:
         if not isinstance(price_obj, dict):
             price_obj = raw.get("plan")
         price = parse_price(price_obj, where)
-        discounts = tuple(
-            d for d in (parse_discount(x) for x in raw.get("discounts") or ()) if d is not None
-        )
+        raw_discounts = raw.get("discounts")
+        if not isinstance(raw_discounts, list):  # as the subscription's own: no list, none
+            raw_discounts = []
+        discounts = tuple(d for d in (parse_discount(x) for x in raw_discounts) if d is not None)
         quantity = _quantity(raw.get("quantity"), where)
         items.append(Item(_opt_str(raw.get("id")), price, quantity, discounts))
     return tuple(items)

@@ -13,16 +13,20 @@ reactivation.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
 
 from ledger.errors import InvalidValue
 from ledger.events import SubscriptionEvent, order_events
-from ledger.mrr import EMPTY_CATALOG, Catalog, subscription_mrr
+from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, subscription_mrr
 from ledger.snapshot import Snapshot
 from ledger.synthetic import is_synthetic_id
+from ledger.trials import TrialTransition, trial_transitions
+
+#: What one snapshot counts towards a ledger (`subscription_mrr`, or a segment's share).
+Pricing = Callable[[Snapshot, Catalog], Mrr]
 
 
 class MovementType(StrEnum):
@@ -142,6 +146,8 @@ class CustomerLedger:
     balances: tuple[Balance, ...]
     #: Warnings per event id (events priced without details the payload lacked).
     warnings: Mapping[str, tuple[str, ...]]
+    #: Its subscriptions' trial transitions (`ledger.trials`), in event order.
+    trials: tuple[TrialTransition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,11 +161,13 @@ def derive_ledger(
     customer_id: str,
     events: Iterable[SubscriptionEvent],
     catalog: Catalog = EMPTY_CATALOG,
+    pricing: Pricing = subscription_mrr,
 ) -> CustomerLedger:
     """The customer's whole ledger from the set of its subscription events.
 
     Events of other customers are a programming error (ValueError). Duplicate event
-    ids count once. Pure and deterministic.
+    ids count once. Pure and deterministic. `pricing` is what a snapshot counts: its
+    MRR, or (a segment, `ledger.segments`) the part of it its matching items count.
     """
     ordered = order_events(events)
     for event in ordered:
@@ -178,7 +186,7 @@ def derive_ledger(
         applied: dict[str, list[str]] = defaultdict(list)
         for event in batch:
             try:
-                result = subscription_mrr(event.snapshot, catalog)
+                result = pricing(event.snapshot, catalog)
             except InvalidValue as exc:
                 exc.event_id = event.id  # the caller quarantines that event, not the customer
                 raise
@@ -243,6 +251,10 @@ def derive_ledger(
         ),
         balances=_balances(customer_id, state, totals, first_new),
         warnings=warnings,
+        # A segment's trials are its own (`ledger.segments.segment_trials`).
+        trials=trial_transitions(customer_id, ordered, catalog)
+        if pricing is subscription_mrr
+        else (),
     )
 
 

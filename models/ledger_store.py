@@ -39,6 +39,7 @@ from models.tables import (
     LedgerDaily,
     LedgerMovement,
     SubscriptionRow,
+    TrialTransitionRow,
 )
 
 
@@ -93,7 +94,7 @@ def delete_orphans(session: Session) -> int:
             ~_has_events(SubscriptionRow.customer_id)
         )
     )
-    for table in (LedgerMovement, SubscriptionRow, CustomerBalance):
+    for table in (LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow):
         session.execute(delete(table).where(~_has_events(table.customer_id)))
     return int(orphans or 0)
 
@@ -120,7 +121,7 @@ def write_ledgers(
         return
     customers = sorted(ledger.customer_id for ledger in ledgers)
     _apply_rollup_delta(session, customers, ledgers)
-    for table in (LedgerMovement, SubscriptionRow, CustomerBalance):
+    for table in (LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow):
         session.execute(delete(table).where(table.customer_id.in_(customers)))
     movements = [_movement_row(m) for ledger in ledgers for m in ledger.movements]
     subscriptions = [
@@ -151,10 +152,27 @@ def write_ledgers(
         for ledger in ledgers
         for b in ledger.balances
     ]
+    trials = [
+        {
+            "customer_id": t.customer_id,
+            "subscription_id": t.subscription_id,
+            "seq": t.seq,
+            "currency": t.currency,
+            "occurred_at": at(t.occurred_at),
+            "occurred_day": at(t.occurred_at).date(),
+            "event_id": t.event_id,
+            "transition": t.transition.value,
+            "pipeline_delta": t.pipeline_delta,
+            "ended_status": t.ended_status,
+        }
+        for ledger in ledgers
+        for t in ledger.trials
+    ]
     for table, rows in (
         (LedgerMovement, movements),
         (SubscriptionRow, subscriptions),
         (CustomerBalance, balances),
+        (TrialTransitionRow, trials),
     ):
         if rows:  # Core executemany: the ORM's bulk path costs five times the CPU
             session.execute(insert_into(cast(Table, table.__table__)), rows)
@@ -315,7 +333,7 @@ def refresh_statistics(session: Session) -> None:
     table) and changes no data. SQLite's planner uses the indexes without statistics.
     """
     if session.get_bind().dialect.name == "postgresql":
-        tables = (InboxEvent, LedgerMovement, SubscriptionRow, CustomerBalance)
+        tables = (InboxEvent, LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow)
         session.execute(text(f"ANALYZE {', '.join(t.__tablename__ for t in tables)}"))
 
 

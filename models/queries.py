@@ -10,11 +10,21 @@ from typing import Any
 from sqlalchemy import Date, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from ledger.events import SUBSCRIPTION_EVENT_TYPES
 from ledger.timeline import MovementType
 from models.ledger_store import RollupKey
-from models.tables import CustomerBalance, LedgerDaily, LedgerMovement, SubscriptionRow
+from models.tables import (
+    CustomerBalance,
+    EventStatus,
+    InboxEvent,
+    LedgerDaily,
+    LedgerMovement,
+    SubscriptionRow,
+    TrialTransitionRow,
+)
 from reporting.cohorts import CohortFlow
 from reporting.rows import Bucket, Opening
+from reporting.trials import TrialBucket
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,31 @@ def buckets_by_currency(
             )
         )
     return found
+
+
+def trial_buckets(session: Session, currency: str, start: date, end: date) -> list[TrialBucket]:
+    """Trial transitions of `currency` in [start, end), counted per day and transition."""
+    t = TrialTransitionRow
+    rows = session.execute(
+        select(t.occurred_day, t.transition, func.count(), func.sum(t.pipeline_delta))
+        .where(t.currency == currency, t.occurred_day >= start, t.occurred_day < end)
+        .group_by(t.occurred_day, t.transition)
+    )
+    return [
+        TrialBucket(_as_date(day), str(kind), int(count), int(delta or 0))
+        for day, kind, count, delta in rows
+    ]
+
+
+def trial_pipeline(session: Session, currency: str, before: date) -> int:
+    """The pipeline MRR of `currency`'s running trials at the start of day `before`."""
+    t = TrialTransitionRow
+    total = session.scalar(
+        select(func.coalesce(func.sum(t.pipeline_delta), 0)).where(
+            t.currency == currency, t.occurred_day < before
+        )
+    )
+    return int(total or 0)
 
 
 def opening(session: Session, currency: str, before: date) -> Opening:
@@ -256,3 +291,17 @@ def largest_movements(session: Session, start: date, end: date, limit: int) -> l
             .limit(limit)
         )
     )
+
+
+def subscription_event_payloads(session: Session) -> list[tuple[str, str]]:
+    """(customer id, payload) of every stored subscription event the ledger may use
+    (quarantined ones left out, as in `ledger_store.customer_rows`)."""
+    e = InboxEvent
+    rows = session.execute(
+        select(e.customer_id, e.payload).where(
+            e.type.in_(SUBSCRIPTION_EVENT_TYPES),
+            e.status != EventStatus.QUARANTINED,
+            e.customer_id.is_not(None),
+        )
+    )
+    return [(str(c), str(p)) for c, p in rows]

@@ -193,6 +193,26 @@ class SubscriptionRow(Base):
     warnings: Mapped[str | None] = mapped_column(Text)
 
 
+class TrialTransitionRow(Base):
+    """One change of a subscription's trial (`ledger.trials`): started, converted,
+    lost or repriced, with what it did to the pipeline MRR (rewritten per customer)."""
+
+    __tablename__ = "trial_transitions"
+
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurred_day: Mapped[date] = mapped_column(Date)  # UTC day, for the per-period sums
+    event_id: Mapped[str] = mapped_column(String(255))
+    transition: Mapped[str] = mapped_column(String(16))
+    pipeline_delta: Mapped[int] = mapped_column(BigInteger)
+    ended_status: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_trial_transitions_currency_day", "currency", "occurred_day"),)
+
+
 class CustomerBalance(Base):
     """A customer's current MRR per currency: the fast path of `/reports/summary`."""
 

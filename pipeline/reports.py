@@ -10,18 +10,32 @@ cover. With `currency=xxx` it is that currency's native report, unconverted.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger.errors import InvalidValue
+from ledger.errors import InvalidEvent, InvalidValue
+from ledger.events import SubscriptionEvent, parse_event
+from ledger.segments import (
+    BadSegment,
+    Filter,
+    Shares,
+    grouped_ledgers,
+    item_value_check,
+    segment_ledger,
+    segment_trials,
+)
 from ledger.snapshot import storable
+from ledger.timeline import Movement
+from ledger.trials import TrialTransition
 from models import queries
-from pipeline import fx
+from pipeline import enrich, fx
 from pipeline.errors import BadQuery
 from pipeline.runtime import Runtime
 from reporting.cohorts import cohort_table
@@ -35,8 +49,9 @@ from reporting.fx import (
     unconverted,
 )
 from reporting.periods import Period, boundaries, floor, snap
-from reporting.rows import Opening, period_row, period_rows
+from reporting.rows import Opening, buckets_from_movements, opening_before, period_row, period_rows
 from reporting.summary import summary
+from reporting.trials import TrialRow, pipeline_before, trial_buckets, trial_rows
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 MAX_PERIODS = 1000
@@ -53,19 +68,33 @@ class Query:
     start: date | None = None
     end: date | None = None
     as_of: datetime | None = None
+    #: SPEC §11: `filter=KEY:VALUE` (repeatable) and `group_by=KEY` (item keys).
+    filters: tuple[str, ...] = ()
+    group_by: str | None = None
+
+    @property
+    def segmented(self) -> bool:
+        return bool(self.filters) or self.group_by is not None
 
 
 #: The parameters each report takes; any other is refused (a typo never goes unnoticed).
 PARAMETERS = {
     "summary": frozenset({"currency", "as_of"}),
-    "movements": frozenset({"period", "start", "end", "currency", "as_of"}),
+    "movements": frozenset({"period", "start", "end", "currency", "as_of", "filter", "group_by"}),
     "cohorts": frozenset({"start", "end", "currency", "as_of"}),
+    "trials": frozenset({"period", "start", "end", "currency", "as_of"}),
 }
 
 
-def parse_query(args: dict[str, str], allowed: frozenset[str] = PARAMETERS["movements"]) -> Query:
-    """Validate report parameters (strings, as from a query string or the CLI)."""
-    unknown = sorted(set(args) - allowed)
+def parse_query(
+    args: dict[str, str],
+    allowed: frozenset[str] = PARAMETERS["movements"],
+    filters: Sequence[str] = (),
+) -> Query:
+    """Validate report parameters (strings, as from a query string or the CLI); the
+    repeatable `filter` comes apart as `filters`."""
+    given = set(args) | ({"filter"} if filters else set())
+    unknown = sorted(given - allowed)
     if unknown:
         raise BadQuery(
             f"unknown parameter {unknown[0]!r}; this report takes {', '.join(sorted(allowed))}"
@@ -84,7 +113,14 @@ def parse_query(args: dict[str, str], allowed: frozenset[str] = PARAMETERS["move
     end = _date(args.get("end"), "end")
     if start and end and start >= end:
         raise BadQuery("start must be before end (end is exclusive)")
-    return Query(currency, period, start, end, _as_of(args.get("as_of")))
+    group_by = args.get("group_by")
+    try:
+        Filter.parse(filters)
+        if group_by is not None:
+            item_value_check(group_by)
+    except BadSegment as exc:
+        raise BadQuery(str(exc)) from None
+    return Query(currency, period, start, end, _as_of(args.get("as_of")), tuple(filters), group_by)
 
 
 def resolve_currency(session: Session, requested: str | None) -> tuple[str, list[Any]]:
@@ -148,6 +184,12 @@ def _movements(
     """One SPEC §7 row per period of the query's range (default: the last 12 periods)."""
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
     head = {"period": query.period.value, "start": lo.isoformat(), "end": hi.isoformat()}
+    if query.segmented:
+        if query.currency is None:
+            raise BadQuery(
+                "filter and group_by need currency=xxx: segments are not converted (yet)"
+            )
+        return _segmented_movements(session, query, query.currency, lo, hi)
     if converting is not None:
         done = converted_period_rows(
             _natives(session, lo, hi), converting.converter, lo, hi, query.period
@@ -162,7 +204,110 @@ def _movements(
     currency = query.currency or "usd"
     opening = queries.opening(session, currency, lo)
     rows = period_rows(opening, queries.buckets(session, currency, lo, hi), lo, hi, query.period)
-    return {"currency": currency, **head, "periods": [row.to_json() for row in rows]}
+    trials = _trial_rows(session, currency, lo, hi, query.period)
+    return {
+        "currency": currency,
+        **head,
+        "periods": [
+            row.to_json() | t.to_json(dates=False) for row, t in zip(rows, trials, strict=True)
+        ],
+    }
+
+
+def _segmented_movements(
+    session: Session, query: Query, currency: str, lo: date, hi: date
+) -> dict[str, Any]:
+    """The movements of the segment the filters select, and with `group_by` of each of
+    its groups (SPEC §11): item-restricted ledgers derived from the stored events."""
+    matches = Filter.parse(query.filters)
+    by_customer: dict[str, list[SubscriptionEvent]] = defaultdict(list)
+    for customer, payload in queries.subscription_event_payloads(session):
+        try:
+            event = parse_event(json.loads(payload))
+        except (InvalidEvent, InvalidValue, ValueError):
+            continue  # the ledger leaves it out too (failed or quarantined)
+        if event.customer == customer:
+            by_customer[customer].append(event)
+    catalog = enrich.cached_catalog(
+        session, [e.snapshot for events in by_customer.values() for e in events]
+    )
+    whole: list[Movement] = []
+    groups: dict[str, list[Movement]] = defaultdict(list)
+    trials: dict[str | None, list[TrialTransition]] = defaultdict(list)
+    for customer in sorted(by_customer):
+        events = by_customer[customer]
+        shares = Shares()  # each event priced once, whatever the number of groups
+        while True:  # as the ledger does: an event priced out of range is left out
+            try:
+                mine = segment_ledger(customer, events, matches, catalog, shares).movements
+                parts = (
+                    grouped_ledgers(customer, events, query.group_by, matches, catalog, shares)
+                    if query.group_by is not None
+                    else {}
+                )
+                break
+            except InvalidValue as exc:
+                if exc.event_id is None:
+                    raise
+                events = [e for e in events if e.id != exc.event_id]
+        whole += mine
+        trials[None] += segment_trials(customer, events, matches, catalog=catalog, shares=shares)
+        for value, ledger in parts.items():
+            groups[value] += ledger.movements
+            trials[value] += segment_trials(
+                customer, events, matches, query.group_by, value, catalog, shares
+            )
+
+    def rows(movements: list[Movement], value: str | None = None) -> list[dict[str, Any]]:
+        buckets = buckets_from_movements(m for m in movements if m.currency == currency)
+        opening = opening_before(buckets, lo)
+        flows = period_rows(opening, buckets, lo, hi, query.period)
+        funnel = trial_buckets(t for t in trials[value] if t.currency == currency)
+        pipeline = pipeline_before(funnel, lo)
+        ends = trial_rows(pipeline, funnel, lo, hi, query.period)
+        return [r.to_json() | t.to_json(dates=False) for r, t in zip(flows, ends, strict=True)]
+
+    doc: dict[str, Any] = {
+        "currency": currency,
+        "period": query.period.value,
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "filter": list(query.filters),
+        "periods": rows(whole),
+    }
+    if query.group_by is not None:
+        grouped = [(rows(movements, value), value) for value, movements in sorted(groups.items())]
+        grouped.sort(key=lambda g: -(g[0][-1]["ending_mrr"] if g[0] else 0))  # stable
+        doc["group_by"] = query.group_by
+        doc["groups"] = [
+            {"key": query.group_by, "value": value, "periods": periods}
+            for periods, value in grouped
+        ]
+    return doc
+
+
+def _trial_rows(
+    session: Session, currency: str, lo: date, hi: date, period: Period
+) -> list[TrialRow]:
+    pipeline = queries.trial_pipeline(session, currency, lo)
+    return trial_rows(pipeline, queries.trial_buckets(session, currency, lo, hi), lo, hi, period)
+
+
+def _trials(
+    session: Session, query: Query, now: datetime, converting: Conversion | None
+) -> dict[str, Any]:
+    """The trial funnel per period of the query's range (default: the last 12 periods),
+    of one currency: `currency`, else the reporting currency's own subscriptions (the
+    funnel is not converted yet; the document names its currency)."""
+    currency = query.currency or (converting.target if converting else "usd")
+    lo, hi = _range(query, now, query.period, MAX_PERIODS)
+    return {
+        "currency": currency,
+        "period": query.period.value,
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "periods": [t.to_json() for t in _trial_rows(session, currency, lo, hi, query.period)],
+    }
 
 
 def _summary(
@@ -237,11 +382,13 @@ def _cohorts(
 summary_report = _report(_summary)
 movements_report = _report(_movements)
 cohorts_report = _report(_cohorts)
+trials_report = _report(_trials)
 #: The reports `mrr report` and `/reports/<name>` share, by name.
 REPORTS: dict[str, Report] = {
     "summary": summary_report,
     "movements": movements_report,
     "cohorts": cohorts_report,
+    "trials": trials_report,
 }
 
 

@@ -207,6 +207,11 @@ class ConvertedRow(PeriodRow):
         e = self.exact
         return _exact_ratio(e.new + e.expansion + e.reactivation, e.churn + e.contraction)
 
+    @property
+    def expansion_share(self) -> Fraction | None:
+        e = self.exact
+        return _exact_ratio(e.expansion, e.new + e.expansion + e.reactivation)
+
 
 @dataclass(frozen=True)
 class ConvertedPeriods:

@@ -63,6 +63,7 @@ FIELDS: tuple[Field, ...] = (
     Field("contraction_by_kind", "breakdown"),
     Field("churn_by_reason", "breakdown"),
     Field("delinquent_churn", "breakdown"),
+    Field("expansion_share", "rate"),
 )
 
 #: The key a converted row adds (SPEC §10): the revaluation of the MRR held through the
@@ -185,6 +186,13 @@ class PeriodRow:
     def quick_ratio(self) -> Fraction | None:
         wins = self.new + self.expansion + self.reactivation
         return ratio(wins, self.churn + self.contraction)
+
+    @property
+    def expansion_share(self) -> Fraction | None:
+        """Expansion ÷ (new + expansion + reactivation): the share of new MRR won from
+        existing customers (ChartMogul's benchmark: 28.8 % in 2020, 32.3 % in 2023);
+        None when nothing was won."""
+        return ratio(self.expansion, self.new + self.expansion + self.reactivation)
 
     @property
     def fields(self) -> tuple[Field, ...]:

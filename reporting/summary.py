@@ -50,6 +50,7 @@ def summary(
         "customer_churn_rate": rounded(customer_churn),
         "gross_mrr_churn_rate": rounded(trailing.gross_mrr_churn_rate),
         "net_mrr_churn_rate": rounded(trailing.net_mrr_churn_rate),
+        "expansion_share": rounded(trailing.expansion_share),
         "ltv": ltv,
         "projection": projection(mrr, trailing.net_mrr_churn_rate),
     }

@@ -239,7 +239,7 @@ def signed_bars(
         if value is None:
             parts.append(
                 f'<text class="na" x="{_n(frame.centre(i))}" y="{_n(frame.y(0) - 4)}" '
-                f'text-anchor="middle">n/a<title>{_text(titles[i])}: no starting MRR</title>'
+                f'text-anchor="middle">n/a<title>{_text(titles[i])}: {_text(empty.removesuffix(" in this range"))}</title>'
                 "</text>"
             )
             continue

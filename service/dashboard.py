@@ -144,6 +144,7 @@ def index() -> str:
             figures.waterfall_figure(movements, row, sources["movements"], link),
             figures.net_churn_figure(movements, sources["movements"]),
             figures.levers_figure(movements, sources["movements"], link),
+            figures.expansion_share_figure(movements, sources["movements"]),
             figures.churn_figure(movements, sources["movements"], link),
             figures.cohorts_figure(cohorts, sources["cohorts"]),
         ],

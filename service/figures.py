@@ -208,6 +208,34 @@ def net_churn_figure(doc: dict[str, Any], source: str) -> Figure:
     )
 
 
+#: ChartMogul's SaaS benchmarks of expansion's share of new MRR (SPEC §7).
+EXPANSION_SHARE_BENCHMARKS = ((2020, 0.288), (2023, 0.323))
+
+
+def expansion_share_figure(doc: dict[str, Any], source: str) -> Figure:
+    """Expansion's share of the MRR won per period, beside ChartMogul's benchmark."""
+    short, full = _labels(doc)
+    shares = [r["expansion_share"] for r in doc["periods"]]
+    chart = charts.signed_bars(
+        short,
+        full,
+        shares,
+        rate_axis,
+        pct,
+        "Expansion share of new MRR",
+        empty="nothing won in this range",
+    )
+    benchmark = ", ".join(f"{pct(v)} in {year}" for year, v in EXPANSION_SHARE_BENCHMARKS)
+    return Figure(
+        "expansion-share",
+        "Expansion's share of new MRR",
+        source,
+        (chart,),
+        [("Expansion ÷ (new + expansion + reactivation)", "k-pos")],
+        note=f"ChartMogul's SaaS benchmark: {benchmark}.",
+    )
+
+
 def levers_figure(doc: dict[str, Any], source: str, link: Link | None = None) -> Figure:
     """Expansion by lever above the zero line, contraction by kind below it."""
     rows, fmt = doc["periods"], Formats(doc["currency"])

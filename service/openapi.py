@@ -38,6 +38,26 @@ _BREAKDOWN_SCHEMA: dict[str, dict[str, Any]] = {
     "churn_by_reason": {"type": "object", "additionalProperties": _INT},
     "delinquent_churn": _INT,
 }
+#: The trial funnel of a period (SPEC §7): in every period row, and `/reports/trials`.
+_TRIAL_KEYS: dict[str, dict[str, Any]] = {
+    "trials_started": _INT,
+    "trials_converted": _INT,
+    "trials_lost": _INT,
+    "trial_conversion_rate": _RATE,
+    "trial_pipeline_mrr": _INT,
+}
+TRIALS = _obj(
+    {
+        "currency": _STR,
+        "period": {"enum": ["day", "week", "month"]},
+        "start": _DATE,
+        "end": _DATE,
+        "periods": {
+            "type": "array",
+            "items": _obj({"period_start": _DATE, "period_end": _DATE} | _TRIAL_KEYS),
+        },
+    }
+)
 
 
 def _row(fields: tuple[Field, ...]) -> dict[str, Any]:
@@ -46,7 +66,7 @@ def _row(fields: tuple[Field, ...]) -> dict[str, Any]:
 
 #: A native row (`currency=xxx`), and a converted one (no `currency`: SPEC §10), which
 #: adds `fx_adjustment`.
-PERIOD_ROW = _row(FIELDS)
+PERIOD_ROW = _obj(_row(FIELDS)["properties"] | _TRIAL_KEYS)
 CONVERTED_ROW = _row(CONVERTED_FIELDS)
 #: A converted document's: each currency the rates do not cover, with its native MRR.
 UNCONVERTED = {"type": "object", "additionalProperties": _INT}
@@ -62,6 +82,18 @@ MOVEMENTS = _obj(
         "end": _DATE,
         "periods": {"type": "array", "items": {"anyOf": [CONVERTED_ROW, PERIOD_ROW]}},
         **_CONVERTED,
+        "filter": {"type": "array", "items": _STR},
+        "group_by": {"enum": ["plan", "product", "interval"]},
+        "groups": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "key": _STR,
+                    "value": _STR,
+                    "periods": {"type": "array", "items": PERIOD_ROW},
+                }
+            ),
+        },
     },
     required=["currency", "period", "start", "end", "periods"],
 )
@@ -78,6 +110,7 @@ SUMMARY = _obj(
         "gross_mrr_churn_rate": _RATE,
         "net_mrr_churn_rate": _RATE,
         "trailing_30d": {"type": "object"},
+        "expansion_share": _RATE,
         "ltv": {"type": ["integer", "null"]},
         "projection": {"type": "array", "items": _INT, "minItems": 12, "maxItems": 12},
         "as_of": _STR,
@@ -251,6 +284,15 @@ PERIOD = _param("period", {"enum": ["day", "week", "month"]}, "default month")
 START = _param("start", _DATE, "snapped outward to a period start")
 END = _param("end", _DATE, "exclusive; snapped outward")
 AS_OF = _param("as_of", {"type": "string", "format": "date"}, "default: now")
+FILTER = {
+    **_param(
+        "filter",
+        {"type": "array", "items": {"type": "string", "pattern": "^(plan|product|interval):.+$"}},
+        "KEY:VALUE of an item key (SPEC §11); repeatable: the same key OR, different keys AND",
+    ),
+    "explode": True,
+}
+GROUP_BY = _param("group_by", {"enum": ["plan", "product", "interval"]}, "adds `groups`")
 FORMAT = _param(
     "format",
     {"enum": ["json", "csv"]},
@@ -377,7 +419,12 @@ def build_openapi() -> dict[str, Any]:
                 "MRR, ARR, ARPA, churn, LTV, projection", SUMMARY, [CURRENCY, AS_OF]
             ),
             "/reports/movements": _report(
-                "one row per period", MOVEMENTS, [PERIOD, START, END, CURRENCY, AS_OF]
+                "one row per period",
+                MOVEMENTS,
+                [PERIOD, START, END, CURRENCY, AS_OF, FILTER, GROUP_BY],
+            ),
+            "/reports/trials": _report(
+                "the trial funnel per period", TRIALS, [PERIOD, START, END, CURRENCY, AS_OF]
             ),
             "/reports/movements/detail": _report(
                 "the movements behind one figure of a period row, with their Stripe events",

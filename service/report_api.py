@@ -19,16 +19,22 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 #: What `format` may ask for (the document's shape is the same).
 FORMATS = ("json", "csv")
+#: Parameters that may be given more than once (SPEC §11: `filter=KEY:VALUE`).
+REPEATABLE = ("filter",)
 
 
 def _args() -> dict[str, str]:
     """The query string as single values, without `format`; a parameter given twice is
     a 400, not a guess."""
-    repeated = sorted(k for k, values in request.args.lists() if len(values) > 1)
+    repeated = sorted(
+        k for k, values in request.args.lists() if len(values) > 1 and k not in REPEATABLE
+    )
     if repeated:
         raise ApiError(400, "bad_query", f"parameter {repeated[0]!r} is given more than once")
     args = request.args.to_dict()
     args.pop("format", None)
+    for key in REPEATABLE:
+        args.pop(key, None)
     return args
 
 
@@ -52,7 +58,8 @@ def _render(doc: dict[str, Any]) -> Response:
 
 def _respond(name: str) -> Response:
     """Parse the query string and build report `name` (a bad parameter is a 400)."""
-    query = report_docs.parse_query(_args(), report_docs.PARAMETERS[name])
+    filters = request.args.getlist("filter")
+    query = report_docs.parse_query(_args(), report_docs.PARAMETERS[name], filters)
     return _render(report_docs.REPORTS[name](runtime(), query))
 
 
@@ -84,6 +91,12 @@ def activity() -> Response:
 @require_ops_token
 def cohorts() -> Response:
     return _respond("cohorts")
+
+
+@bp.get("/trials")
+@require_ops_token
+def trials() -> Response:
+    return _respond("trials")
 
 
 @bp.get("/customers/<customer_id>")

@@ -228,6 +228,27 @@ def test_rebuild_keeps_the_planners_statistics_in_step(env, db, monkeypatch) -> 
         assert behind == []
 
 
+def test_rebuild_restores_the_trial_transitions(env, db) -> None:
+    assert run("replay", "--sync", "--json", str(FIXTURES))[0] == 0
+    query = text(
+        "SELECT customer_id, subscription_id, seq, transition, pipeline_delta, ended_status "
+        "FROM trial_transitions ORDER BY customer_id, subscription_id, seq"
+    )
+    with db() as session:
+        applied = [tuple(r) for r in session.execute(query)]
+        session.execute(text("DELETE FROM trial_transitions"))
+        session.commit()
+    # Acme's trial of 3 seats at 15.00, converted.
+    assert applied == [
+        ("cus_acme", "sub_acme", 1, "started", 4_500, None),
+        ("cus_acme", "sub_acme", 2, "converted", -4_500, "active"),
+    ]
+    result = CliRunner().invoke(cli, ["rebuild", "--json", "--jobs", "1"], catch_exceptions=False)
+    assert result.exit_code == 0
+    with db() as session:
+        assert [tuple(r) for r in session.execute(query)] == applied
+
+
 # --- the first hour's mistakes: one line each, with what to do (issue 16) -----------------
 
 
@@ -313,3 +334,21 @@ def test_an_unexpected_error_is_one_line_naming_verbose(env, db, monkeypatch) ->
     assert len(lines) == 1 and "unexpected KeyError" in lines[0] and "mrr -v failed" in lines[0]
     verbose = CliRunner().invoke(cli, ["-v", "failed"])
     assert isinstance(verbose.exception, KeyError)  # -v raises it, traceback and all
+
+
+def test_report_takes_filters_and_a_group_by(env, db) -> None:
+    assert run("replay", "--sync", "--json", str(FIXTURES))[0] == 0
+    span = ("--currency", "usd", "--start", "2024-01-01", "--end", "2024-07-01")
+    code, out, _ = run("report", "movements", "--json", "--group-by", "product", *span)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["group_by"] == "product" and doc["groups"]
+    last = doc["periods"][-1]["ending_mrr"]
+    assert sum(g["periods"][-1]["ending_mrr"] for g in doc["groups"]) == last
+    product = doc["groups"][0]["value"]
+    code, out, _ = run("report", "movements", "--json", "--filter", f"product:{product}", *span)
+    assert json.loads(out)["periods"] == doc["groups"][0]["periods"]
+    code, out, _ = run("report", "movements", "--group-by", "product", *span)
+    assert code == 0 and f"product {product}" in out  # a table per group
+    code, out, _ = run("report", "trials", "--json", *span)
+    assert code == 0 and json.loads(out)["periods"][0]["trials_converted"] == 1

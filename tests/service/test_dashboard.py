@@ -276,6 +276,10 @@ def test_every_figure_draws_the_numbers_of_its_json(db, settings, client) -> Non
     assert marks(html, "net-churn") == rates
     assert any(rate < 0 for rate in rates) and 'class="band"' in html  # net negative, marked
 
+    shares = [r["expansion_share"] for r in rows if r["expansion_share"] is not None]
+    assert marks(html, "expansion-share") == shares
+    assert "32.30 % in 2023" in html  # ChartMogul's benchmark beside it
+
     levers = marks(html, "levers")
     assert sum(v for v in levers if v > 0) == sum(r["expansion"] for r in rows)
     assert -sum(v for v in levers if v < 0) == sum(r["contraction"] for r in rows)

@@ -21,6 +21,7 @@ PROTECTED = [
     "/reports/summary",
     "/reports/movements",
     "/reports/cohorts",
+    "/reports/trials",
     "/reports/customers/cus_acme",
 ]
 
@@ -213,7 +214,7 @@ def test_customer_report_and_unknown_customer(db, settings, client, auth) -> Non
         "period=day&start=2000-01-01&end=2024-01-01",
     ],
 )
-@pytest.mark.parametrize("endpoint", ["movements", "cohorts", "summary"])
+@pytest.mark.parametrize("endpoint", ["movements", "cohorts", "summary", "trials"])
 def test_bad_report_parameters_are_json_400(query, endpoint, client, auth) -> None:
     if endpoint == "summary" and query.startswith("period=day&start=2000"):
         pytest.skip("a long range is only too long for the reports that list periods")
@@ -261,6 +262,43 @@ def test_cohorts_report(db, settings, client, auth) -> None:
     assert eur["cohorts"][1]["months"][-1]["revenue_retention"] == round(21100 / 9800, 6)
 
 
+def test_trials_report_and_the_trial_keys_of_period_rows(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    # Acme's trial (3 seats at 15.00) starts on Jan 1 and converts on Jan 15.
+    jan_1 = "start=2024-01-01&end=2024-01-08&period=day&currency=usd"
+    daily = client.get(f"/reports/trials?{jan_1}", headers=auth).json
+    assert daily["periods"][0]["trials_started"] == 1
+    assert [r["trial_pipeline_mrr"] for r in daily["periods"]] == [4_500] * 7
+    query = "start=2024-01-01&end=2024-03-01&currency=usd"
+    doc = client.get(f"/reports/trials?{query}", headers=auth).json
+    assert doc["periods"] == [
+        {
+            "period_start": "2024-01-01",
+            "period_end": "2024-02-01",
+            "trials_started": 1,
+            "trials_converted": 1,
+            "trials_lost": 0,
+            "trial_conversion_rate": 1.0,
+            "trial_pipeline_mrr": 0,
+        },
+        {
+            "period_start": "2024-02-01",
+            "period_end": "2024-03-01",
+            "trials_started": 0,
+            "trials_converted": 0,
+            "trials_lost": 0,
+            "trial_conversion_rate": None,
+            "trial_pipeline_mrr": 0,
+        },
+    ]
+    movements = client.get(f"/reports/movements?{query}", headers=auth).json
+    for row, trial in zip(movements["periods"], doc["periods"], strict=True):
+        assert {k: row[k] for k in trial} == trial
+    csv = client.get(f"/reports/trials?{query}&format=csv", headers=auth).get_data(as_text=True)
+    assert csv.splitlines()[0].startswith("period_start,period_end,trials_started")
+    assert len(csv.splitlines()) == 3
+
+
 def test_unknown_parameters_are_refused(client, auth) -> None:
     response = client.get("/reports/summary?currnecy=eur", headers=auth)
     assert response.status_code == 400
@@ -292,3 +330,44 @@ def test_status_counts_oldest_pending_and_queue(post_event, client, auth) -> Non
     assert doc["queue"]["depth"] == 3
     assert doc["last_event"]["processed_at"] is None
     assert doc["lag_s"] is None
+
+
+def test_movements_grouped_by_an_item_key_sum_to_the_whole(db, settings, client, auth) -> None:
+    apply_fixtures(db, settings)
+    query = "start=2024-01-01&end=2024-07-01&currency=usd"
+    whole = client.get(f"/reports/movements?{query}", headers=auth).json
+    for key in ("plan", "product", "interval"):
+        doc = client.get(f"/reports/movements?{query}&group_by={key}", headers=auth).json
+        assert doc["group_by"] == key and doc["groups"]
+        ends = [g["periods"][-1]["ending_mrr"] for g in doc["groups"]]
+        assert ends == sorted(ends, reverse=True)
+        for n, row in enumerate(whole["periods"]):
+            assert doc["periods"][n]["ending_mrr"] == row["ending_mrr"]
+            for field in ("starting_mrr", "ending_mrr"):
+                assert sum(g["periods"][n][field] for g in doc["groups"]) == row[field], key
+    plans = client.get(f"/reports/movements?{query}&group_by=plan", headers=auth).json
+    trials = client.get(f"/reports/trials?{query}", headers=auth).json
+    for row, trial in zip(plans["periods"], trials["periods"], strict=True):
+        assert {k: row[k] for k in trial} == trial  # the whole keeps every trial
+    assert sum(g["periods"][0]["trials_started"] for g in plans["groups"]) == 1  # acme's
+    first, second = plans["groups"][0], plans["groups"][1]
+    one = client.get(f"/reports/movements?{query}&filter=plan:{first['value']}", headers=auth).json
+    assert one["periods"] == first["periods"]
+    both = client.get(
+        f"/reports/movements?{query}&filter=plan:{first['value']}&filter=plan:{second['value']}",
+        headers=auth,
+    ).json
+    assert both["periods"][-1]["ending_mrr"] == (
+        first["periods"][-1]["ending_mrr"] + second["periods"][-1]["ending_mrr"]
+    )
+    none = client.get(
+        f"/reports/movements?{query}&filter=plan:{first['value']}&filter=interval:day",
+        headers=auth,
+    ).json
+    assert all(r["ending_mrr"] == 0 for r in none["periods"])  # different keys AND
+    csv = client.get(f"/reports/movements?{query}&group_by=plan&format=csv", headers=auth)
+    header = csv.get_data(as_text=True).splitlines()[0]
+    assert "group.key" in header and "group.value" in header
+    for bad in ("filter=plan", "filter=country:DE", "group_by=colour"):
+        response = client.get(f"/reports/movements?{query}&{bad}", headers=auth)
+        assert response.status_code == 400, bad

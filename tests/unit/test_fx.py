@@ -227,6 +227,7 @@ def test_a_month_of_movements_in_two_currencies_converted_by_hand() -> None:
     assert row.gross_mrr_churn_rate == churn / 30_800
     assert row.net_mrr_churn_rate == (churn - expansion) / 30_800
     assert row.quick_ratio == (5_450 + expansion) / churn
+    assert row.expansion_share == expansion / (5_450 + expansion)
     assert result.unconverted == {"sek": 52_500}
 
 

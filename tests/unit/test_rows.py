@@ -8,6 +8,7 @@ from reporting.periods import Period
 from reporting.rows import Bucket, Opening, opening_before, period_row, period_rows
 
 D = date(2024, 3, 1)
+E = date(2024, 4, 1)
 
 
 def row_json(opening: Opening, buckets: list[Bucket], lo: date, hi: date) -> dict:
@@ -49,6 +50,7 @@ def test_net_negative_churn_month() -> None:
     assert row["nrr"] == 1.02
     assert row["grr"] == 0.95
     assert row["quick_ratio"] == 2.4  # (5000 + 6000 + 1000) / (3000 + 2000)
+    assert row["expansion_share"] == 0.5  # 6000 / (5000 + 6000 + 1000)
     assert row["expansion_by_kind"] == {
         "seats": 4_000,
         "upgrade": 2_000,
@@ -104,3 +106,14 @@ def test_rows_chain_across_periods_and_skip_buckets_before_start() -> None:
         ("2024-03-01", 1_500, 0, 0),
         ("2024-04-01", 0, 700, 1),
     ]
+
+
+def test_expansion_share_is_null_when_nothing_was_won() -> None:
+    row = row_json(Opening(10_000, 2), [b(4, "churn", 1_000, reason="unknown")], D, E)
+    assert row["expansion_share"] is None
+    assert row_json(Opening(), [], D, date(2024, 4, 1))["expansion_share"] is None
+
+
+def test_expansion_share_of_wins_without_expansion_is_zero() -> None:
+    row = row_json(Opening(), [b(2, "new", 3_000), b(9, "reactivation", 1_000)], D, E)
+    assert row["expansion_share"] == 0.0

@@ -34,6 +34,8 @@ def test_summary_figures() -> None:
     assert doc["ltv"] == 100_000  # ARPA 5,000 / 5 % monthly customer churn
     assert doc["scheduled_churn"] == 1_200
     assert doc["net_mrr_churn_rate"] == 0.05
+    # Nothing won in the trailing window: no share of it.
+    assert doc["expansion_share"] is None and doc["trailing_30d"]["expansion_share"] is None
     assert doc["projection"][11] == round(95_000 * Fraction(19, 20) ** 12)
 
 

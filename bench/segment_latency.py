@@ -1,0 +1,90 @@
+"""Segment latency: `/reports/movements?group_by=plan` and `filter=plan:…` over 12
+months, beside the ungrouped report, on an inbox of whole subscription lifecycles.
+
+    python bench/segment_latency.py [--customers 10000] [--runs 5] [--smoke]
+
+Fills a fresh PostgreSQL inbox (BENCH_DATABASE_URL; see bench/harness.py) with the
+lifecycles of `--customers` customers (about ten events each, five prices), runs the
+real `mrr rebuild`, then times through the Flask app the ungrouped 12-month movements
+report (served from the daily rollup), the same grouped by plan, and filtered to one
+plan. Segments are derived at report time from the stored events (every customer's
+events parsed and its item-restricted ledgers derived), so they cost time in
+proportion to the inbox: the figures say how far that is from the 500 ms target.
+Every figure is measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import date
+
+from harness import bench_database
+from rebuild import fill, rebuild_rate
+
+from pipeline.settings import Settings
+from service.app import create_app
+
+TARGET_MS = 500.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="tiny run, no target (CI)")
+    args = parser.parse_args()
+    customers = 100 if args.smoke else args.customers
+    runs = 1 if args.smoke else args.runs
+    with bench_database("segments") as url:
+        events = fill(url, customers)
+        rebuild_rate(url, events)
+        app = create_app(
+            Settings(
+                webhook_secrets=("whsec_bench",),
+                database_url=url,
+                ops_token="bench",
+                redis_url="redis://127.0.0.1:1/0",  # no Redis: reports never need one
+            )
+        )
+        client = app.test_client()
+        headers = {"Authorization": "Bearer bench"}
+        start, end = date(2024, 1, 1), date(2025, 1, 1)
+        base = f"/reports/movements?period=month&start={start}&end={end}&currency=usd"
+
+        def get(path: str) -> dict:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, response.get_data(as_text=True)[:500]
+            return response.json
+
+        whole = get(base)
+        grouped = get(f"{base}&group_by=plan")
+        for n, row in enumerate(whole["periods"]):  # the figures are right before timed
+            for field in ("starting_mrr", "ending_mrr"):
+                assert sum(g["periods"][n][field] for g in grouped["groups"]) == row[field]
+        plan = grouped["groups"][0]["value"]
+
+        def timed(path: str) -> float:
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                get(path)
+                times.append((time.perf_counter() - t0) * 1000)
+            return statistics.median(times)
+
+        results = [
+            ("movements (12 months)", timed(base)),
+            ("movements?group_by=plan", timed(f"{base}&group_by=plan")),
+            (f"movements?filter=plan:{plan}", timed(f"{base}&filter=plan:{plan}")),
+        ]
+    print(f"{events:,} events, {customers:,} customers, {len(grouped['groups'])} plans")
+    print(f"{'report':<40}{'median ms':>12}{'target':>10}{'met':>6}")
+    for name, ms in results:
+        met = "-" if args.smoke else ("yes" if ms < TARGET_MS else "NO")
+        print(f"{name:<40}{ms:>12.1f}{TARGET_MS:>10.0f}{met:>6}")
+    print(f"grouped / ungrouped: {results[1][1] / results[0][1]:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

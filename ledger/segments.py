@@ -1,0 +1,177 @@
+"""Segments by the keys of a subscription item (SPEC §11): `plan`, `product`, `interval`.
+Pure.
+
+A segment is the ledger of the matching items only: each snapshot counts the shares of
+its matching items (`ledger.mrr.item_mrr`: a subscription-level discount spread in
+proportion to the items' monthly amounts, the rounding remainder given to the largest
+share, so that the shares sum to the subscription's MRR to the unit), and the movements
+follow from that restricted timeline by the rules of SPEC §7 (`derive_ledger`). An
+upgrade from plan A to plan B is then a churn of segment A and a new of segment B, and
+the groups of one key sum to the whole customer's MRR at every moment, hence in
+starting and ending MRR and in net new MRR of every period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ledger.events import SubscriptionEvent
+from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, item_mrr, subscription_mrr
+from ledger.snapshot import Item, Snapshot
+from ledger.timeline import CustomerLedger, Pricing, derive_ledger
+from ledger.trials import TrialTransition, trial_transitions
+
+ITEM_KEYS = ("plan", "product", "interval")
+#: The value of a key an item does not have.
+NONE = "none"
+
+
+class BadSegment(ValueError):
+    """A filter or group-by that names no item key, or is not `KEY:VALUE`."""
+
+
+def item_value(item: Item, key: str) -> str:
+    """The item's value of `key`: its price (or legacy plan) id, its product id, or its
+    interval (`month`, `month:3` when `interval_count` is not 1)."""
+    price = item.price
+    if key == "plan":
+        return price.id or NONE
+    if key == "product":
+        return price.product or NONE
+    if key == "interval":
+        count = price.interval_count
+        return price.interval if count == 1 else f"{price.interval}:{count}"
+    raise BadSegment(f"unknown segment key {key!r}; item keys are {', '.join(ITEM_KEYS)}")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """`filter=KEY:VALUE` parameters: the same key OR, different keys AND."""
+
+    values: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def parse(cls, raw: Iterable[str]) -> Filter:
+        """From `KEY:VALUE` strings (split at the first colon, so `interval:month:3`)."""
+        values: dict[str, set[str]] = {}
+        for text in raw:
+            key, sep, value = text.partition(":")
+            if not sep or not key or not value:
+                raise BadSegment(f"filter must be KEY:VALUE (got {text!r})")
+            if key not in ITEM_KEYS:
+                raise BadSegment(
+                    f"unknown segment key {key!r}; item keys are {', '.join(ITEM_KEYS)}"
+                )
+            values.setdefault(key, set()).add(value)
+        return cls({k: frozenset(v) for k, v in values.items()})
+
+    def matches(self, item: Item) -> bool:
+        return all(item_value(item, key) in wanted for key, wanted in self.values.items())
+
+
+EVERY_ITEM = Filter({})
+
+
+class Shares:
+    """Each snapshot's item shares and whole MRR, computed once for every segment that
+    prices it (a grouped report prices each event once per group)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[Snapshot, Mrr, tuple[int, ...]]] = {}
+
+    def of(self, snapshot: Snapshot, catalog: Catalog) -> tuple[Mrr, tuple[int, ...]]:
+        hit = self._seen.get(id(snapshot))
+        if hit is not None and hit[0] is snapshot:
+            return hit[1], hit[2]
+        whole = subscription_mrr(snapshot, catalog)  # its warnings, and its refusals
+        shares = item_mrr(snapshot, catalog)
+        self._seen[id(snapshot)] = (snapshot, whole, shares)  # keeps it alive: ids stay unique
+        return whole, shares
+
+
+def segment_pricing(
+    matches: Filter,
+    group_by: str | None = None,
+    value: str | None = None,
+    shares: Shares | None = None,
+) -> Pricing:
+    """What a snapshot counts in the segment of the items that pass `matches` (and,
+    with `group_by`, whose value of that key is `value`)."""
+    memo = shares or Shares()
+
+    def pricing(snapshot: Snapshot, catalog: Catalog) -> Mrr:
+        whole, shares = memo.of(snapshot, catalog)
+        amount = sum(
+            share
+            for item, share in zip(snapshot.items, shares, strict=True)
+            if matches.matches(item) and (group_by is None or item_value(item, group_by) == value)
+        )
+        return Mrr(amount, snapshot.currency, whole.warnings)
+
+    return pricing
+
+
+def segment_trials(
+    customer_id: str,
+    events: Iterable[SubscriptionEvent],
+    matches: Filter = EVERY_ITEM,
+    group_by: str | None = None,
+    value: str | None = None,
+    catalog: Catalog = EMPTY_CATALOG,
+    shares: Shares | None = None,
+) -> tuple[TrialTransition, ...]:
+    """The trials of the segment: those of subscriptions whose snapshot at the trial's
+    start has a matching item, worth what the matching items would count."""
+
+    def belongs(snapshot: Snapshot) -> bool:
+        return any(
+            matches.matches(item) and (group_by is None or item_value(item, group_by) == value)
+            for item in snapshot.items
+        )
+
+    pricing = segment_pricing(matches, group_by, value, shares)
+    return trial_transitions(customer_id, events, catalog, pricing, belongs)
+
+
+def group_values(events: Iterable[SubscriptionEvent], key: str, matches: Filter) -> set[str]:
+    """Every value of `key` among the matching items the events show."""
+    return {
+        item_value(item, key) for e in events for item in e.snapshot.items if matches.matches(item)
+    }
+
+
+def segment_ledger(
+    customer_id: str,
+    events: Iterable[SubscriptionEvent],
+    matches: Filter = EVERY_ITEM,
+    catalog: Catalog = EMPTY_CATALOG,
+    shares: Shares | None = None,
+) -> CustomerLedger:
+    """The customer's ledger of the items that pass `matches`."""
+    return derive_ledger(customer_id, events, catalog, segment_pricing(matches, shares=shares))
+
+
+def grouped_ledgers(
+    customer_id: str,
+    events: Iterable[SubscriptionEvent],
+    group_by: str,
+    matches: Filter = EVERY_ITEM,
+    catalog: Catalog = EMPTY_CATALOG,
+    shares: Shares | None = None,
+) -> dict[str, CustomerLedger]:
+    """The customer's ledger per value of `group_by` among the matching items."""
+    events = list(events)
+    item_value_check(group_by)
+    memo = shares or Shares()
+    return {
+        value: derive_ledger(
+            customer_id, events, catalog, segment_pricing(matches, group_by, value, memo)
+        )
+        for value in sorted(group_values(events, group_by, matches))
+    }
+
+
+def item_value_check(key: str) -> None:
+    if key not in ITEM_KEYS:
+        raise BadSegment(f"unknown segment key {key!r}; item keys are {', '.join(ITEM_KEYS)}")
