@@ -237,9 +237,10 @@ def signed_bars(
     for i, value in enumerate(values):
         x, width = frame.bar(i)
         if value is None:
+            why = empty.removesuffix(" in this range")
             parts.append(
                 f'<text class="na" x="{_n(frame.centre(i))}" y="{_n(frame.y(0) - 4)}" '
-                f'text-anchor="middle">n/a<title>{_text(titles[i])}: {_text(empty.removesuffix(" in this range"))}</title>'
+                f'text-anchor="middle">n/a<title>{_text(titles[i])}: {_text(why)}</title>'
                 "</text>"
             )
             continue
