@@ -132,7 +132,13 @@ def main() -> None:
         http = RetryingHTTPClient()
         client = runtime.stripe(max_network_retries=NETWORK_RETRIES, http_client=http)
         begun = time.perf_counter()
-        result = backfill(runtime, client, now=now)
+        stages: dict[str, list[float]] = {}
+
+        def progress(stage: str, n: int) -> None:
+            at = time.perf_counter() - begun
+            stages.setdefault(stage, [at, at])[1] = at
+
+        result = backfill(runtime, client, now=now, progress=progress)
         wall = time.perf_counter() - begun
         answered = requests()
 
@@ -149,6 +155,10 @@ def main() -> None:
     print(
         f"events {result.events:,}, synthetic stored {result.synthetic_stored:,}, "
         f"applied {result.applied:,}, assumed {result.assumed:,}, failed {len(result.failed)}"
+    )
+    print(
+        "stages (s from the start, first to last report): "
+        + ", ".join(f"{k} {a:.1f}-{b:.1f}" for k, (a, b) in stages.items())
     )
     calls = result.api_calls / least
     share = outside / wall

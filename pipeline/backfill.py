@@ -41,6 +41,7 @@ import orjson
 import stripe
 
 from adapters.stripe_http import RetryingHTTPClient
+from ledger.customers import CUSTOMER_EVENT_TYPES
 from ledger.errors import InvalidEvent, LedgerError
 from ledger.events import SUBSCRIPTION_EVENT_TYPES, parse_event
 from ledger.history import History, history
@@ -83,8 +84,6 @@ EMBEDDED_LINES = 10
 NETWORK_RETRIES = 6
 #: A price as fetched: with its `tiers` (a tiered price's MRR needs them).
 PRICE = {"expand": ["tiers"]}
-#: The customer events the window also holds (their attributes serve segments, §11).
-CUSTOMER_EVENT_TYPES = frozenset({"customer.created", "customer.updated", "customer.deleted"})
 
 #: Called with a stage (`events listed`, `invoices listed`, `customers applied`, …) and
 #: how many more of it are done.
@@ -213,6 +212,7 @@ def _run(
         stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in made], synthetic=True)
         result.customers += len(objects)
         result.synthetic_stored += sum(s.inserted for s in stored)
+        pending.update(s.event_id for s in stored if s.pending)
         report("customers listed", len(objects))
 
     # 3. Subscriptions, invoices (every line), pending items, prices and coupons.
@@ -462,21 +462,18 @@ def list_all(
     ahead: the same calls, in the same order). Errors (once the client's retries are
     spent) are raised where the page would have been.
     """
-    ahead: queue.Queue[tuple[list[dict[str, Any]] | None, BaseException | None]]
-    ahead = queue.Queue(maxsize=1)
+    ahead: queue.SimpleQueue[tuple[list[dict[str, Any]] | None, BaseException | None]]
+    ahead = queue.SimpleQueue()
+    room = threading.Semaphore(1)  # pages fetched and not taken yet, at most
     stop = threading.Event()
 
     def fetch() -> None:
         try:
             for page in _pages_of(client, path, params):
-                while not stop.is_set():
-                    try:
-                        ahead.put((page, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
+                while not room.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                ahead.put((page, None))
             ahead.put((None, None))
         except BaseException as exc:  # handed to the caller, raised there
             ahead.put((None, exc))
@@ -486,6 +483,7 @@ def list_all(
     try:
         while True:
             page, error = ahead.get()
+            room.release()
             if error is not None:
                 raise error
             if page is None:
