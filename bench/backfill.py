@@ -17,11 +17,17 @@ database (BENCH_DATABASE_URL). Prints:
   the client waited on responses; target ≤ 25 %: a real account is then bound by
   Stripe's rate limit, not by us).
 
-What the profile said (cProfile, 1,000 subscriptions, no latency): of 14.2 s, listing
-took 6.4 s (stripe-python's JSON parsing 2.8 s, round trips 3.2 s), reading invoices
-2.2 s, storing the synthetic events 1.9 s, applying them 1.8 s, the histories under a
-second. The calls are the least possible; the share outside the API is not yet under
-25 % (BENCHMARKS.md says what would get it there).
+The stand-in answers from a process of its own (as Stripe does not share our CPU), and
+the waits are the time during which at least one request was outstanding (the backfill
+fetches the next list page on a thread while it reads the last one). It also prints
+when each stage began and ended.
+
+What the profile said (cProfile, 1,000 subscriptions, no latency), before the next page
+was fetched ahead: of 14.2 s, listing took 6.4 s (stripe-python's JSON parsing 2.8 s,
+round trips 3.2 s), reading invoices 2.2 s, storing the synthetic events 1.9 s,
+applying them 1.8 s, the histories under a second. Now the reading overlaps the waits
+and bodies are parsed with orjson; what remains outside is the work after the last
+page: the histories, storing them and applying them (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -15,15 +15,24 @@ from sqlalchemy.orm import Session
 from ledger.customers import CUSTOMER_EVENT_TYPES, CustomerAttributes, customer_attributes, newest
 from models.tables import CustomerRow, InboxEvent
 
+#: Rows per statement: a statement has at most 65,535 parameters (PostgreSQL) and
+#: 32,766 (SQLite), and a row of `customers` takes 7.
+CHUNK = 500
+
 
 def record_from_inbox(session: Session, event_ids: Sequence[str]) -> int:
     """Record the attributes of the stored `customer.*` events among `event_ids`;
     returns how many customers were written."""
+    ids = sorted(set(event_ids))
+    return sum(_record_chunk(session, ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK))
+
+
+def _record_chunk(session: Session, event_ids: Sequence[str]) -> int:
     if not event_ids:
         return 0
     e = InboxEvent
     rows = session.execute(
-        select(e.payload).where(e.id.in_(sorted(event_ids)), e.type.in_(CUSTOMER_EVENT_TYPES))
+        select(e.payload).where(e.id.in_(event_ids), e.type.in_(CUSTOMER_EVENT_TYPES))
     ).all()
     found = []
     for (payload,) in rows:
@@ -39,8 +48,12 @@ def record_from_inbox(session: Session, event_ids: Sequence[str]) -> int:
 def record(session: Session, attributes: Sequence[CustomerAttributes]) -> int:
     """Upsert the newest of `attributes` per customer, unless the stored row is newer."""
     kept = newest(attributes)
-    if not kept:
-        return 0
+    for start in range(0, len(kept), CHUNK):
+        _upsert(session, kept[start : start + CHUNK])
+    return len(kept)
+
+
+def _upsert(session: Session, kept: Sequence[CustomerAttributes]) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = [_values(a) for a in kept]
@@ -57,7 +70,6 @@ def record(session: Session, attributes: Sequence[CustomerAttributes]) -> int:
         | ((CustomerRow.as_of == excluded.as_of) & (CustomerRow.event_id <= excluded.event_id)),
     )
     session.execute(stmt)
-    return len(kept)
 
 
 def attributes_of(session: Session, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

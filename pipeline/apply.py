@@ -419,7 +419,8 @@ def apply_inline(
             if h.status == EventStatus.PENDING and not is_subscription_event(h.type)
         ]
         customer_store.record_from_inbox(session, others)
-        inbox.mark_ignored(session, others)
+        for start in range(0, len(others), customer_store.CHUNK):
+            inbox.mark_ignored(session, others[start : start + customer_store.CHUNK])
         for head in heads.values():
             if head.customer_id is None and is_subscription_event(head.type):
                 result.failed[head.id] = _parse_error(session, head.id)
