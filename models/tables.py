@@ -215,7 +215,8 @@ class StripeObject(Base):
 class CustomerRow(Base):
     """A Stripe customer's attributes as its newest `customer.*` event (webhook or the
     backfill's list) told them: what segments by customer read (SPEC §11). Derived from
-    the inbox; `customer.deleted` sets `deleted` and keeps the last attributes."""
+    the inbox's `customer.*` events as workers apply them (`mrr rebuild` leaves it as it
+    is); `customer.deleted` sets `deleted` and keeps the last attributes."""
 
     __tablename__ = "customers"
 
