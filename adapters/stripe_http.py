@@ -24,19 +24,27 @@ class RetryingHTTPClient(stripe.RequestsClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Every HTTP request sent, retries included (`mrr backfill`'s `api_calls`), and
-        #: the seconds spent waiting on them.
+        #: the seconds during which at least one of them was waiting on its answer
+        #: (requests made at once on several threads count once).
         self.calls = 0
         self.waited_s = 0.0
         self._count = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        with self._count:
+            if self._in_flight == 0:
+                self._since = time.perf_counter()
+            self._in_flight += 1
         try:
             return super().request(*args, **kwargs)
         finally:
             with self._count:
                 self.calls += 1
-                self.waited_s += time.perf_counter() - started
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self.waited_s += time.perf_counter() - self._since
 
     def _should_retry(
         self,

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ledger.customers import CUSTOMER_EVENT_TYPES
 from ledger.events import is_subscription_event
 from ledger.snapshot import customer_id_of
 from models.clock import utcnow
@@ -203,7 +204,8 @@ def _row_values(event: Mapping[str, Any], raw: str, synthetic: bool = False) -> 
     obj = data.get("object") if isinstance(data, Mapping) else None
     created = event.get("created")
     api_version = event.get("api_version")
-    applied = is_subscription_event(event_type)
+    # `customer.*` events go through a worker too: they keep the customer's attributes.
+    applied = is_subscription_event(event_type) or event_type in CUSTOMER_EVENT_TYPES
     now = utcnow()
     return {
         "id": event_id,

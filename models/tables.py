@@ -324,3 +324,24 @@ class AlertOutbox(Base):
         UniqueConstraint("digest_day", name="uq_alert_digest_day"),
         Index("ix_alert_outbox_due", "status", "next_attempt_at"),
     )
+
+
+class CustomerRow(Base):
+    """A Stripe customer's attributes as its newest `customer.*` event (webhook or the
+    backfill's list) told them: what segments by customer read (SPEC §11). Derived from
+    the inbox's `customer.*` events as workers apply them (`mrr rebuild` leaves it as it
+    is); `customer.deleted` sets `deleted` and keeps the last attributes."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: `address.country` and `shipping.address.country` (ISO 3166-1 alpha-2), if any.
+    country: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    shipping_country: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    #: `metadata` as a JSON object of strings.
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The `created` of the event these attributes come from: an older one never wins.
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: That event's id.
+    event_id: Mapped[str] = mapped_column(String(255))

@@ -29,6 +29,7 @@ from ledger.errors import InvalidEvent, InvalidValue, LedgerError
 from ledger.events import SubscriptionEvent, is_subscription_event, parse_event
 from ledger.mrr import Catalog, Need
 from ledger.timeline import CustomerLedger, derive_ledger
+from models import customers as customer_store
 from models import inbox, ledger_store
 from models.db import describe, lock_customers, transaction, try_lock_customers
 from models.tables import EventStatus, InboxEvent
@@ -108,6 +109,9 @@ def _apply(runtime: Runtime, event_ids: Sequence[str], batch: int, alert: bool) 
         todo = [h for h in heads.values() if h.status == EventStatus.PENDING]
         ignored = [h.id for h in todo if not is_subscription_event(h.type)]
         if ignored:
+            # `customer.*` events end no subscription (their own events do); they keep
+            # the customer's attributes.
+            customer_store.record_from_inbox(session, ignored)
             inbox.mark_ignored(session, ignored)
         todo = [h for h in todo if is_subscription_event(h.type)]
         for head in todo:
@@ -421,6 +425,14 @@ def apply_inline(
         if progress is not None:
             progress(len(customers[start : start + chunk]))
     with transaction(runtime.sessions) as session:
+        others = [
+            h.id
+            for h in heads.values()
+            if h.status == EventStatus.PENDING and not is_subscription_event(h.type)
+        ]
+        customer_store.record_from_inbox(session, others)
+        for start in range(0, len(others), customer_store.CHUNK):
+            inbox.mark_ignored(session, others[start : start + customer_store.CHUNK])
         for head in heads.values():
             if head.customer_id is None and is_subscription_event(head.type):
                 result.failed[head.id] = _parse_error(session, head.id)

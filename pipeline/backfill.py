@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +37,11 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
+import orjson
 import stripe
 
 from adapters.stripe_http import RetryingHTTPClient
+from ledger.customers import CUSTOMER_EVENT_TYPES
 from ledger.errors import InvalidEvent, LedgerError
 from ledger.events import SUBSCRIPTION_EVENT_TYPES, parse_event
 from ledger.history import History, history
@@ -78,8 +82,8 @@ EMBEDDED_LINES = 10
 #: Retries of a rate-limited (429) or failed (5xx, connection) Stripe call; with
 #: stripe-python's backoff (0.5 s doubling to 5 s, jittered) about 20 s of patience.
 NETWORK_RETRIES = 6
-#: The customer events the window also holds (their attributes serve segments, §11).
-CUSTOMER_EVENT_TYPES = frozenset({"customer.created", "customer.updated", "customer.deleted"})
+#: A price as fetched: with its `tiers` (a tiered price's MRR needs them).
+PRICE = {"expand": ["tiers"]}
 
 #: Called with a stage (`events listed`, `invoices listed`, `customers applied`, …) and
 #: how many more of it are done.
@@ -208,6 +212,7 @@ def _run(
         stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in made], synthetic=True)
         result.customers += len(objects)
         result.synthetic_stored += sum(s.inserted for s in stored)
+        pending.update(s.event_id for s in stored if s.pending)
         report("customers listed", len(objects))
 
     # 3. Subscriptions, invoices (every line), pending items, prices and coupons.
@@ -223,24 +228,24 @@ def _run(
     for sub_id, seen in sorted(latest.items()):
         subscriptions.setdefault(sub_id, seen["object"])
 
-    invoices: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # Each page is read as it comes (its new prices fetched first), while the next page
+    # is already on its way (`list_all` fetches one page ahead): reading overlaps waiting.
+    prices: dict[str, dict[str, Any]] = {}
+    read: list[Invoice] = []
     for objects in list_all(client, "/v1/invoices", {"expand": ["data.discounts"]}):
-        for obj in objects:
-            billed = invoice_subscription(obj)
-            if billed is None or obj.get("status") == "draft":
-                continue
+        billed = [o for o in objects if o.get("status") != "draft" and invoice_subscription(o)]
+        for obj in billed:
             _complete_lines(client, obj)
-            invoices[billed].append(obj)
+        prices.update(_fetch_each(client, "/v1/prices", missing_prices(billed, prices), PRICE))
+        read.extend(read_invoices(billed, prices))
         result.invoices += len(objects)
         report("invoices listed", len(objects))
     pending_items: list[dict[str, Any]] = []
     for objects in list_all(client, "/v1/invoiceitems", {"pending": True}):
         pending_items.extend(objects)
-
-    all_invoices = [inv for found in invoices.values() for inv in found]
-    prices = _fetch_each(client, "/v1/prices", missing_prices(all_invoices), {"expand": ["tiers"]})
+    prices.update(_fetch_each(client, "/v1/prices", missing_prices(pending_items, prices), PRICE))
     report("prices fetched", len(prices))
-    read = read_invoices(all_invoices, prices)
+    read.sort(key=lambda i: (i.created, i.id))
     coupons = _fetch_each(client, "/v1/coupons", missing_coupons(read))
     by_subscription = defaultdict(list)
     for invoice in read:
@@ -436,7 +441,7 @@ def _fetch_each(
     """`GET path/{id}` for each id, once: prices and coupons are immutable."""
     found = {}
     for obj_id in sorted(set(ids)):
-        found[obj_id] = dict(client.raw_request("get", f"{path}/{obj_id}", **(params or {})).data)
+        found[obj_id] = dict(get_json(client, f"{path}/{obj_id}", params or {}))
     return found
 
 
@@ -452,21 +457,86 @@ def list_all(
     `starting_after` the last id for as long as `has_more` (what stripe-python's
     auto-pagination does).
 
-    Through `raw_request`, so the client's retries and error types apply, but without
-    building a `StripeObject` per object and turning it back into JSON: that took two
-    thirds of a backfill's time on 5,000 subscriptions.
+    The next page is fetched on a thread while the caller works on the last one, so a
+    run's own work overlaps its waits on Stripe instead of adding to them (one page
+    ahead: the same calls, in the same order). Errors (once the client's retries are
+    spent) are raised where the page would have been.
     """
+    ahead: queue.SimpleQueue[tuple[list[dict[str, Any]] | None, BaseException | None]]
+    ahead = queue.SimpleQueue()
+    room = threading.Semaphore(1)  # pages fetched and not taken yet, at most
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in _pages_of(client, path, params):
+                while not room.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                ahead.put((page, None))
+            ahead.put((None, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            ahead.put((None, exc))
+
+    thread = threading.Thread(target=fetch, name=f"list {path}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = ahead.get()
+            room.release()
+            if error is not None:
+                raise error
+            if page is None:
+                return
+            yield page
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _pages_of(
+    client: stripe.StripeClient, path: str, params: Mapping[str, Any]
+) -> Iterator[list[dict[str, Any]]]:
     after: str | None = params.get("starting_after")
     base = {k: v for k, v in params.items() if k != "starting_after"}
     while True:
         query = {**base, "limit": PAGE} | ({"starting_after": after} if after else {})
-        page = client.raw_request("get", path, **query).data
+        page = get_json(client, path, query)
         objects: list[dict[str, Any]] = page.get("data") or []
         if objects:
             yield objects
         if not page.get("has_more") or not objects:
             return
         after = str(objects[-1]["id"])
+
+
+def get_json(client: stripe.StripeClient, path: str, params: Mapping[str, Any]) -> Any:
+    """`GET path` as the JSON Stripe sent, with the client's retries and error types.
+
+    Not `raw_request(...).data`: stripe-python parses every body with the standard
+    library into OrderedDicts, which took most of a backfill's own time (BENCHMARKS.md);
+    a successful body is parsed with orjson instead. Uses the requestor's `request_raw`
+    and `_interpret_response`, the two halves of `StripeClient.raw_request` (stripe-python
+    12 to 16); without them, `raw_request` itself.
+    """
+    requestor = getattr(client, "_requestor", None)
+    if requestor is None or not hasattr(requestor, "_interpret_response"):
+        return client.raw_request("get", path, **params).data
+    rbody, rcode, rheaders = requestor.request_raw(
+        "get",
+        path,
+        params=dict(params),
+        options={},
+        base_address="api",
+        api_mode="V1",
+        usage=["raw_request"],
+    )
+    if 200 <= rcode < 300:
+        try:
+            return orjson.loads(rbody)
+        except orjson.JSONDecodeError:
+            pass  # stripe-python's parser says what is wrong with it
+    return requestor._interpret_response(rbody, rcode, rheaders, "V1").data
 
 
 def _pages(items: Iterator[T], size: int = PAGE) -> Iterator[list[T]]:
