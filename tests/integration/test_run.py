@@ -6,7 +6,9 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,11 +103,40 @@ def test_mrr_run_needs_nothing_configured(tmp_path: Path) -> None:
         assert inbox["failed"] == 0
         assert summary_doc["currency"] == "usd"
 
-        proc.send_signal(signal.SIGTERM)
+        # The banner names the dashboard and labels the token its sign-in page asks for.
+        assert f"  dashboard http://127.0.0.1:{port}/dashboard" in text
+        assert f"  OPS_TOKEN {token.group(1)}  (random, for this run)" in text
+
+        proc.send_signal(signal.SIGINT)  # a Ctrl-C: one line, no traceback, no SIGQUIT
         assert proc.wait(timeout=60) == 0, out.read_text()
+        after = out.read_text()[len(text) :]
+        assert "Traceback" not in after and "SIGQUIT" not in after
+        assert after.strip().splitlines()[-1].startswith("mrr run stopped (")
     # Everything it started is gone: the embedded server removed its socket on the way out.
     assert not (tmp_path / "mrr-redis" / "redis.sock").exists()
     assert "ready to exit" in (tmp_path / "mrr-redis" / "redis.log").read_text()
+
+
+def test_a_second_mrr_run_on_a_busy_port_fails_before_its_banner(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**process_env({}), "PORT": str(port), "MRR_REDIS_PROBE": f"127.0.0.1:{free_port()}"}
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "run", "--host", "127.0.0.1"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert f"port {port}" in lines[0] and f"PORT={port + 1}" in lines[0]
+    assert "mrr run is up" not in done.stderr and not (tmp_path / "mrr-redis").exists()
 
 
 def test_mrr_run_uses_redis_url_and_prints_no_secret_it_was_given(
