@@ -31,6 +31,12 @@ RESULT_TTL_S = 3600
 #: A job applies one batch of events; a minute is far beyond any healthy batch, and it
 #: bounds how long a job that died with its worker still looks "running".
 JOB_TIMEOUT_S = 60
+#: Seconds past the job timeout after which a job still marked "started" is taken for
+#: dead (its worker died: a lost host). A live job never outlasts its timeout (RQ's death
+#: penalty ends it, PostgreSQL's statement timeout bounds what a signal cannot), and a
+#: job that ran twice finds its events applied. With the sweeper's round (SWEEP_AFTER_S
+#: / 2) this bounds how late a lost host's event is applied: 60 + 5 + 15 s < 90 s.
+STARTED_GRACE_S = 5
 #: The job function, by name: the queue never imports the worker.
 APPLY_JOB = "workers.jobs.apply_event"
 #: RQ statuses of a job that will still run, whatever the sweeper does.
@@ -187,7 +193,7 @@ def jobs_in_flight(queue: Queue, event_ids: Iterable[str], now: datetime) -> set
     jobs = Job.fetch_many(
         [job_id(e) for e in ids], connection=queue.connection, serializer=queue.serializer
     )
-    horizon = now - timedelta(seconds=JOB_TIMEOUT_S + 30)
+    horizon = now - timedelta(seconds=JOB_TIMEOUT_S + STARTED_GRACE_S)
     alive = set()
     for event_id, job in zip(ids, jobs, strict=True):
         if job is None:
