@@ -17,6 +17,17 @@ from sqlalchemy.orm import Session, sessionmaker
 #: a dead connection fails one request or job (a 503 or a retry) and the pool is
 #: invalidated, instead of every checkout paying a round trip.
 POOL_RECYCLE_S = 1800
+#: TCP keepalives on every PostgreSQL connection (libpq's `keepalives*` parameters): a
+#: peer that vanishes without closing its socket (power, a network partition) is found
+#: dead after idle + interval * count = 20 + 5 * 4 = 40 s, on both sides of the link, so
+#: the server ends that host's sessions and frees their locks within a minute (SPEC §13).
+#: The server side is the server's own setting (`tcp_keepalives_*`, README).
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 20,
+    "keepalives_interval": 5,
+    "keepalives_count": 4,
+}
 #: Seconds a SQLite writer waits for the database lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -51,10 +62,10 @@ def make_engine(url: str, limits: Limits = Limits()) -> Engine:
     Errors never carry the SQL statement's parameters (`hide_parameters`): they end up in
     logs and in `last_error`, and the parameters are event payloads.
 
-    PostgreSQL: connect and statement timeouts from `limits`. SQLite: every transaction
-    starts with `BEGIN IMMEDIATE`, so writers serialize on the database lock (waiting up
-    to the busy timeout) instead of failing when a read lock cannot be upgraded, and the
-    journal is WAL so readers do not block the writer.
+    PostgreSQL: connect and statement timeouts from `limits`, TCP keepalives. SQLite:
+    every transaction starts with `BEGIN IMMEDIATE`, so writers serialize on the database
+    lock (waiting up to the busy timeout) instead of failing when a read lock cannot be
+    upgraded, and the journal is WAL so readers do not block the writer.
     """
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
@@ -65,6 +76,7 @@ def make_engine(url: str, limits: Limits = Limits()) -> Engine:
             hide_parameters=True,
             connect_args={
                 "connect_timeout": limits.connect_timeout_s,
+                **KEEPALIVES,
                 "options": f"-c statement_timeout={limits.statement_timeout_s * 1000}",
             },
         )
