@@ -17,17 +17,22 @@ from sqlalchemy.orm import Session, sessionmaker
 #: a dead connection fails one request or job (a 503 or a retry) and the pool is
 #: invalidated, instead of every checkout paying a round trip.
 POOL_RECYCLE_S = 1800
-#: TCP keepalives on every PostgreSQL connection (libpq's `keepalives*` parameters): a
-#: peer that vanishes without closing its socket (power, a network partition) is found
-#: dead after idle + interval * count = 20 + 5 * 4 = 40 s, on both sides of the link, so
-#: the server ends that host's sessions and frees their locks within a minute (SPEC §13).
-#: The server side is the server's own setting (`tcp_keepalives_*`, README).
+#: TCP keepalives on every PostgreSQL connection, on both ends of it: a peer that vanishes
+#: without closing its socket (power, a network partition) is found dead after idle +
+#: interval * count = 20 + 5 * 4 = 40 s. The client's side is libpq's `keepalives*`
+#: parameters (a worker stops waiting on a vanished server); the server's side is the
+#: session's `tcp_keepalives_*` settings, sent with every connection, so the server ends
+#: the sessions of a vanished host and frees their locks within a minute (SPEC §13).
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 20,
     "keepalives_interval": 5,
     "keepalives_count": 4,
 }
+SERVER_KEEPALIVES = " ".join(
+    f"-c tcp_{name}={KEEPALIVES[name]}"
+    for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
+)
 #: Seconds a SQLite writer waits for the database lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -77,7 +82,8 @@ def make_engine(url: str, limits: Limits = Limits()) -> Engine:
             connect_args={
                 "connect_timeout": limits.connect_timeout_s,
                 **KEEPALIVES,
-                "options": f"-c statement_timeout={limits.statement_timeout_s * 1000}",
+                "options": f"-c statement_timeout={limits.statement_timeout_s * 1000} "
+                + SERVER_KEEPALIVES,
             },
         )
     engine = create_engine(

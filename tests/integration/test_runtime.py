@@ -195,6 +195,16 @@ def test_postgresql_connections_use_tcp_keepalives(database_url: str) -> None:
     try:
         with engine.connect() as conn:
             params = conn.connection.driver_connection.info.get_parameters()
+            server = {
+                name: conn.exec_driver_sql(f"SHOW tcp_{name}").scalar()
+                for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
+            }
     finally:
         engine.dispose()
     assert {k: params.get(k) for k in KEEPALIVES} == {k: str(v) for k, v in KEEPALIVES.items()}
+    # The server's end probes too (so it frees a vanished host's locks).
+    assert server == {
+        "keepalives_idle": "20",
+        "keepalives_interval": "5",
+        "keepalives_count": "4",
+    }
