@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -500,10 +501,9 @@ def test_a_lost_host_and_a_database_restart_lose_no_acknowledged_event(
         #    job will touch, so only the sweeper can bring it back (SPEC §13: < 90 s). The
         #    test holds the customer's lock so the job waits, in hand, until its host dies.
         victim, lone, tries = lose_host_holding_a_lone_event(
-            network, redis, live_url, web_addresses[1], tail
+            network, redis, live_url, web_addresses[1], tail, posted
         )
         lost_at = time.monotonic()
-        posted.append(lone)
         wait_until(lambda: applied(live_url, [lone["id"]]), 150, "the lone event", every=0.5)
         figures.update(
             lone_event_host=victim,
@@ -567,11 +567,17 @@ def drained(url: str) -> dict[str, int] | None:
 
 
 def lose_host_holding_a_lone_event(
-    network: Network, redis: Redis, url: str, web: str, lone_events: list[dict[str, object]]
-) -> tuple[str, dict[str, object], int]:
+    network: Network,
+    redis: Redis,
+    url: str,
+    web: str,
+    lone_events: list[dict[str, Any]],
+    posted: list[dict[str, Any]],
+) -> tuple[str, dict[str, Any], int]:
     """Post lone events (one per customer) while holding their customer's lock, until one
     is held by the worker of a host that has no web (so a web stays up): kill that host
-    and let go of the lock. Returns the host, the event and how many were tried."""
+    and let go of the lock. Every event posted is added to `posted`. Returns the host, the
+    event and how many were tried."""
     engine = create_engine(url.replace("postgresql:", "postgresql+psycopg:"))
     try:
         for n, event in enumerate(lone_events, 1):
@@ -583,6 +589,7 @@ def lose_host_holding_a_lone_event(
                 client = WebClient(WEB_PORT, SECRET, OPS_TOKEN)
                 client.host = web  # type: ignore[attr-defined]
                 assert _post(client, raw) == 200
+                posted.append(event)
                 client.close()
                 holder = wait_until(
                     lambda e=event: holder_of(redis, str(e["id"])), 20, "a worker on it", 0.05
