@@ -23,15 +23,19 @@ POOL_RECYCLE_S = 1800
 #: parameters (a worker stops waiting on a vanished server); the server's side is the
 #: session's `tcp_keepalives_*` settings, sent with every connection, so the server ends
 #: the sessions of a vanished host and frees their locks within a minute (SPEC §13).
+#: Keepalives only probe a quiet connection: when data is waiting for the vanished peer's
+#: acknowledgement, TCP retransmits for ~15 minutes instead, so `tcp_user_timeout` (ms)
+#: bounds that too (seen in the partition test: the server had 78 bytes unacknowledged).
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 20,
     "keepalives_interval": 5,
     "keepalives_count": 4,
+    "tcp_user_timeout": 40_000,
 }
 SERVER_KEEPALIVES = " ".join(
-    f"-c tcp_{name}={KEEPALIVES[name]}"
-    for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
+    f"-c {name if name.startswith('tcp_') else 'tcp_' + name}={KEEPALIVES[name]}"
+    for name in ("keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout")
 )
 #: Seconds a SQLite writer waits for the database lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30

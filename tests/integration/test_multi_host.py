@@ -27,6 +27,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -629,3 +630,78 @@ def _get_ok(address: str, path: str = "/healthz") -> bool:
         return conn.getresponse().status == 200
     finally:
         conn.close()
+
+
+HOLD_LOCK = """
+import sys, time
+from sqlalchemy import text
+from models.db import make_engine
+
+engine = make_engine(sys.argv[1])
+with engine.connect() as conn:
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('mrr:customer:cus_cut', 0))"))
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_host_cut_off_the_network_frees_its_locks_within_a_minute(
+    database_url: str, network: Network, tmp_path: Path
+) -> None:
+    """Not killed: its link is cut, so no socket is ever closed. The server's keepalives
+    (asked for by every connection, `models.db.KEEPALIVES`) find it gone and end its
+    session, which frees the customer lock it held in an open transaction (SPEC §13)."""
+    if not database_url.startswith("postgres"):
+        pytest.skip("runs once, in the PostgreSQL run of the suite")
+    with ExitStack() as stack:
+        db_address = network.add_host("db", 1)
+        network.add_host("h1", 11)
+        pg = Postgres(network, "db", db_address)
+        stack.callback(pg.stop)
+        pg.start()
+        url = pg.create("mrr")
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", network.ns("h1"), sys.executable, "-c", HOLD_LOCK, url],
+            env=process_env({}),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+        def stop_holder() -> None:
+            holder.kill()
+            holder.wait(10)
+            if holder.stdout is not None:
+                holder.stdout.close()
+
+        stack.callback(stop_holder)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+
+        engine = create_engine(url.replace("postgresql:", "postgresql+psycopg:"))
+        stack.callback(engine.dispose)
+
+        def free() -> bool:
+            with engine.connect() as conn:
+                key = "SELECT pg_try_advisory_lock(hashtextextended('mrr:customer:cus_cut', 0))"
+                taken = bool(conn.execute(text(key)).scalar())
+                if taken:
+                    conn.execute(text("SELECT pg_advisory_unlock_all()"))
+                return taken
+
+        assert not free()  # held across the link
+        # The partition: the host's link goes down. The db's neighbour entry for it is
+        # pinned first (as a router's would be), so the server's packets still leave and
+        # are lost in the network, as in a real partition, instead of failing locally
+        # on a neighbour lookup (which TCP treats as "try again later").
+        mac = sh("ip", "netns", "exec", network.ns("h1"), "cat", "/sys/class/net/eth0/address")
+        sh(
+            *("ip", "netns", "exec", network.ns("db"), "ip", "neigh", "replace"),
+            *(network.hosts["h1"], "lladdr", mac.stdout.strip(), "dev", "eth0", "nud", "permanent"),
+        )
+        sh("ip", "link", "set", f"mrv{network.tag}11", "down")
+        cut_at = time.monotonic()
+        wait_until(free, 90, "the lock freed", every=0.5)
+        freed_s = time.monotonic() - cut_at
+        print(f"partitioned host's lock freed after {freed_s:.1f} s")
+        assert holder.poll() is None  # the holder never died: only its link did
+        assert freed_s < 60

@@ -191,6 +191,7 @@ def test_postgresql_connections_use_tcp_keepalives(database_url: str) -> None:
         + KEEPALIVES["keepalives_interval"] * KEEPALIVES["keepalives_count"]
         <= 60
     )
+    assert KEEPALIVES["tcp_user_timeout"] <= 60_000  # unacknowledged data, in ms
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -199,6 +200,7 @@ def test_postgresql_connections_use_tcp_keepalives(database_url: str) -> None:
                 name: conn.exec_driver_sql(f"SHOW tcp_{name}").scalar()
                 for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
             }
+            server["user_timeout"] = conn.exec_driver_sql("SHOW tcp_user_timeout").scalar()
     finally:
         engine.dispose()
     assert {k: params.get(k) for k in KEEPALIVES} == {k: str(v) for k, v in KEEPALIVES.items()}
@@ -207,4 +209,5 @@ def test_postgresql_connections_use_tcp_keepalives(database_url: str) -> None:
         "keepalives_idle": "20",
         "keepalives_interval": "5",
         "keepalives_count": "4",
+        "user_timeout": "40000",
     }
