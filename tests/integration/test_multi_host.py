@@ -8,10 +8,17 @@ listening only on that link; hosts `h1` and `h2` run the Procfile's `web` and `w
 `h3` a `worker`. Signed webhooks go to both webs (a client that, like a load balancer and
 Stripe, sends an unanswered or 503'd delivery again, to the other web). Mid-load every
 process of `h1` is killed at once while its worker holds a job, a fresh worker is
-started, and PostgreSQL is restarted with `pg_ctl restart -m fast`. Then every
-acknowledged event is stored and applied, none failed, no webhook answered 500, the
-killed host's event was applied within 90 s, and the ledger and monthly rows equal a
-rebuild of the same events on a fresh database.
+started, and PostgreSQL is restarted with `pg_ctl restart -m fast`. Once the load is
+applied, `h3` is killed holding the only pending event (of a customer no other job will
+touch: only the sweeper can bring it back). Then every acknowledged event is stored and
+applied, none failed, no webhook answered 500, each lost host's event was applied within
+90 s, and the ledger and monthly rows equal a rebuild of the same events on a fresh
+database. Broken on purpose, it fails: with the sweeper disabled the lone event took
+136 s (RQ's own clean-up of abandoned jobs), with a started job presumed alive for 30 s
+past its timeout (the old horizon) 96 s.
+
+A second test cuts a host's link (its processes keep running) while it holds a customer
+lock, and measures how soon the server frees it.
 
 Needs root, `ip netns` and PostgreSQL's server binaries (skipped otherwise); it runs in
 the PostgreSQL run of the suite only. Everything it starts is stopped, and every
@@ -380,14 +387,6 @@ def held_by(redis: Redis, worker_pids: list[int]) -> list[str]:
         if worker is not None and worker.decode() in names and job_id.startswith("apply-"):
             held.append(job_id.removeprefix("apply-"))
     return held
-
-
-def _event_ids(args: object) -> Iterator[str]:
-    if isinstance(args, str) and args.startswith("evt_"):
-        yield args
-    elif isinstance(args, list | tuple):
-        for arg in args:
-            yield from _event_ids(arg)
 
 
 @pytest.fixture
