@@ -137,6 +137,23 @@ def test_a_started_job_counts_as_running_until_its_timeout(db, settings) -> None
     assert queue_module.JOB_TIMEOUT_S + queue_module.STARTED_GRACE_S + 30 / 2 < 90
 
 
+def test_a_dead_workers_started_job_is_swept_the_round_it_is_presumed_dead(db, settings) -> None:
+    """A lost host's job stays "started": its row is looked at every round, not stamped
+    for another SWEEP_AFTER_S, so it is enqueued again the first round after the job is
+    presumed dead (60 + 5 s), within 90 s of the loss with the sweeper's 15 s round."""
+    ids = store_all(db, [created(0)])
+    queue = bootstrap(settings).queue
+    enqueue_apply(queue, ids)
+    job = Job.fetch(job_id(ids[0]), connection=queue.connection, serializer=queue.serializer)
+    job.set_status(JobStatus.STARTED)
+    t0 = job.started_at = job.last_heartbeat = utcnow()
+    job.save()
+    assert settings.sweep_after_s == 30
+    assert sweep(bootstrap(settings), now=t0 + timedelta(seconds=31)) == 0  # running
+    assert sweep(bootstrap(settings), now=t0 + timedelta(seconds=62)) == 0  # still
+    assert sweep(bootstrap(settings), now=t0 + timedelta(seconds=70)) == 1  # dead: again
+
+
 def test_the_sweeper_never_hands_out_a_fresh_retry_budget(db, settings, run_worker, monkeypatch):
     monkeypatch.setattr(queue_module, "RETRY_INTERVALS", (0, 0, 0))
     broken = created(7)
