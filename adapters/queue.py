@@ -31,6 +31,13 @@ RESULT_TTL_S = 3600
 #: A job applies one batch of events; a minute is far beyond any healthy batch, and it
 #: bounds how long a job that died with its worker still looks "running".
 JOB_TIMEOUT_S = 60
+#: Seconds past the job timeout after which a job still marked "started" is taken for
+#: dead (its worker died: a lost host). A live job never outlasts its timeout (RQ's death
+#: penalty ends it, PostgreSQL's statement timeout bounds what a signal cannot), and a
+#: job that ran twice finds its events applied. With the sweeper's round (SWEEP_AFTER_S
+#: / 2; a row whose job is running is looked at again every round) this bounds how late
+#: a lost host's event is applied: 60 + 5 + 15 s < 90 s.
+STARTED_GRACE_S = 5
 #: The job function, by name: the queue never imports the worker.
 APPLY_JOB = "workers.jobs.apply_event"
 #: RQ statuses of a job that will still run, whatever the sweeper does.
@@ -183,23 +190,32 @@ def _lua(value: object) -> str:
 def jobs_in_flight(queue: Queue, event_ids: Iterable[str], now: datetime) -> set[str]:
     """The events whose apply job will still run: queued, scheduled for a retry, or
     started less than a job timeout ago (a job older than that died with its worker)."""
+    waiting, running = jobs_waiting_and_running(queue, event_ids, now)
+    return waiting | running
+
+
+def jobs_waiting_and_running(
+    queue: Queue, event_ids: Iterable[str], now: datetime
+) -> tuple[set[str], set[str]]:
+    """`jobs_in_flight`, told apart: the events whose job is queued or scheduled, and
+    those whose job has started (and is not yet presumed dead). One round trip."""
     ids = list(event_ids)
     jobs = Job.fetch_many(
         [job_id(e) for e in ids], connection=queue.connection, serializer=queue.serializer
     )
-    horizon = now - timedelta(seconds=JOB_TIMEOUT_S + 30)
-    alive = set()
+    horizon = now - timedelta(seconds=JOB_TIMEOUT_S + STARTED_GRACE_S)
+    waiting, running = set(), set()
     for event_id, job in zip(ids, jobs, strict=True):
         if job is None:
             continue
         status = job.get_status(refresh=False)
         if status in _WAITING:
-            alive.add(event_id)
+            waiting.add(event_id)
         elif status == JobStatus.STARTED:
             started = job.last_heartbeat or job.started_at
             if started is not None and _aware(started) > horizon:
-                alive.add(event_id)
-    return alive
+                running.add(event_id)
+    return waiting, running
 
 
 #: Remove a job from its queue and delete it, but only while it is still merely queued.

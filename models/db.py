@@ -17,6 +17,26 @@ from sqlalchemy.orm import Session, sessionmaker
 #: a dead connection fails one request or job (a 503 or a retry) and the pool is
 #: invalidated, instead of every checkout paying a round trip.
 POOL_RECYCLE_S = 1800
+#: TCP keepalives on every PostgreSQL connection, on both ends of it: a peer that vanishes
+#: without closing its socket (power, a network partition) is found dead after idle +
+#: interval * count = 20 + 5 * 4 = 40 s. The client's side is libpq's `keepalives*`
+#: parameters (a worker stops waiting on a vanished server); the server's side is the
+#: session's `tcp_keepalives_*` settings, sent with every connection, so the server ends
+#: the sessions of a vanished host and frees their locks within a minute (SPEC §13).
+#: Keepalives only probe a quiet connection: when data is waiting for the vanished peer's
+#: acknowledgement, TCP retransmits for ~15 minutes instead, so `tcp_user_timeout` (ms)
+#: bounds that too (seen in the partition test: the server had 78 bytes unacknowledged).
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 20,
+    "keepalives_interval": 5,
+    "keepalives_count": 4,
+    "tcp_user_timeout": 40_000,
+}
+SERVER_KEEPALIVES = " ".join(
+    f"-c {name if name.startswith('tcp_') else 'tcp_' + name}={KEEPALIVES[name]}"
+    for name in ("keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout")
+)
 #: Seconds a SQLite writer waits for the database lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -51,10 +71,10 @@ def make_engine(url: str, limits: Limits = Limits()) -> Engine:
     Errors never carry the SQL statement's parameters (`hide_parameters`): they end up in
     logs and in `last_error`, and the parameters are event payloads.
 
-    PostgreSQL: connect and statement timeouts from `limits`. SQLite: every transaction
-    starts with `BEGIN IMMEDIATE`, so writers serialize on the database lock (waiting up
-    to the busy timeout) instead of failing when a read lock cannot be upgraded, and the
-    journal is WAL so readers do not block the writer.
+    PostgreSQL: connect and statement timeouts from `limits`, TCP keepalives. SQLite:
+    every transaction starts with `BEGIN IMMEDIATE`, so writers serialize on the database
+    lock (waiting up to the busy timeout) instead of failing when a read lock cannot be
+    upgraded, and the journal is WAL so readers do not block the writer.
     """
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
@@ -65,7 +85,9 @@ def make_engine(url: str, limits: Limits = Limits()) -> Engine:
             hide_parameters=True,
             connect_args={
                 "connect_timeout": limits.connect_timeout_s,
-                "options": f"-c statement_timeout={limits.statement_timeout_s * 1000}",
+                **KEEPALIVES,
+                "options": f"-c statement_timeout={limits.statement_timeout_s * 1000} "
+                + SERVER_KEEPALIVES,
             },
         )
     engine = create_engine(

@@ -345,3 +345,19 @@ class CustomerRow(Base):
     as_of: Mapped[datetime] = mapped_column(UTCDateTime)
     #: That event's id.
     event_id: Mapped[str] = mapped_column(String(255))
+
+
+class SignInFailure(Base):
+    """A failed dashboard sign-in, kept for the throttle's window only (SPEC §13: the
+    throttle holds across processes and hosts)."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_sign_in_failures_address_at", "address", "at"),
+        Index("ix_sign_in_failures_at", "at"),
+    )

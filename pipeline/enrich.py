@@ -23,7 +23,7 @@ from adapters.stripe_http import plain
 from ledger.mrr import Catalog, Need, needs
 from ledger.snapshot import Coupon, Snapshot, Tier, parse_coupon, parse_tiers
 from models.clock import utcnow
-from models.db import transaction
+from models.db import dialect_insert, transaction
 from models.tables import StripeObject
 from pipeline.runtime import Runtime
 
@@ -124,11 +124,17 @@ def _load(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str],
 
 
 def _store(session: Session, fetched: Mapping[tuple[str, str], Any]) -> None:
-    for (kind, obj_id), value in fetched.items():
-        if session.get(StripeObject, (kind, obj_id)) is None:
-            session.add(
-                StripeObject(kind=kind, id=obj_id, payload=json.dumps(value), fetched_at=utcnow())
-            )
+    """Insert what is not cached yet. Two workers may fetch the same object at once (two
+    hosts applying two customers on one price): the second insert is ignored instead of
+    failing its job on the primary key (the objects are immutable, either copy will do)."""
+    if not fetched:
+        return
+    rows = [
+        {"kind": kind, "id": obj_id, "payload": json.dumps(value), "fetched_at": utcnow()}
+        for (kind, obj_id), value in sorted(fetched.items())
+    ]
+    insert = dialect_insert(session)(StripeObject).values(rows)
+    session.execute(insert.on_conflict_do_nothing(index_elements=["kind", "id"]))
 
 
 def _fetch(client: stripe.StripeClient, need: Need) -> dict[tuple[str, str], Any]:

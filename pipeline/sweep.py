@@ -15,7 +15,7 @@ import threading
 from datetime import datetime
 
 from adapters.leader import lead_forever
-from adapters.queue import enqueue_apply, jobs_in_flight
+from adapters.queue import enqueue_apply, jobs_waiting_and_running
 from models import inbox
 from models.db import transaction
 from pipeline.runtime import Runtime
@@ -28,8 +28,9 @@ LEASE = "sweeper"
 def sweep(runtime: Runtime, now: datetime | None = None, batch: int = 1000) -> int:
     """Enqueue every stale pending event whose job is gone; returns how many were enqueued.
 
-    Stale rows whose job is still on its way are stamped too, so they are looked at
-    again only after another `SWEEP_AFTER_S`.
+    Stale rows whose job is still queued or scheduled are stamped too, so they are looked
+    at again only after another `SWEEP_AFTER_S`; those whose job is running (a handful,
+    one per worker at most) are looked at again next round.
     """
     total = 0
     stamp = now or runtime.now()
@@ -39,11 +40,13 @@ def sweep(runtime: Runtime, now: datetime | None = None, batch: int = 1000) -> i
             due = inbox.due_for_sweep(session, older_than_s, now=stamp, limit=batch)
             if not due:
                 return total
-            alive = jobs_in_flight(runtime.queue, due, stamp)
-            lost = {event_id: n for event_id, n in due.items() if event_id not in alive}
+            waiting, running = jobs_waiting_and_running(runtime.queue, due, stamp)
+            lost = {e: n for e, n in due.items() if e not in waiting and e not in running}
             if lost:
                 enqueue_apply(runtime.queue, list(lost), lost)
-            inbox.mark_enqueued(session, sorted(due), at=stamp)
+            # A running job's row is not stamped: if its worker is dead (a lost host), the
+            # next round, not one SWEEP_AFTER_S later, sees the job presumed dead.
+            inbox.mark_enqueued(session, sorted(set(due) - running), at=stamp)
         total += len(lost)
         if lost:
             log.info("sweeper re-enqueued %d pending event(s)", len(lost))

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Response,
-    current_app,
     redirect,
     render_template,
     request,
@@ -29,14 +28,13 @@ from pipeline import drill
 from pipeline import reports as report_docs
 from pipeline.errors import BadQuery
 from pipeline.runtime import Runtime
+from pipeline.sign_in import SignInThrottle
 from pipeline.status import status as status_document
 from reporting.display import money, pct
 from service import figures
 from service.auth import bearer_ok
 from service.extensions import runtime
 from service.session import (
-    THROTTLE,
-    LoginThrottle,
     csrf_ok,
     csrf_token,
     sign_in,
@@ -261,7 +259,7 @@ def login() -> ResponseReturnValue:
         return render_template("dashboard/login.html", next=next_page)
     if not csrf_ok(request.form.get("csrf_token")):
         return _login_error(400, next_page, "The form had expired. Please sign in again.")
-    throttle: LoginThrottle = current_app.extensions[THROTTLE]
+    throttle = SignInThrottle(runtime())
     address = request.remote_addr or "unknown"
     wait = throttle.retry_after(address)
     if wait:

@@ -11,6 +11,7 @@ their status here; werkzeug's (404, 405, 413) keep their status; anything else i
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from models.errors import InboxRefused, InboxUnavailable
@@ -40,6 +41,8 @@ MAPPED: dict[type[Exception], tuple[int, str, str | None]] = {
     EventNotFound: (404, "unknown_event", None),
     InboxUnavailable: (503, "inbox_unavailable", "the inbox cannot be written; retry later"),
     IntakeTimeout: (503, "inbox_unavailable", "the inbox cannot be written; retry later"),
+    # The database away (restarting, unreachable, a connection it dropped): a retry will do.
+    OperationalError: (503, "database_unavailable", "the database is unavailable; retry later"),
 }
 
 

@@ -9,7 +9,8 @@
   ends every session.
 * Forms that change state (sign-in, sign-out) carry a CSRF token bound to the session
   and compared in constant time.
-* Failed sign-ins are throttled per client address, in each web process.
+* Failed sign-ins are throttled per client address, in the database, so the throttle
+  holds across every web process and host (`pipeline.sign_in`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from datetime import timedelta
 
 from flask import Flask, Request, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 SESSION_COOKIE = "mrr_session"
-#: Key of the app's `LoginThrottle` in `app.extensions`.
-THROTTLE = "mrr.login_throttle"
 SESSION_LIFETIME = timedelta(hours=12)
 _KEY_LABEL = b"stripe-mrr dashboard session v1"
 
@@ -59,10 +55,9 @@ class SessionCookies(SecureCookieSessionInterface):
 
 
 def configure(app: Flask, ops_token: str | None) -> None:
-    """Session cookies and the sign-in throttle of `app`; without a token there is no
+    """Session cookies of `app`; without a token there is no
     signing key, so no session can be made or read."""
     app.session_interface = SessionCookies()
-    app.extensions[THROTTLE] = LoginThrottle()
     app.config.update(
         SECRET_KEY=session_key(ops_token) if ops_token else None,
         SESSION_COOKIE_NAME=SESSION_COOKIE,
@@ -113,53 +108,3 @@ def csrf_ok(given: str | None) -> bool:
     if not isinstance(expected, str) or not given:
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-class LoginThrottle:
-    """At most `failures` failed sign-ins per client address in any `window_s` seconds.
-
-    In memory, per web process (a deployment of N processes allows N times as many);
-    the token is a long random secret, so this is a brake, not the lock. Addresses are
-    forgotten once their window has passed, and at most `most_addresses` are kept.
-    """
-
-    def __init__(
-        self, failures: int = 10, window_s: float = 300, most_addresses: int = 10_000
-    ) -> None:
-        self.failures = failures
-        self.window_s = window_s
-        self.most_addresses = most_addresses
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, address: str, now: float | None = None) -> int:
-        """Seconds until `address` may try again; 0 when it may now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            recent = self._recent(address, now)
-            if len(recent) < self.failures:
-                return 0
-            return max(1, int(recent[0] + self.window_s - now + 0.999))
-
-    def failed(self, address: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            if address not in self._seen and len(self._seen) >= self.most_addresses:
-                self._forget_expired(now)
-            if len(self._seen) < self.most_addresses or address in self._seen:
-                self._seen.setdefault(address, deque()).append(now)
-
-    def succeeded(self, address: str) -> None:
-        with self._lock:
-            self._seen.pop(address, None)
-
-    def _recent(self, address: str, now: float) -> deque[float]:
-        recent = self._seen.get(address, deque())
-        while recent and recent[0] <= now - self.window_s:
-            recent.popleft()
-        return recent
-
-    def _forget_expired(self, now: float) -> None:
-        for address in list(self._seen):
-            if not self._recent(address, now):
-                del self._seen[address]

@@ -226,3 +226,35 @@ def test_without_a_key_nothing_is_fetched_and_the_event_warns(db, settings) -> N
     with db() as session:
         assert session.get(InboxEvent, "evt_nokey").warnings is not None
     assert sub_mrr(db, "sub_cus_nokey") == 0
+
+
+def test_two_workers_caching_the_same_price_at_once_both_succeed(db, settings) -> None:
+    """Two hosts apply two customers on one price: both fetch it, both cache it. The
+    second insert is ignored (it cost the event an attempt on a primary-key violation)."""
+    import threading
+
+    from pipeline.enrich import cache_objects
+
+    runtime = bootstrap(settings)
+    price = {("price", "price_shared"): {"id": "price_shared", "tiers": TIERS}}
+    errors: list[BaseException] = []
+
+    def second_worker() -> None:
+        try:
+            cache_objects(runtime, price)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with transaction(db) as first:
+        from pipeline.enrich import _store
+
+        _store(first, price)
+        first.flush()  # the row is written, not yet committed
+        other = threading.Thread(target=second_worker)
+        other.start()
+        other.join(timeout=1)  # on PostgreSQL it waits for this transaction
+    other.join(timeout=30)
+    assert not other.is_alive()
+    assert errors == []
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(StripeObject)) == 1

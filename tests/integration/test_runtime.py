@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from redis import Redis
 from rq.job import Job, JobStatus
 from sqlalchemy import select
@@ -128,8 +129,29 @@ def test_a_started_job_counts_as_running_until_its_timeout(db, settings) -> None
     job.save()
     now = utcnow()
     assert jobs_in_flight(queue, ids, now) == {ids[0]}
-    dead = now + timedelta(seconds=queue_module.JOB_TIMEOUT_S + 31)
+    still = now + timedelta(seconds=queue_module.JOB_TIMEOUT_S)
+    assert jobs_in_flight(queue, ids, still) == {ids[0]}  # a live job may run this long
+    # Dead soon after: with the sweeper's round, a lost host's event is back within 90 s.
+    dead = now + timedelta(seconds=queue_module.JOB_TIMEOUT_S + queue_module.STARTED_GRACE_S + 1)
     assert jobs_in_flight(queue, ids, dead) == set()
+    assert queue_module.JOB_TIMEOUT_S + queue_module.STARTED_GRACE_S + 30 / 2 < 90
+
+
+def test_a_dead_workers_started_job_is_swept_the_round_it_is_presumed_dead(db, settings) -> None:
+    """A lost host's job stays "started": its row is looked at every round, not stamped
+    for another SWEEP_AFTER_S, so it is enqueued again the first round after the job is
+    presumed dead (60 + 5 s), within 90 s of the loss with the sweeper's 15 s round."""
+    ids = store_all(db, [created(0)])
+    queue = bootstrap(settings).queue
+    enqueue_apply(queue, ids)
+    job = Job.fetch(job_id(ids[0]), connection=queue.connection, serializer=queue.serializer)
+    job.set_status(JobStatus.STARTED)
+    t0 = job.started_at = job.last_heartbeat = utcnow()
+    job.save()
+    assert settings.sweep_after_s == 30
+    assert sweep(bootstrap(settings), now=t0 + timedelta(seconds=31)) == 0  # running
+    assert sweep(bootstrap(settings), now=t0 + timedelta(seconds=62)) == 0  # still
+    assert sweep(bootstrap(settings), now=t0 + timedelta(seconds=70)) == 1  # dead: again
 
 
 def test_the_sweeper_never_hands_out_a_fresh_retry_budget(db, settings, run_worker, monkeypatch):
@@ -172,3 +194,37 @@ def test_replayed_fixtures_through_batches_equal_one_job_per_event(db, settings)
     apply_event_ids(bootstrap(settings), ids[:1], attempts_allowed=max_attempts())
     apply_event_ids(bootstrap(settings), ids, attempts_allowed=max_attempts())
     assert movement_rows(db) == sorted(EXPECTED_MOVEMENTS)
+
+
+def test_postgresql_connections_use_tcp_keepalives(database_url: str) -> None:
+    """A host lost without closing its sockets frees its sessions within a minute
+    (SPEC §13): every connection asks for keepalives, found dead after 20 + 5 * 4 s."""
+    if not database_url.startswith("postgres"):
+        pytest.skip("PostgreSQL's connections")
+    from models.db import KEEPALIVES, make_engine
+
+    assert (
+        KEEPALIVES["keepalives_idle"]
+        + KEEPALIVES["keepalives_interval"] * KEEPALIVES["keepalives_count"]
+        <= 60
+    )
+    assert KEEPALIVES["tcp_user_timeout"] <= 60_000  # unacknowledged data, in ms
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            params = conn.connection.driver_connection.info.get_parameters()
+            server = {
+                name: conn.exec_driver_sql(f"SHOW tcp_{name}").scalar()
+                for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
+            }
+            server["user_timeout"] = conn.exec_driver_sql("SHOW tcp_user_timeout").scalar()
+    finally:
+        engine.dispose()
+    assert {k: params.get(k) for k in KEEPALIVES} == {k: str(v) for k, v in KEEPALIVES.items()}
+    # The server's end probes too (so it frees a vanished host's locks).
+    assert server == {
+        "keepalives_idle": "20",
+        "keepalives_interval": "5",
+        "keepalives_count": "4",
+        "user_timeout": "40000",
+    }

@@ -17,7 +17,7 @@ from pipeline.settings import Settings
 from service.app import create_app
 from service.webhook import SignatureError, verify_signature
 from tests import factories as f
-from tests.conftest import SECRET, sign
+from tests.conftest import OPS_TOKEN, SECRET, sign
 
 
 def an_event(event_id: str = "evt_w1", event_type: str = "customer.subscription.created") -> dict:
@@ -220,3 +220,17 @@ def test_app_refuses_to_boot_without_a_webhook_secret(settings: Settings) -> Non
 
     with pytest.raises(SettingsError):
         create_app(settings.with_overrides(webhook_secrets=()))
+
+
+def test_other_endpoints_answer_503_not_500_while_the_database_is_down(
+    settings: Settings, tmp_path
+) -> None:
+    """A database that is away (restarting, unreachable) is a retry later, never a 500."""
+    missing_dir = tmp_path / "no" / "such" / "dir"
+    down = settings.with_overrides(database_url=f"sqlite:///{missing_dir}/x.db")
+    client = create_app(down).test_client()
+    response = client.get(
+        "/reports/customers/cus_1", headers={"Authorization": f"Bearer {OPS_TOKEN}"}
+    )
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "database_unavailable"
