@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, cast
 
@@ -88,13 +88,19 @@ def delete_orphans(session: Session) -> int:
     over the whole inbox once its customer ids outgrow `work_mem` (a rebuild of
     1,000,000 events hit the statement timeout here); the former is an anti-join.
     """
+    orphans = count_orphans(session)
+    for table in (LedgerMovement, SubscriptionRow, CustomerBalance):
+        session.execute(delete(table).where(~_has_events(table.customer_id)))
+    return orphans
+
+
+def count_orphans(session: Session) -> int:
+    """Customers with derived rows and no stored subscription event."""
     orphans = session.scalar(
         select(func.count(func.distinct(SubscriptionRow.customer_id))).where(
             ~_has_events(SubscriptionRow.customer_id)
         )
     )
-    for table in (LedgerMovement, SubscriptionRow, CustomerBalance):
-        session.execute(delete(table).where(~_has_events(table.customer_id)))
     return int(orphans or 0)
 
 
@@ -133,7 +139,7 @@ def write_ledgers(
             "scheduled_to_cancel": s.scheduled_to_cancel,
             "last_event_id": s.last_event_id,
             "last_event_at": at(s.last_event_created),
-            "warnings": json.dumps(list(s.warnings)) if s.warnings else None,
+            "warnings": encode_warnings(s.warnings),
         }
         for ledger in ledgers
         for s in ledger.subscriptions
@@ -161,11 +167,22 @@ def write_ledgers(
     warnings: dict[str, tuple[str, ...]] = {}
     for ledger in ledgers:
         warnings.update(ledger.warnings)
+    mark_applied(session, applied, warnings, now)
+
+
+def mark_applied(
+    session: Session,
+    applied: Iterable[Any],
+    warnings: Mapping[str, tuple[str, ...]],
+    now: datetime,
+) -> None:
+    """Mark inbox rows a written ledger was derived from as processed, with the warnings
+    the ledger found for them (`applied` are rows as loaded: `id, status, received_at,
+    warnings`); rows already so are left alone. Does not commit."""
     changes = []
     # In id order, as every writer of inbox rows, so two never wait on each other in a cycle.
     for row in sorted(applied, key=lambda r: r.id):
-        found = warnings.get(row.id)
-        encoded = json.dumps(list(found)) if found else None
+        encoded = encode_warnings(warnings.get(row.id, ()))
         values: dict[str, Any] = {}
         if encoded != row.warnings:
             values["warnings"] = encoded
@@ -183,6 +200,11 @@ def write_ledgers(
             .values(**{k: _bind(k) for k in keys if k != "id"}),
             group,
         )
+
+
+def encode_warnings(warnings: Sequence[str]) -> str | None:
+    """A `warnings` column's value: a JSON list, or NULL for none."""
+    return json.dumps(list(warnings)) if warnings else None
 
 
 def _bind(name: str) -> Any:
