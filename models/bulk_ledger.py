@@ -118,16 +118,41 @@ class InboxSnapshot:
     so memory holds one fetch and one customer whatever the inbox's size.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        snapshot: str | None = None,
+        low: str | None = None,
+        high: str | None = None,
+    ) -> None:
+        """Open the snapshot on `conn`, or join the exported `snapshot` of another
+        connection; `low` ≤ customer < `high` bound the customers read (None: unbounded)."""
         self.conn = conn
+        self.low, self.high = low, high
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SET LOCAL statement_timeout = 0")
-        # The snapshot is taken by the first query.
-        self.events = int(
-            conn.execute(
-                f"SELECT count(*) FROM {InboxEvent.__tablename__} WHERE {_USED}", _types()
-            ).fetchone()[0]  # type: ignore[index]
-        )
+        if snapshot is not None:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        else:  # the snapshot is taken by the first query
+            conn.execute("SELECT 1")
+
+    def export(self) -> str:
+        """An id other connections join this snapshot by (while it stays open)."""
+        return str(self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+
+    def bounds(self, parts: int) -> list[str | None]:
+        """`parts` + 1 customer ids cutting the events into about equal ranges (the first
+        and last None: unbounded)."""
+        if parts <= 1:
+            return [None, None]
+        fractions = [n / parts for n in range(1, parts)]
+        row = self.conn.execute(
+            "SELECT percentile_disc(%(f)s::float8[]) WITHIN GROUP (ORDER BY customer_id) "
+            f"FROM {InboxEvent.__tablename__} WHERE {_USED}",
+            {**_types(), "f": fractions},
+        ).fetchone()
+        cuts = sorted({c for c in (row[0] if row and row[0] else []) if c is not None})
+        return [None, *cuts, None]
 
     def customers(self) -> Iterator[tuple[str, list[InboxRow]]]:
         """(customer, its rows) in customer order."""
@@ -135,8 +160,10 @@ class InboxSnapshot:
         cursor.itersize = FETCH_ROWS
         cursor.execute(
             "SELECT id, customer_id, status, received_at, warnings, xmin::text, payload "
-            f"FROM {InboxEvent.__tablename__} WHERE {_USED} ORDER BY customer_id",
-            _types(),
+            f"FROM {InboxEvent.__tablename__} WHERE {_USED} "
+            "AND (%(low)s::text IS NULL OR customer_id >= %(low)s) "
+            "AND (%(high)s::text IS NULL OR customer_id < %(high)s) ORDER BY customer_id",
+            {**_types(), "low": self.low, "high": self.high},
         )
         current: str | None = None
         rows: list[InboxRow] = []
@@ -167,16 +194,12 @@ def event_versions(conn: psycopg.Connection[Any]) -> Iterator[tuple[str, str, st
         yield from cursor
 
 
-class FreshLedger:
+def create_fresh(conn: psycopg.Connection[Any]) -> None:
     """Empty copies of the derived tables (`LIKE … INCLUDING ALL`: columns, defaults,
-    constraints and indexes) in one transaction of `conn`, filled by COPY and swapped in
-    for the live tables by `swap`, which commits. Nothing is visible before the commit;
-    an error rolls everything back and the live tables are left as they were."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-        conn.execute("BEGIN")
-        conn.execute("SET LOCAL statement_timeout = 0")
+    constraints and indexes), committed so that every process of a rebuild can fill
+    them; unused by anything else until `FreshLedger.swap`. Leftovers of a rebuild that
+    died are dropped first."""
+    with conn.transaction():
         for table in SWAPPED:
             fresh = sql.Identifier(FRESH + table)
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(fresh))
@@ -185,6 +208,26 @@ class FreshLedger:
                     fresh, sql.Identifier(table)
                 )
             )
+
+
+def drop_fresh(conn: psycopg.Connection[Any]) -> None:
+    """Drop the fresh tables of a rebuild that failed (the live ones stay as they were)."""
+    for table in SWAPPED:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(FRESH + table)))
+
+
+class FreshLedger:
+    """One transaction of `conn` over the fresh tables (`create_fresh`): rows appended by
+    COPY, committed by `commit`; or, for the last one, the live tables swapped for the
+    fresh ones by `swap`, which commits. An error rolls back (`close`)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        conn.execute("BEGIN")
+        conn.execute("SET LOCAL statement_timeout = 0")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
 
     def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Append `rows` (values in `columns`' order) to the fresh `table`."""

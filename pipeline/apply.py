@@ -321,7 +321,7 @@ def rebuild(
     if customers is None and runtime.sessions.kw["bind"].dialect.name == "postgresql":
         from pipeline.bulk_rebuild import bulk_rebuild
 
-        bulk = bulk_rebuild(runtime, progress)
+        bulk = bulk_rebuild(runtime, progress, jobs)
         return RebuildResult(bulk.customers, bulk.events, bulk.orphans_deleted)
     ordered = sorted(customers if customers is not None else customers_to_rebuild(runtime))
     parts = [ordered[start : start + chunk] for start in range(0, len(ordered), chunk)]

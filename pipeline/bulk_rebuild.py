@@ -51,9 +51,13 @@ SQLite keeps the incremental path (`pipeline.apply.rebuild`).
 from __future__ import annotations
 
 import gc
+import hashlib
+import itertools
+import multiprocessing
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 
 from ledger.errors import InvalidEvent, InvalidValue
 from ledger.events import SubscriptionEvent, parse_event
@@ -65,7 +69,8 @@ from models.db import transaction
 from models.ledger_store import RollupKey, at
 from pipeline import enrich
 from pipeline.intake import loads
-from pipeline.runtime import Runtime
+from pipeline.runtime import Runtime, bootstrap
+from pipeline.settings import Settings
 
 #: Events parsed and derived per batch (one catalog lookup and three COPYs each).
 BATCH_EVENTS = 5_000
@@ -84,45 +89,47 @@ class BulkOutcome:
     orphans_deleted: int = 0
 
 
+@dataclass
+class Part:
+    """What one process made of its range of customers (picklable, merged by the caller)."""
+
+    #: Customer → digest of its rows' (id, version) in the snapshot.
+    seen: dict[str, bytes] = field(default_factory=dict)
+    #: Customers left to the incremental path.
+    deferred: set[str] = field(default_factory=set)
+    #: Rows to mark processed (or whose warnings change), by customer.
+    marks: dict[str, list[InboxRow]] = field(default_factory=dict)
+    warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    daily: dict[RollupKey, list[int]] = field(default_factory=dict)
+    #: Customer → events its fresh ledger was derived from.
+    counts: dict[str, int] = field(default_factory=dict)
+
+
 class _Pass:
-    """State of one pass over the snapshot."""
+    """One pass over a range of the snapshot, writing into the fresh tables."""
 
     def __init__(self, runtime: Runtime, fresh: FreshLedger) -> None:
         self.runtime = runtime
         self.fresh = fresh
         self.fetching = runtime.settings.stripe_api_key is not None
         self.now = utcnow()
-        #: Customer → digest of its rows' (id, version) in the snapshot.
-        self.seen: dict[str, int] = {}
-        #: Customers left to the incremental path.
-        self.deferred: set[str] = set()
-        #: Rows to mark processed (or whose warnings change), by customer.
-        self.marks: dict[str, list[InboxRow]] = {}
-        self.warnings: dict[str, tuple[str, ...]] = {}
+        self.part = Part()
         self.daily: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
-        #: Customer → events its fresh ledger was derived from.
-        self.counts: dict[str, int] = {}
 
-    def run(self, snapshot: InboxSnapshot, progress: Callable[[int], None] | None) -> None:
+    def run(self, snapshot: InboxSnapshot) -> Part:
         batch: list[tuple[str, list[InboxRow]]] = []
         size = 0
+        seen = self.part.seen
         for customer, rows in snapshot.customers():
-            self.seen[customer] = digest((r.id, r.version) for r in rows)
+            seen[customer] = digest((r.id, r.version) for r in rows)
             batch.append((customer, rows))
             size += len(rows)
             if size >= BATCH_EVENTS:
                 self.flush(batch)
-                if progress is not None:
-                    progress(len(batch))
                 batch, size = [], 0
         self.flush(batch)
-        if progress is not None and batch:
-            progress(len(batch))
-        self.fresh.copy(
-            "ledger_daily",
-            bulk_ledger.DAILY_COLUMNS,
-            [(*key, amount, count) for key, (amount, count) in sorted(self.daily.items())],
-        )
+        self.part.daily = dict(self.daily)
+        return self.part
 
     def flush(self, batch: list[tuple[str, list[InboxRow]]]) -> None:
         parsed: list[tuple[str, list[InboxRow], list[SubscriptionEvent]]] = []
@@ -135,17 +142,17 @@ class _Pass:
         ledgers: list[CustomerLedger] = []
         for customer, rows, events in parsed:
             if self.fetching and enrich.missing((e.snapshot for e in events), catalog):
-                self.deferred.add(customer)  # the incremental path fetches them first
+                self.part.deferred.add(customer)  # the incremental path fetches them first
                 continue
             try:
                 ledger = derive_ledger(customer, events, catalog)
             except InvalidValue:
-                self.deferred.add(customer)  # it quarantines the event, with its reason
+                self.part.deferred.add(customer)  # it quarantines the event, with its reason
                 continue
             ledgers.append(ledger)
-            self.counts[customer] = len(events)
+            self.part.counts[customer] = len(events)
             if ledger.warnings:
-                self.warnings.update(ledger.warnings)
+                self.part.warnings.update(ledger.warnings)
             used = {e.id for e in events}
             pending = [
                 r
@@ -154,7 +161,7 @@ class _Pass:
                 and (r.status != "processed" or r.warnings is not None or r.id in ledger.warnings)
             ]
             if pending:
-                self.marks[customer] = pending
+                self.part.marks[customer] = pending
         self.write(ledgers)
 
     def parse(self, customer: str, rows: list[InboxRow]) -> list[SubscriptionEvent] | None:
@@ -165,12 +172,12 @@ class _Pass:
             try:
                 event = parse_event(loads(row.payload))
             except InvalidValue:
-                self.deferred.add(customer)
+                self.part.deferred.add(customer)
                 return None
             except (InvalidEvent, ValueError):
                 continue
             if event.customer != customer:
-                self.deferred.add(customer)
+                self.part.deferred.add(customer)
                 return None
             events.append(event)
         return events
@@ -247,69 +254,136 @@ class _Pass:
         self.fresh.copy("customer_balances", bulk_ledger.BALANCE_COLUMNS, balances)
 
 
-def digest(rows: Iterable[tuple[str, str]]) -> int:
-    """An order-free digest of a customer's (event id, row version) pairs."""
-    total = 0
-    for row in rows:
-        total = (total + hash(row)) & 0xFFFFFFFFFFFFFFFF
-    return total
+def digest(rows: Iterable[tuple[str, str]]) -> bytes:
+    """A digest of a customer's (event id, row version) pairs, whatever their order, and
+    the same in every process (Python's `hash` of a string is not)."""
+    text = "\n".join(sorted(f"{event_id} {version}" for event_id, version in rows))
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
-def bulk_rebuild(runtime: Runtime, progress: Callable[[int], None] | None = None) -> BulkOutcome:
+def rebuild_range(settings: Settings, snapshot: str, low: str | None, high: str | None) -> Part:
+    """Derive the customers `low` ≤ c < `high` of the exported `snapshot` and append
+    their ledgers to the fresh tables, committed. Runs in a process of its own for a
+    parallel rebuild (with its own runtime), or in the caller's."""
+    runtime = bootstrap(settings)
+    url = settings.database_url
+    # The pass keeps no reference cycles alive; the collector would only rescan each
+    # batch's parsed payloads over and over (with it, json parsing alone took 2-5x).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with bulk_ledger.connect(url) as reader, bulk_ledger.connect(url) as writer:
+            part = InboxSnapshot(reader, snapshot, low, high)
+            fresh = FreshLedger(writer)
+            try:
+                found = _Pass(runtime, fresh).run(part)
+                fresh.commit()
+            finally:
+                fresh.close()
+                part.close()
+        return found
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def bulk_rebuild(
+    runtime: Runtime, progress: Callable[[int], None] | None = None, jobs: int = 1
+) -> BulkOutcome:
     """Rebuild the whole ledger on PostgreSQL (see the module's docstring).
 
-    `progress` is called with the number of customers done after each batch (the
-    customers caught up after the swap are not counted again).
+    With `jobs` > 1 the customers are split in that many ranges of about equal events,
+    each derived by a process started afresh (spawned) in the same snapshot. `progress`
+    is called with the number of customers of each range when it is done.
     """
     from pipeline.apply import apply_customers
 
-    url = runtime.settings.database_url
+    settings = runtime.settings
+    url = settings.database_url
     outcome = BulkOutcome()
+    merged = Part()
+    daily: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
     with bulk_ledger.connect(url) as guard:
         bulk_ledger.rebuild_lock(guard)
         with bulk_ledger.connect(url) as reader, bulk_ledger.connect(url) as writer:
-            snapshot = InboxSnapshot(reader)
-            fresh = FreshLedger(writer)
-            state = _Pass(runtime, fresh)
-            # The pass keeps no cycles alive; the collector would only rescan each
-            # batch's parsed payloads over and over (it doubled json parsing alone).
-            collecting = gc.isenabled()
-            gc.disable()
+            bulk_ledger.create_fresh(writer)
             try:
-                state.run(snapshot, progress)
+                snapshot = InboxSnapshot(reader)
+                exported = snapshot.export()
+                cuts = snapshot.bounds(jobs)
+                ranges = list(itertools.pairwise(cuts))
+                for part in _parts(settings, exported, ranges, jobs):
+                    _merge(merged, daily, part)
+                    if progress is not None:
+                        progress(len(part.seen))
                 snapshot.close()
-                # The fresh tables hold no customer without events: the swap drops them.
-                with runtime.sessions() as session:
-                    outcome.orphans_deleted = ledger_store.count_orphans(session)
-                fresh.swap()
+                fresh = FreshLedger(writer)
+                try:
+                    fresh.copy(
+                        "ledger_daily",
+                        bulk_ledger.DAILY_COLUMNS,
+                        [(*key, amount, count) for key, (amount, count) in sorted(daily.items())],
+                    )
+                    # The fresh tables hold no customer without events: the swap drops them.
+                    with runtime.sessions() as session:
+                        outcome.orphans_deleted = ledger_store.count_orphans(session)
+                    fresh.swap()
+                finally:
+                    fresh.close()
             except BaseException:
-                fresh.close()
+                bulk_ledger.drop_fresh(writer)
                 raise
-            finally:
-                if collecting:
-                    gc.enable()
-            changed = _changed_since(state.seen, bulk_ledger.event_versions(reader))
-        todo = sorted(changed | state.deferred)
+            changed = _changed_since(merged.seen, bulk_ledger.event_versions(reader))
+        todo = sorted(changed | merged.deferred)
         caught_up = 0
         for start in range(0, len(todo), CATCH_UP_CHUNK):
-            part = todo[start : start + CATCH_UP_CHUNK]
-            caught_up += len(apply_customers(runtime, part, batch=0, force=True).processed)
+            chunk = todo[start : start + CATCH_UP_CHUNK]
+            caught_up += len(apply_customers(runtime, chunk, batch=0, force=True).processed)
         skip = set(todo)
         with transaction(runtime.sessions) as session:
-            rows = [r for c, marks in state.marks.items() if c not in skip for r in marks]
-            ledger_store.mark_applied(session, rows, state.warnings, utcnow())
+            rows = [r for c, marks in merged.marks.items() if c not in skip for r in marks]
+            ledger_store.mark_applied(session, rows, merged.warnings, utcnow())
         with transaction(runtime.sessions) as session:
             late = ledger_store.delete_orphans(session)  # their events went meanwhile
             if late:
                 ledger_store.rebuild_rollups(session)
             outcome.orphans_deleted += late
-    outcome.customers = len(set(state.seen) | skip)
-    outcome.events = caught_up + sum(n for c, n in state.counts.items() if c not in skip)
+    outcome.customers = len(set(merged.seen) | skip)
+    outcome.events = caught_up + sum(n for c, n in merged.counts.items() if c not in skip)
     outcome.caught_up = len(todo)
     return outcome
 
 
-def _changed_since(seen: dict[str, int], now: Iterable[tuple[str, str, str]]) -> set[str]:
+def _parts(
+    settings: Settings,
+    snapshot: str,
+    ranges: list[tuple[str | None, str | None]],
+    jobs: int,
+) -> Iterator[Part]:
+    if jobs <= 1 or len(ranges) <= 1:
+        for low, high in ranges:
+            yield rebuild_range(settings, snapshot, low, high)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(rebuild_range, settings, snapshot, lo, hi) for lo, hi in ranges]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _merge(into: Part, daily: dict[RollupKey, list[int]], part: Part) -> None:
+    into.seen.update(part.seen)
+    into.deferred |= part.deferred
+    into.marks.update(part.marks)
+    into.warnings.update(part.warnings)
+    into.counts.update(part.counts)
+    for key, (amount, count) in part.daily.items():
+        entry = daily[key]
+        entry[0] += amount
+        entry[1] += count
+
+
+def _changed_since(seen: dict[str, bytes], now: Iterable[tuple[str, str, str]]) -> set[str]:
     """Customers whose rows differ from the snapshot's: new, changed, gone or added."""
     current: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for customer, event_id, version in now:
