@@ -313,7 +313,8 @@ class FreshLedger:
 
     def close(self) -> None:
         """Roll back whatever `swap` did not commit."""
-        if not self.conn.closed:
+        idle = psycopg.pq.TransactionStatus.IDLE
+        if not self.conn.closed and self.conn.info.transaction_status != idle:
             self.conn.execute("ROLLBACK")
 
 
