@@ -258,11 +258,9 @@ def rebuild(as_json: bool, jobs: int | None) -> None:
     from pipeline.apply import rebuild as run_rebuild
 
     runtime = _runtime()
-    customers = customers_to_rebuild(runtime)
-    with click.progressbar(length=len(customers), label="rebuilding", file=sys.stderr) as bar:
-        result = run_rebuild(
-            runtime, customers, progress=bar.update, jobs=jobs or os.cpu_count() or 1
-        )
+    customers = len(customers_to_rebuild(runtime))
+    with click.progressbar(length=customers, label="rebuilding", file=sys.stderr) as bar:
+        result = run_rebuild(runtime, progress=bar.update, jobs=jobs or os.cpu_count() or 1)
     doc = result.document()
     if as_json:
         click.echo(json.dumps(doc))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, cast
 
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from ledger.events import SUBSCRIPTION_EVENT_TYPES
 from ledger.timeline import CustomerLedger, Movement
+from ledger.trials import TrialTransition
 from models.clock import utcnow
 from models.db import dialect_insert
 from models.tables import (
@@ -89,13 +90,19 @@ def delete_orphans(session: Session) -> int:
     over the whole inbox once its customer ids outgrow `work_mem` (a rebuild of
     1,000,000 events hit the statement timeout here); the former is an anti-join.
     """
+    orphans = count_orphans(session)
+    for table in (LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow):
+        session.execute(delete(table).where(~_has_events(table.customer_id)))
+    return orphans
+
+
+def count_orphans(session: Session) -> int:
+    """Customers with derived rows and no stored subscription event."""
     orphans = session.scalar(
         select(func.count(func.distinct(SubscriptionRow.customer_id))).where(
             ~_has_events(SubscriptionRow.customer_id)
         )
     )
-    for table in (LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow):
-        session.execute(delete(table).where(~_has_events(table.customer_id)))
     return int(orphans or 0)
 
 
@@ -134,7 +141,7 @@ def write_ledgers(
             "scheduled_to_cancel": s.scheduled_to_cancel,
             "last_event_id": s.last_event_id,
             "last_event_at": at(s.last_event_created),
-            "warnings": json.dumps(list(s.warnings)) if s.warnings else None,
+            "warnings": encode_warnings(s.warnings),
         }
         for ledger in ledgers
         for s in ledger.subscriptions
@@ -152,22 +159,7 @@ def write_ledgers(
         for ledger in ledgers
         for b in ledger.balances
     ]
-    trials = [
-        {
-            "customer_id": t.customer_id,
-            "subscription_id": t.subscription_id,
-            "seq": t.seq,
-            "currency": t.currency,
-            "occurred_at": at(t.occurred_at),
-            "occurred_day": at(t.occurred_at).date(),
-            "event_id": t.event_id,
-            "transition": t.transition.value,
-            "pipeline_delta": t.pipeline_delta,
-            "ended_status": t.ended_status,
-        }
-        for ledger in ledgers
-        for t in ledger.trials
-    ]
+    trials = [trial_row(t) for ledger in ledgers for t in ledger.trials]
     for table, rows in (
         (LedgerMovement, movements),
         (SubscriptionRow, subscriptions),
@@ -179,11 +171,22 @@ def write_ledgers(
     warnings: dict[str, tuple[str, ...]] = {}
     for ledger in ledgers:
         warnings.update(ledger.warnings)
+    mark_applied(session, applied, warnings, now)
+
+
+def mark_applied(
+    session: Session,
+    applied: Iterable[Any],
+    warnings: Mapping[str, tuple[str, ...]],
+    now: datetime,
+) -> None:
+    """Mark inbox rows a written ledger was derived from as processed, with the warnings
+    the ledger found for them (`applied` are rows as loaded: `id, status, received_at,
+    warnings`); rows already so are left alone. Does not commit."""
     changes = []
     # In id order, as every writer of inbox rows, so two never wait on each other in a cycle.
     for row in sorted(applied, key=lambda r: r.id):
-        found = warnings.get(row.id)
-        encoded = json.dumps(list(found)) if found else None
+        encoded = encode_warnings(warnings.get(row.id, ()))
         values: dict[str, Any] = {}
         if encoded != row.warnings:
             values["warnings"] = encoded
@@ -203,6 +206,11 @@ def write_ledgers(
         )
 
 
+def encode_warnings(warnings: Sequence[str]) -> str | None:
+    """A `warnings` column's value: a JSON list, or NULL for none."""
+    return json.dumps(list(warnings)) if warnings else None
+
+
 def _bind(name: str) -> Any:
     return bindparam(f"b_{name}")
 
@@ -217,6 +225,27 @@ def _by_keys(changes: list[Params]) -> Iterable[tuple[tuple[str, ...], list[Para
         keys = tuple(sorted(change))
         groups[keys].append({f"b_{k}": v for k, v in change.items()})
     return sorted(groups.items())
+
+
+def trial_row(t: TrialTransition) -> dict[str, Any]:
+    """A trial transition as its `trial_transitions` row."""
+    return {
+        "customer_id": t.customer_id,
+        "subscription_id": t.subscription_id,
+        "seq": t.seq,
+        "currency": t.currency,
+        "occurred_at": at(t.occurred_at),
+        "occurred_day": at(t.occurred_at).date(),
+        "event_id": t.event_id,
+        "transition": t.transition.value,
+        "pipeline_delta": t.pipeline_delta,
+        "ended_status": t.ended_status,
+    }
+
+
+def movement_row(m: Movement) -> dict[str, Any]:
+    """A movement as its `ledger_movements` row (without the surrogate id)."""
+    return _movement_row(m)
 
 
 def _movement_row(m: Movement) -> dict[str, Any]:

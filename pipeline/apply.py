@@ -325,13 +325,20 @@ def rebuild(
 ) -> RebuildResult:
     """Recompute every customer's ledger from the inbox (`mrr rebuild`).
 
-    Safe beside running workers: each customer is rewritten under its lock, so reports
-    never see a half-built ledger. Derived rows of customers with no stored events left
-    are deleted and the daily rollup recounted at the end. `customers` defaults to
+    On PostgreSQL, a rebuild of every customer (`customers` None) takes the bulk path
+    (`pipeline.bulk_rebuild`); what follows describes the incremental one, which SQLite and a
+    rebuild of given customers use. Safe beside running workers: each customer is rewritten under
+    its lock, so reports never see a half-built ledger. Derived rows of customers with no stored
+    events left are deleted and the daily rollup recounted at the end. `customers` defaults to
     `customers_to_rebuild`; `progress` is called with the number done after each chunk.
     With `jobs` > 1 (PostgreSQL), chunks are rebuilt by that many processes started
     afresh (spawned, never forked), each with its own runtime.
     """
+    if customers is None and runtime.sessions.kw["bind"].dialect.name == "postgresql":
+        from pipeline.bulk_rebuild import bulk_rebuild
+
+        bulk = bulk_rebuild(runtime, progress, jobs)
+        return RebuildResult(bulk.customers, bulk.events, bulk.orphans_deleted)
     ordered = sorted(customers if customers is not None else customers_to_rebuild(runtime))
     parts = [ordered[start : start + chunk] for start in range(0, len(ordered), chunk)]
     statistics = _Statistics(runtime)
