@@ -49,7 +49,7 @@ from migrations import upgrade
 from pipeline.backfill import NETWORK_RETRIES, backfill
 from pipeline.runtime import bootstrap
 from pipeline.settings import Settings
-from tests.integration.fake_stripe import EMBEDDED_LINES, FakeStripe, serve
+from tests.integration.fake_stripe import EMBEDDED_LINES, FakeStripe, holding, serve
 from tests.world import BASIL, World
 from tests.world.calendar import boundary, days
 from tests.world.scenarios import NOW, catalog
@@ -113,15 +113,7 @@ def main() -> None:
 
     started = time.perf_counter()
     world = account(count)
-    fake = FakeStripe(
-        world.webhooks(),
-        world.subscriptions(),
-        invoices=world.invoices(),
-        customers=world.customers(),
-        invoice_items=world.pending_invoice_items(),
-        prices=world.prices(),
-        coupons=world.coupons(),
-    )
+    fake = holding(world)
     print(
         f"account: {count:,} subscriptions, {len(fake.invoices):,} invoices, "
         f"{len(fake.customers):,} customers (built in {time.perf_counter() - started:.0f} s)",

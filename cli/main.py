@@ -202,18 +202,11 @@ def report(
     """Print a report as a table (or, with --json or --csv, the same document as over HTTP)."""
     from pipeline import reports as report_docs
 
-    if as_json and as_csv:
-        raise click.UsageError("--json and --csv: choose one")
+    _one_format(as_json, as_csv)
     args = {k: v for k, v in options.items() if v is not None}
     query = report_docs.parse_query(args, report_docs.PARAMETERS[kind], filters)
     doc = report_docs.REPORTS[kind](_runtime(), query)
-    if as_json:
-        click.echo(json.dumps(doc))
-        return
-    if as_csv:
-        from reporting.tabular import to_csv
-
-        click.echo(to_csv(doc), nl=False)
+    if _printed_as_data(doc, as_json, as_csv):
         return
     from cli.render import print_report
 
@@ -228,20 +221,29 @@ def activity(limit: str, as_json: bool, as_csv: bool) -> None:
     """The latest movements, newest first, with the Stripe events behind each (SPEC §12)."""
     from pipeline.drill import activity_report
 
-    if as_json and as_csv:
-        raise click.UsageError("--json and --csv: choose one")
+    _one_format(as_json, as_csv)
     doc = activity_report(_runtime(), {"limit": limit})
-    if as_json:
-        click.echo(json.dumps(doc))
-        return
-    if as_csv:
-        from reporting.tabular import to_csv
-
-        click.echo(to_csv(doc), nl=False)
+    if _printed_as_data(doc, as_json, as_csv):
         return
     from cli.render import activity_table, print_table
 
     print_table(activity_table(doc))
+
+
+def _one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
+
+
+def _printed_as_data(doc: dict[str, Any], as_json: bool, as_csv: bool) -> bool:
+    """Print `doc` as the HTTP JSON document or as its CSV when asked; whether it was."""
+    if as_json:
+        click.echo(json.dumps(doc))
+    elif as_csv:
+        from reporting.tabular import to_csv
+
+        click.echo(to_csv(doc), nl=False)
+    return as_json or as_csv
 
 
 @cli.command()

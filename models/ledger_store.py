@@ -243,11 +243,6 @@ def trial_row(t: TrialTransition) -> dict[str, Any]:
     }
 
 
-def movement_row(m: Movement) -> dict[str, Any]:
-    """A movement as its `ledger_movements` row (without the surrogate id)."""
-    return _movement_row(m)
-
-
 def _movement_row(m: Movement) -> dict[str, Any]:
     occurred = at(m.occurred_at)
     return {

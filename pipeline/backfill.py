@@ -44,7 +44,7 @@ from adapters.stripe_http import RetryingHTTPClient
 from ledger.customers import CUSTOMER_EVENT_TYPES
 from ledger.errors import InvalidEvent, LedgerError
 from ledger.events import SUBSCRIPTION_EVENT_TYPES, parse_event
-from ledger.history import History, history
+from ledger.history import history
 from ledger.invoices import (
     Invoice,
     discounts_by_id,
@@ -316,8 +316,14 @@ def _histories(
             data = earliest["data"]
             obj = undo_previous(data["object"], data.get("previous_attributes"))
         try:
-            found = _history(
-                obj, invoices.get(sub_id, []), until, prices, coupons, pending_items.get(sub_id, [])
+            found = history(
+                obj,
+                invoices.get(sub_id, []),
+                until=until,
+                api_version=stripe.api_version,
+                prices=prices,
+                coupons=coupons,
+                pending=pending_items.get(sub_id, []),
             )
         except (LedgerError, ValueError) as exc:
             log.error("subscription %s: no history from its invoices: %s", sub_id, exc)
@@ -348,25 +354,6 @@ def _histories(
         # A replaced history changes the ledger even where no new event is pending.
         with runtime.sessions() as session:
             pending.update(inbox.one_event_each(session, rederive))
-
-
-def _history(
-    obj: dict[str, Any],
-    invoices: list[Any],
-    until: int | None,
-    prices: Mapping[str, dict[str, Any]],
-    coupons: Mapping[str, dict[str, Any]],
-    pending_items: list[Any],
-) -> History:
-    return history(
-        obj,
-        invoices,
-        until=until,
-        api_version=stripe.api_version,
-        prices=prices,
-        coupons=coupons,
-        pending=pending_items,
-    )
 
 
 def _discount_objects(

@@ -18,10 +18,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+
+if TYPE_CHECKING:
+    from tests.world import World
 
 #: Lines an invoice embeds in a list before `has_more`.
 EMBEDDED_LINES = 10
@@ -190,6 +193,22 @@ class FakeStripe:
         url = urlsplit(str(request.url))
         status, body = self.answer(url.path, dict(parse_qsl(url.query)))
         return status, {"Request-Id": "req_fake"}, json.dumps(body)
+
+
+def holding(world: World, **kw: Any) -> FakeStripe:
+    """Stripe holding a test world (`tests.world`): its events (the Events API lists the
+    last 30 days of them), customers, subscriptions, invoices, pending invoice items,
+    prices and coupons."""
+    return FakeStripe(
+        world.webhooks(),
+        world.subscriptions(),
+        invoices=world.invoices(),
+        customers=world.customers(),
+        invoice_items=world.pending_invoice_items(),
+        prices=world.prices(),
+        coupons=world.coupons(),
+        **kw,
+    )
 
 
 def _missing(kind: str, obj_id: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pipeline.replay import SourcedEvent, replay
 from pipeline.reports import cohorts_report, movements_report, parse_query
 from pipeline.runtime import Runtime, bootstrap
 from tests.conftest import empty_tables
-from tests.integration.fake_stripe import FakeStripe
+from tests.integration.fake_stripe import FakeStripe, holding
 from tests.world import BASIL, CLOVER, LEGACY, World
 from tests.world.calendar import boundary, utc
 from tests.world.scenarios import NOW, central
@@ -37,21 +37,6 @@ from tests.world.scenarios import NOW, central
 API = "http://stripe.whole-history"
 DAY = 86400
 MONTHS = {"start": "2024-01-01", "end": "2025-04-01"}
-
-
-def stand_in(world: World, **kw: Any) -> FakeStripe:
-    """Stripe holding the world: its events (the Events API lists the last 30 days of
-    them), customers, subscriptions, invoices, pending items, prices and coupons."""
-    return FakeStripe(
-        world.webhooks(),
-        world.subscriptions(),
-        invoices=world.invoices(),
-        customers=world.customers(),
-        invoice_items=world.pending_invoice_items(),
-        prices=world.prices(),
-        coupons=world.coupons(),
-        **kw,
-    )
 
 
 @pytest.fixture
@@ -147,7 +132,7 @@ def test_a_backfill_alone_gives_every_month_exactly(version, db, settings, mock)
     assert expected["subscriptions"], "the world has subscriptions"
     empty_tables(db)
 
-    fake = stand_in(world)
+    fake = holding(world)
     answer_with(mock, fake)
     counts = run_backfill(bootstrap(keyed))
 
@@ -168,7 +153,7 @@ def test_a_backfill_alone_gives_every_month_exactly(version, db, settings, mock)
 def test_a_backfill_killed_halfway_finishes_on_the_next_run(db, settings, mock) -> None:
     world = central(BASIL)
     keyed = settings.with_overrides(stripe_api_key="sk_test_history", stripe_api_base=API)
-    fake = stand_in(world)
+    fake = holding(world)
     answer_with(mock, fake)
     run_backfill(bootstrap(keyed))
     expected = figures(bootstrap(keyed), currencies(world))
@@ -201,7 +186,7 @@ def window_webhooks(world: World) -> list[dict[str, Any]]:
 def test_live_webhooks_of_the_window_in_any_order_change_nothing(order, db, settings, mock) -> None:
     world = central(BASIL)
     keyed = settings.with_overrides(stripe_api_key="sk_test_history", stripe_api_base=API)
-    answer_with(mock, stand_in(world))
+    answer_with(mock, holding(world))
     run_backfill(bootstrap(keyed))
     expected = figures(bootstrap(keyed), currencies(world))
     empty_tables(db)
@@ -252,7 +237,7 @@ def test_a_discount_that_ended_in_the_window_still_prices_the_months_before(
     expected = from_webhooks(bootstrap(settings), world)
     empty_tables(db)
 
-    answer_with(mock, stand_in(world))
+    answer_with(mock, holding(world))
     run_backfill(bootstrap(keyed))
 
     found = figures(bootstrap(keyed), ["usd"])
