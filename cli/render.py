@@ -195,10 +195,19 @@ def activity_table(doc: dict[str, Any]) -> Table:
             m["customer_id"],
             m["type"],
             m["kind"] or m["reason"] or "",
-            f"{sign}{money(m['amount'], m['native_currency'])} {m['native_currency']}",
+            _movement_amount(sign, m, doc.get("currency")),
             " ".join(e["id"] + (" (synthetic)" if e["synthetic"] else "") for e in m["events"]),
         )
     return table
+
+
+def _movement_amount(sign: str, m: dict[str, Any], currency: str | None) -> str:
+    """A movement's amount in the document's currency, with its own beside it when that
+    differs (a converted document, SPEC §10)."""
+    native = f"{sign}{money(m['native_amount'], m['native_currency'])} {m['native_currency']}"
+    if currency is None or m["native_currency"] == currency or m["amount"] is None:
+        return native
+    return f"{sign}{money(m['amount'], currency)} {currency} ({native})"
 
 
 def trials_table(doc: dict[str, Any], width: int | None = None) -> list[Table]:

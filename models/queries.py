@@ -240,7 +240,7 @@ def ledger_subscriptions(session: Session) -> dict[str, LedgerSubscription]:
 
 def movements_between(
     session: Session,
-    currency: str,
+    currency: str | None,
     start: date,
     end: date,
     movement_type: str,
@@ -249,15 +249,20 @@ def movements_between(
     delinquent: bool | None = None,
 ) -> list[LedgerMovement]:
     """The stored movements behind one figure of a period row (SPEC §12): those of
-    `currency` and `movement_type` on the UTC days [start, end), of `kind` or churn
-    `reason_key` when given; in time order, ties by customer id and sequence."""
+    `currency` (None: every currency) and `movement_type` on the UTC days [start, end),
+    of `kind` or churn `reason_key` when given; in time order, ties by customer id,
+    currency and sequence."""
     m = LedgerMovement
     conditions = [
-        m.currency == currency,
+        # The time range too, which the index on `occurred_at` serves for every currency.
+        m.occurred_at >= datetime.combine(start, time(), UTC),
+        m.occurred_at < datetime.combine(end, time(), UTC),
         m.occurred_day >= start,
         m.occurred_day < end,
         m.type == movement_type,
     ]
+    if currency is not None:
+        conditions.append(m.currency == currency)
     if kind is not None:
         conditions.append(m.kind == kind)
     if reason_key is not None:
@@ -265,7 +270,9 @@ def movements_between(
     if delinquent is not None:
         conditions.append(m.delinquent == delinquent)
     return list(
-        session.scalars(select(m).where(*conditions).order_by(m.occurred_at, m.customer_id, m.seq))
+        session.scalars(
+            select(m).where(*conditions).order_by(m.occurred_at, m.customer_id, m.currency, m.seq)
+        )
     )
 
 

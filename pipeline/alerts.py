@@ -3,12 +3,14 @@
 A worker that applies events records the messages of the movements they cause in the
 outbox, in the ledger's own transaction (`record_movements`): only movements behind an
 event received from Stripe and applied just now, whose `created` is within the last 24
-hours, of at least `ALERT_MIN_MRR` (in the movement's own currency, until reports
-convert: SPEC §10). `mrr rebuild`, `mrr backfill`, `mrr reconcile` and `mrr replay
---sync` never record any. One worker of the deployment, the holder of the `alerts`
-lease, posts them (`alerts_forever`): each claimed in the database before its POST, so
-it is posted at most once; a failed post is tried again after 60 s, doubling up to 10
-minutes, for an hour, and then counted as failed in `/status`.
+hours, of at least `ALERT_MIN_MRR` in the reporting currency (each movement converted
+at the rate of its UTC day, SPEC §10; a movement in a currency the rates do not cover is
+weighed in its own minor units rather than never alerted). `mrr rebuild`, `mrr
+backfill`, `mrr reconcile` and `mrr replay --sync` never record any. One worker of the
+deployment, the holder of the `alerts` lease, posts them (`alerts_forever`): each
+claimed in the database before its POST, so it is posted at most once; a failed post is
+tried again after 60 s, doubling up to 10 minutes, for an hour, and then counted as
+failed in `/status`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -32,11 +34,14 @@ from models import outbox, queries
 from models.db import transaction
 from models.ledger_store import at
 from models.tables import AlertOutbox
+from pipeline import fx
 from pipeline.drill import movement_json
 from pipeline.reports import Query, movements_report
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from reporting.alerts import GIVE_UP_AFTER_S, digest_text, movement_text, retry_after_s
+from reporting.errors import NoRate
+from reporting.fx import Converter
 from reporting.periods import Period
 
 log = logging.getLogger(__name__)
@@ -66,11 +71,13 @@ def record_movements(
         return 0
     fresh = {e for e in applied_now if not is_synthetic_id(e)}
     rows = []
+    weigh = _Weigh(session, settings)
     for ledger in ledgers:
         for m in ledger.movements:
-            if m.amount < settings.alert_min_mrr or not fresh.intersection(m.event_ids):
+            if not fresh.intersection(m.event_ids) or at(m.occurred_at) < now - RECENT:
                 continue
-            if at(m.occurred_at) < now - RECENT:
+            converted = weigh(m.amount, m.currency, at(m.occurred_at).date())
+            if (converted[0] if converted else m.amount) < settings.alert_min_mrr:
                 continue
             lever = m.kind.value if m.kind else m.reason_key
             rows.append(
@@ -87,11 +94,37 @@ def record_movements(
                         m.currency,
                         lever,
                         settings.public_url,
+                        converted,
                     ),
                 }
             )
     outbox.record(session, rows, now)
     return len(rows)
+
+
+class _Weigh:
+    """A movement's amount in the reporting currency, at its day's rate; None when the
+    rates do not cover its currency (or the reporting currency). The rates are read at
+    the first movement that needs them: most applies have no candidate at all."""
+
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self._session, self._settings = session, settings
+        self._converter: Converter | bool | None = False
+
+    def __call__(self, amount: int, currency: str, day: date) -> tuple[int, str] | None:
+        if self._converter is False:
+            try:
+                rates = fx.rates_in(self._session, self._settings.database_url)
+                self._converter = rates.converter(self._settings.reporting_currency)
+            except NoRate:
+                self._converter = None
+        converter = self._converter
+        if not isinstance(converter, Converter) or not converter.covers(currency):
+            return None
+        try:
+            return converter.convert(amount, currency, day), converter.target
+        except NoRate:  # a day before the currency's first rate
+            return None
 
 
 def record_digest(runtime: Runtime, now: datetime | None = None) -> bool:

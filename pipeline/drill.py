@@ -1,14 +1,19 @@
 """Drill-down and the live stream (SPEC §12): the movements behind one figure of a
 period row, and the latest movements, each with the Stripe events that caused it.
 
-Amounts are the movements' own, in their billing currency: `native_amount` and
-`native_currency` repeat them so the shape stays the same once a converted view (§10)
-gives `amount` in the reporting currency.
+With `currency=xxx` the amounts are the movements' own, in `xxx`. Without it (SPEC §4,
+§10) `amount` is in the reporting currency and `native_amount`/`native_currency` keep the
+movement's own: each movement converts exactly at the rate of its UTC day, and the
+figure they make up is allotted among them by largest remainder, so that the amounts sum
+to the converted period row's figure to the unit (`reporting.fx.allot`). Movements in a
+currency the rates do not cover are left out of a converted detail, as of every
+converted figure, and listed in `unconverted` {currency: their native sum}.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ledger.synthetic import is_synthetic_id
@@ -16,8 +21,9 @@ from ledger.timeline import Kind, MovementType
 from models import queries
 from models.tables import LedgerMovement
 from pipeline.errors import BadQuery
-from pipeline.reports import parse_query, resolve_currency
+from pipeline.reports import conversion, natives, parse_query
 from pipeline.runtime import Runtime
+from reporting.fx import Converter, allot, converted_rows, row_figure
 
 DETAIL_PARAMETERS = frozenset({"start", "end", "currency", "type", "kind", "reason", "delinquent"})
 ACTIVITY_DEFAULT, ACTIVITY_MAX = 50, 500
@@ -25,8 +31,9 @@ ACTIVITY_DEFAULT, ACTIVITY_MAX = 50, 500
 _KIND_TYPES = (MovementType.EXPANSION, MovementType.CONTRACTION)
 
 
-def movement_json(m: LedgerMovement) -> dict[str, Any]:
-    """One movement as the detail and the activity show it."""
+def movement_json(m: LedgerMovement, amount: int | None = None) -> dict[str, Any]:
+    """One movement as the detail and the activity show it; `amount` in the document's
+    currency (default: the movement's own)."""
     subs = json.loads(m.subscription_ids) if m.subscription_ids else [m.subscription_id]
     # Rows written before revision 0008 know only their lead event until `mrr rebuild`.
     events = json.loads(m.event_ids) if m.event_ids else [m.event_id]
@@ -36,7 +43,7 @@ def movement_json(m: LedgerMovement) -> dict[str, Any]:
         "type": m.type,
         "kind": m.kind,
         "reason": m.reason_key,
-        "amount": m.amount,
+        "amount": m.amount if amount is None else amount,
         "native_amount": m.amount,
         "native_currency": m.currency,
         "date": m.occurred_at.isoformat(),
@@ -76,12 +83,24 @@ def detail_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
     if "delinquent" in args:
         delinquent = _choice(args["delinquent"], "delinquent", ["true", "false"]) == "true"
     with runtime.sessions() as session:
-        currency, _ = resolve_currency(session, query.currency)
         found = queries.movements_between(
-            session, currency, query.start, query.end, movement_type, kind, reason, delinquent
+            session, query.currency, query.start, query.end, movement_type, kind, reason, delinquent
         )
-        movements = [movement_json(m) for m in found]
-    return {
+        if query.currency is not None:
+            currency, unconverted = query.currency, None
+            movements = [movement_json(m) for m in found]
+        else:
+            converting = conversion(session, runtime)
+            currency = converting.target
+            # The figure as the converted period row of [start, end) has it.
+            row = converted_rows(
+                natives(session, query.start, query.end),
+                converting.converter,
+                [(query.start, query.end)],
+            ).rows[0]
+            figure = row_figure(row, MovementType(movement_type), kind, reason, delinquent)
+            movements, unconverted = _converted(found, converting.converter, figure)
+    doc = {
         "currency": currency,
         "start": query.start.isoformat(),
         "end": query.end.isoformat(),
@@ -93,6 +112,26 @@ def detail_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
         "count": len(movements),
         "movements": movements,
     }
+    if unconverted is not None:
+        doc["unconverted"] = unconverted
+        doc["rates"] = converting.describe()
+    return doc
+
+
+def _converted(
+    found: Sequence[LedgerMovement], converter: Converter, figure: int | None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The movements in the reporting currency, their amounts allotted from `figure`;
+    those of currencies the rates do not cover apart, as {currency: native sum}."""
+    covered = [m for m in found if converter.covers(m.currency)]
+    unconverted: dict[str, int] = {}
+    for m in found:
+        if not converter.covers(m.currency):
+            unconverted[m.currency] = unconverted.get(m.currency, 0) + m.amount
+    exact = [converter.exact(m.amount, m.currency, m.occurred_day) for m in covered]
+    amounts = allot(figure, exact)
+    movements = [movement_json(m, a) for m, a in zip(covered, amounts, strict=True)]
+    return movements, dict(sorted(unconverted.items()))
 
 
 def activity_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
@@ -103,8 +142,23 @@ def activity_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
         raise BadQuery(f"unknown parameter {unknown[0]!r}; this report takes limit")
     limit = parse_limit(args.get("limit"))
     with runtime.sessions() as session:
-        movements = [movement_json(m) for m in queries.latest_movements(session, limit)]
-    return {"limit": limit, "movements": movements}
+        latest = queries.latest_movements(session, limit)
+        converting = conversion(session, runtime)
+    converter = converting.converter
+    return {
+        "currency": converting.target,
+        "limit": limit,
+        "movements": [movement_json(m, _each(converter, m)) for m in latest],
+        "rates": converting.describe(),
+    }
+
+
+def _each(converter: Converter, m: LedgerMovement) -> int | None:
+    """One movement in the reporting currency on its own, rounded half-even; None in a
+    currency the rates do not cover."""
+    if not converter.covers(m.currency):
+        return None
+    return converter.convert(m.amount, m.currency, m.occurred_day)
 
 
 def parse_limit(raw: str | None) -> int:

@@ -123,13 +123,6 @@ def parse_query(
     return Query(currency, period, start, end, _as_of(args.get("as_of")), tuple(filters), group_by)
 
 
-def resolve_currency(session: Session, requested: str | None) -> tuple[str, list[Any]]:
-    """The requested currency, else the one with the most MRR (`usd` on an empty ledger)."""
-    totals = queries.currency_totals(session)
-    currency = requested or (totals[0].currency if totals else "usd")
-    return currency, totals
-
-
 Document = dict[str, Any]
 Report = Callable[[Runtime, Query], Document]
 
@@ -171,7 +164,7 @@ def _report(build: Callable[[Session, Query, datetime, Conversion | None], Docum
     return report
 
 
-def _natives(session: Session, lo: date, hi: date) -> dict[str, Native]:
+def natives(session: Session, lo: date, hi: date) -> dict[str, Native]:
     """Every currency's opening at `lo` and buckets in [lo, hi)."""
     opens = queries.openings(session, lo)
     found = queries.buckets_by_currency(session, lo, hi)
@@ -192,7 +185,7 @@ def _movements(
         return _segmented_movements(session, query, query.currency, lo, hi)
     if converting is not None:
         done = converted_period_rows(
-            _natives(session, lo, hi), converting.converter, lo, hi, query.period
+            natives(session, lo, hi), converting.converter, lo, hi, query.period
         )
         return {
             "currency": done.currency,
@@ -326,7 +319,7 @@ def _summary(
             standing = queries.openings(session, hi)
             scheduled = None  # only known for the present
         doc = converted_summary(
-            converting.converter, day, standing, scheduled, _natives(session, lo, hi), lo, hi
+            converting.converter, day, standing, scheduled, natives(session, lo, hi), lo, hi
         )
         doc["rates"] = converting.describe()
     else:

@@ -44,12 +44,18 @@ def movement_text(
     currency: str,
     lever: str | None,
     public_url: str | None,
+    converted: tuple[int, str] | None = None,
 ) -> str:
-    """One movement: what, who, how much, which lever or churn reason."""
+    """One movement: what, who, how much (and, from another currency, how much in the
+    reporting currency: `converted`), which lever or churn reason."""
     why = f" ({lever.replace('_', ' ')})" if lever else ""
+    also = ""
+    if converted is not None and converted[1] != currency:
+        also = f" (≈ {signed(movement_type, *converted)})"
     return (
         f"{_VERB.get(movement_type, movement_type)}{why}: "
-        f"{customer_link(customer_id, public_url)} {signed(movement_type, amount, currency)} MRR"
+        f"{customer_link(customer_id, public_url)} {signed(movement_type, amount, currency)}"
+        f"{also} MRR"
     )
 
 

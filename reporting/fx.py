@@ -443,7 +443,8 @@ def _row(
         churned_customers=counts[MovementType.CHURN],
         expansion_by_kind=parts(MovementType.EXPANSION, KINDS),
         contraction_by_kind=parts(MovementType.CONTRACTION, KINDS),
-        churn_by_reason=dict(sorted(parts(MovementType.CHURN, ()).items())),
+        # Reasons in order, so that equal remainders go to the same reason every time.
+        churn_by_reason=parts(MovementType.CHURN, _reasons(numerators)),
         delinquent_churn=delinquent_churn,
         fx_adjustment=ending_mrr - starting_mrr - flows,
         exact=Exact(
@@ -456,6 +457,47 @@ def _row(
             ending_mrr=ending,
         ),
     )
+
+
+def _reasons(numerators: Mapping[Part, int]) -> list[str]:
+    return sorted({key for (t, key, _) in numerators if t is MovementType.CHURN})
+
+
+def row_figure(
+    row: PeriodRow,
+    movement_type: MovementType,
+    kind: str | None = None,
+    reason: str | None = None,
+    delinquent: bool | None = None,
+) -> int | None:
+    """The figure of `row` that a drill-down selects (SPEC §12): a movement type's
+    field, one lever of `expansion_by_kind`/`contraction_by_kind`, one reason of
+    `churn_by_reason`, `delinquent_churn` (or the voluntary rest); None when the
+    selection is no single figure of the row (a reason and delinquency at once)."""
+    if kind is not None:
+        by_kind = (
+            row.expansion_by_kind
+            if movement_type is MovementType.EXPANSION
+            else row.contraction_by_kind
+        )
+        return by_kind.get(kind, 0)
+    if reason is not None and delinquent is not None:
+        return None
+    if reason is not None:
+        return row.churn_by_reason.get(reason, 0)
+    if delinquent is not None:
+        return row.delinquent_churn if delinquent else row.churn - row.delinquent_churn
+    return int(getattr(row, movement_type.value))
+
+
+def allot(figure: int | None, exact: Sequence[Fraction]) -> list[int]:
+    """Whole units for each exact converted amount, summing to `figure` (the rounded
+    figure they make up; None: their sum rounded half-even) by largest remainder, ties
+    to the earlier amount."""
+    parts = dict(enumerate(exact))
+    if figure is None:
+        figure = round(sum(exact, Fraction(0)))
+    return list(split(figure, parts).values()) if parts else []
 
 
 def _exact_ratio(numerator: Fraction, denominator: Fraction) -> Fraction | None:

@@ -193,7 +193,9 @@ MOVEMENT = _obj(
         "type": {"enum": ["new", "expansion", "contraction", "churn", "reactivation"]},
         "kind": {"type": ["string", "null"]},
         "reason": {"type": ["string", "null"]},
-        "amount": _INT,
+        # In the document's currency; null in a converted activity for a currency the
+        # rates do not cover (the native amount stays).
+        "amount": {"type": ["integer", "null"]},
         "native_amount": _INT,
         "native_currency": _STR,
         "date": _STR,
@@ -216,10 +218,31 @@ DETAIL = _obj(
         "amount": _INT,
         "count": _INT,
         "movements": {"type": "array", "items": MOVEMENT},
-    }
+        # Without `currency` (converted into the reporting currency, SPEC §10) only:
+        **_CONVERTED,
+    },
+    required=[
+        "currency",
+        "start",
+        "end",
+        "type",
+        "kind",
+        "reason",
+        "delinquent",
+        "amount",
+        "count",
+        "movements",
+    ],
 )
 
-ACTIVITY = _obj({"limit": _INT, "movements": {"type": "array", "items": MOVEMENT}})
+ACTIVITY = _obj(
+    {
+        "currency": _STR,
+        "limit": _INT,
+        "movements": {"type": "array", "items": MOVEMENT},
+        "rates": RATES,
+    }
+)
 
 STATUS = _obj(
     {

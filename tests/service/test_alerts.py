@@ -132,6 +132,26 @@ def test_a_worker_records_and_the_sender_posts_each_large_movement_once(
     }
 
 
+def test_the_threshold_is_in_the_reporting_currency(
+    db, runtime, receiver, post_event, run_worker
+) -> None:
+    """ALERT_MIN_MRR is in minor units of REPORTING_CURRENCY (usd here): ¥12,000 is more
+    minor units than 10,000 but under 100 dollars; €99.00 is fewer but over 100 dollars."""
+    t = now_s() - 60
+    yen = f.price("price_yen", 12_000, currency="jpy")
+    euro = f.price("price_euro", 9_900, currency="eur")
+    post_event(started("evt_jp", "cus_jp", t, price=yen, currency="jpy"))
+    post_event(started("evt_eu", "cus_eu", t, price=euro, currency="eur"))
+    assert run_worker() == 0
+    assert [(r.customer_id, r.currency) for r in outbox_rows(db)] == [("cus_eu", "eur")]
+    assert posted(runtime, receiver) == 1
+    [text] = moves(receiver)
+    assert text.startswith(
+        "New customer: <https://mrr.example.com/dashboard/customers/cus_eu|cus_eu> +99.00 EUR (≈ +"
+    )
+    assert text.endswith(" USD) MRR")
+
+
 def test_a_churn_names_its_reason_and_old_events_are_history(
     db, runtime, receiver, post_event, run_worker
 ) -> None:

@@ -21,26 +21,26 @@ from tests.service.test_ops_reports import apply_fixtures
 
 MARCH = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp())
 DAY = 86400
-PRO = f.price("price_pro", 1000, product="prod_pro")
-BIZ = f.price("price_biz", 4000, product="prod_biz")
-ADDON = f.price("price_addon", 500, product="prod_addon")
 
 
-def _sub(cus: str, items: list[dict[str, Any]], sub_id: str = "", **kw: Any) -> dict[str, Any]:
-    return f.subscription(sub_id or f"sub_{cus}", cus, items, **kw)
-
-
-def march_world() -> list[dict[str, Any]]:
+def march_world(currency: str = "usd", tag: str = "", unit: int = 1000) -> list[dict[str, Any]]:
     """Many customers moving in one month: every type, several levers, churn reasons
     with feedback, with a reason only and with neither, a delinquent churn, a synthetic
-    (backfilled) start and a same-second plan switch."""
+    (backfilled) start and a same-second plan switch. `currency`, `tag` (in every id) and
+    `unit` (the smallest price) give the same world in another currency, beside it."""
     events: list[dict[str, Any]] = []
+    PRO = f.price(f"price_pro{tag}", unit, product="prod_pro", currency=currency)
+    BIZ = f.price(f"price_biz{tag}", 4 * unit + 7, product="prod_biz", currency=currency)
+    ADDON = f.price(f"price_addon{tag}", unit // 2 + 3, product="prod_addon", currency=currency)
+
+    def _sub(cus: str, items: list[dict[str, Any]], sub_id: str = "", **kw: Any) -> dict:
+        return f.subscription(sub_id or f"sub_{cus}", cus, items, currency=currency, **kw)
 
     def add(event_id: str, kind: str, at: int, obj: dict[str, Any]) -> None:
         events.append(f.event(event_id, f"customer.subscription.{kind}", at, obj))
 
     for n in range(12):
-        cus, t = f"cus_m{n:02d}", MARCH + n * DAY + 3600
+        cus, t = f"cus{tag}_m{n:02d}", MARCH + n * DAY + 3600
         start_id = f"bf_sub_{cus}_created_{t}" if n == 3 else f"evt_{cus}_1"
         add(start_id, "created", t, _sub(cus, [f.item(PRO, 2)]))
         later = t + 5 * DAY
@@ -62,14 +62,15 @@ def march_world() -> list[dict[str, Any]]:
             obj = _sub(cus, [f.item(PRO, 2)], status="canceled", cancellation_details=details)
             add(f"evt_{cus}_2", "deleted", later, obj)
             if n == 4:  # comes back in the same month
-                add(f"evt_{cus}_3", "created", later + 3 * DAY, _sub(cus, [f.item(PRO)], "sub_x"))
+                again = _sub(cus, [f.item(PRO)], f"sub{tag}_x")
+                add(f"evt_{cus}_3", "created", later + 3 * DAY, again)
     # A plan switch as "cancel A, create B" in one second: one movement, two events.
-    cus, t = "cus_switch", MARCH + 2 * DAY
-    add("evt_sw_1", "created", t, _sub(cus, [f.item(PRO)]))
-    add("evt_sw_2", "deleted", t + DAY, _sub(cus, [f.item(PRO)], status="canceled"))
-    add("evt_sw_3", "created", t + DAY, _sub(cus, [f.item(BIZ)], "sub_switch_b"))
+    cus, t = f"cus{tag}_switch", MARCH + 2 * DAY
+    add(f"evt{tag}_sw_1", "created", t, _sub(cus, [f.item(PRO)]))
+    add(f"evt{tag}_sw_2", "deleted", t + DAY, _sub(cus, [f.item(PRO)], status="canceled"))
+    add(f"evt{tag}_sw_3", "created", t + DAY, _sub(cus, [f.item(BIZ)], f"sub{tag}_switch_b"))
     # Two customers starting in one second, the month's last movements.
-    for cus in ("cus_tie_b", "cus_tie_a"):
+    for cus in (f"cus{tag}_tie_b", f"cus{tag}_tie_a"):
         add(f"evt_{cus}", "created", MARCH + 20 * DAY, _sub(cus, [f.item(PRO)]))
     return events
 
@@ -206,3 +207,59 @@ def test_activity_is_the_latest_movements_newest_first(db, settings, client, aut
 def test_a_bad_activity_limit_is_a_400(limit, client, auth) -> None:
     response = client.get(f"/reports/activity?limit={limit}", headers=auth)
     assert response.status_code == 400 and response.json["error"]["code"] == "bad_query"
+
+
+def test_a_converted_figure_is_the_sum_of_its_detail_in_the_reporting_currency(
+    db, settings, client, auth
+) -> None:
+    """Without `currency` (SPEC §10, §12): the same month in usd, eur, jpy and a currency
+    the rates do not cover; each movement converts at its day's rate and the amounts
+    sum to the converted row's figure to the unit."""
+    world = march_world()
+    world += march_world("eur", "_eu", 997)
+    world += march_world("jpy", "_jp", 1313)
+    world += march_world("ngn", "_ng", 50_000)  # no ECB rate: left out, listed
+    store_and_apply(db, settings, world)
+    report = client.get("/reports/movements?start=2025-03-01&end=2025-04-01", headers=auth).json
+    assert report["currency"] == "usd" and "ngn" in report["unconverted"]
+    row = report["periods"][0]
+    checked = 0
+    for name, params in figures(row):
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        url = f"/reports/movements/detail?start=2025-03-01&end=2025-04-01&{query}"
+        doc = client.get(url, headers=auth).json
+        assert doc["currency"] == "usd"
+        amounts = [m["amount"] for m in doc["movements"]]
+        assert sum(amounts) == doc["amount"] == value(row, name), (url, doc)
+        natives = {m["native_currency"] for m in doc["movements"]}
+        assert natives <= {"usd", "eur", "jpy"}
+        if doc["movements"]:
+            assert natives == {"usd", "eur", "jpy"} and "ngn" in doc["unconverted"]
+            checked += 1
+        for m in doc["movements"]:
+            if m["native_currency"] == "usd":
+                assert m["amount"] == m["native_amount"]
+            else:
+                assert m["amount"] != m["native_amount"] and m["amount"] >= 0
+    assert checked >= 8
+    # A selection that is no single figure of the row: its amounts are the exact sum
+    # rounded once.
+    both = client.get(
+        "/reports/movements/detail?start=2025-03-01&end=2025-04-01&type=churn"
+        "&reason=payment_failed&delinquent=true",
+        headers=auth,
+    ).json
+    assert both["count"] == 3 and both["amount"] == sum(m["amount"] for m in both["movements"])
+
+
+def test_activity_converts_each_movement_into_the_reporting_currency(
+    db, settings, client, auth
+) -> None:
+    store_and_apply(db, settings, march_world() + march_world("eur", "_eu", 997))
+    doc = client.get("/reports/activity?limit=500", headers=auth).json
+    assert doc["currency"] == "usd" and doc["rates"]["newest"]
+    eur = [m for m in doc["movements"] if m["native_currency"] == "eur"]
+    usd = [m for m in doc["movements"] if m["native_currency"] == "usd"]
+    assert eur and usd and all(m["amount"] == m["native_amount"] for m in usd)
+    # EUR was worth more than a dollar in March 2025.
+    assert all(m["amount"] > m["native_amount"] for m in eur)
