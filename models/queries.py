@@ -287,15 +287,15 @@ def latest_movements(session: Session, limit: int) -> list[LedgerMovement]:
     )
 
 
-def largest_movements(session: Session, start: date, end: date, limit: int) -> list[LedgerMovement]:
-    """The `limit` largest movements of every currency on the UTC days [start, end)."""
+def movements_on_days(session: Session, start: date, end: date) -> list[LedgerMovement]:
+    """Every movement of every currency on the UTC days [start, end), in time order,
+    ties by customer id and currency."""
     m = LedgerMovement
     return list(
         session.scalars(
             select(m)
             .where(m.occurred_day >= start, m.occurred_day < end)
-            .order_by(m.amount.desc(), m.occurred_at, m.customer_id, m.currency)
-            .limit(limit)
+            .order_by(m.occurred_at, m.customer_id, m.currency, m.seq)
         )
     )
 

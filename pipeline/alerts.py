@@ -111,6 +111,10 @@ class _Weigh:
         self._session, self._settings = session, settings
         self._converter: Converter | bool | None = False
 
+    @property
+    def target(self) -> str:
+        return self._settings.reporting_currency
+
     def __call__(self, amount: int, currency: str, day: date) -> tuple[int, str] | None:
         if self._converter is False:
             try:
@@ -138,19 +142,26 @@ def record_digest(runtime: Runtime, now: datetime | None = None) -> bool:
         if outbox.has_digest(session, day):
             return False
         currencies = [t.currency for t in queries.currency_totals(session)]
-        largest = [
-            movement_json(m)
-            for m in queries.largest_movements(
-                session, day, day + timedelta(days=1), LARGEST_IN_DIGEST
-            )
-        ]
+        # The largest in the reporting currency: native amounts of different currencies
+        # do not compare (¥10,000 is less than $100.00).
+        weigh = _Weigh(session, runtime.settings)
+        weighed = []
+        for m in queries.movements_on_days(session, day, day + timedelta(days=1)):
+            converted = weigh(m.amount, m.currency, m.occurred_day)
+            weighed.append((converted[0] if converted else m.amount, m, converted))
+        weighed.sort(key=lambda w: -w[0])  # stable: ties keep time order
+        largest = []
+        for _, m, converted in weighed[:LARGEST_IN_DIGEST]:
+            shown = movement_json(m)
+            shown["amount"] = converted[0] if converted else None  # None: no rate
+            largest.append(shown)
     rows = {}
     for currency in currencies:
         doc = movements_report(
             runtime, Query(currency, Period.DAY, day, day + timedelta(days=1), as_of=now)
         )
         rows[currency] = doc["periods"][0]
-    text = digest_text(day.isoformat(), rows, largest, runtime.settings.public_url)
+    text = digest_text(day.isoformat(), rows, largest, runtime.settings.public_url, weigh.target)
     with transaction(runtime.sessions) as session:
         outbox.record(session, [{"kind": "digest", "digest_day": day, "text": text}], now)
     return True

@@ -64,9 +64,11 @@ def digest_text(
     rows: Mapping[str, Mapping[str, Any]],
     largest: Sequence[Mapping[str, Any]],
     public_url: str | None,
+    reporting: str | None = None,
 ) -> str:
     """Yesterday per currency (its day row: MRR, net new MRR by type, net MRR churn) and
-    the day's largest movements."""
+    the day's largest movements (`amount` in the `reporting` currency, beside their own
+    `native_amount`)."""
     lines = [f"MRR digest for {day} (UTC)"]
     if not rows:
         lines.append("No MRR yet.")
@@ -93,10 +95,11 @@ def digest_text(
                 + movement_text(
                     m["customer_id"],
                     m["type"],
-                    m["amount"],
+                    m["native_amount"],
                     m["native_currency"],
                     m["kind"] or m["reason"],
                     public_url,
+                    None if reporting is None or m["amount"] is None else (m["amount"], reporting),
                 )
             )
     return "\n".join(lines)

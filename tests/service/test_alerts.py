@@ -254,3 +254,26 @@ def test_the_digest_is_posted_once_a_day_from_its_hour(db, settings, receiver) -
     assert send_round(runtime) == 1
     assert receiver.texts()[1].startswith("MRR digest for 2026-03-10 (UTC)")
     assert len(receiver.bodies) == 2
+
+
+def test_the_digest_ranks_movements_in_the_reporting_currency(db, settings, receiver) -> None:
+    """¥30,000 is more minor units than $250.00 but worth less: the dollar movement is
+    the larger one, and the yen one shows its converted amount beside its own."""
+    day = datetime(2026, 3, 10, tzinfo=UTC)
+    yesterday = int((day - timedelta(hours=12)).timestamp())
+    yen = f.price("price_yen", 30_000, currency="jpy")
+    dollars = f.price("price_usd", 25_000)
+    ids = store(
+        db,
+        started("evt_y1", "cus_yen", yesterday, price=yen, currency="jpy"),
+        started("evt_u1", "cus_usd", yesterday + 60, price=dollars),
+    )
+    clock = [day + timedelta(hours=8)]
+    runtime = bootstrap(settings.with_overrides(digest_hour_utc=8), clock=lambda: clock[0])
+    apply_inline(runtime, ids)
+    assert send_round(runtime) == 1
+    (text,) = receiver.texts()
+    first, second = text.split("Largest movements:")[1].strip().splitlines()
+    assert "cus_usd" in first and first.endswith("+250.00 USD MRR")
+    assert "cus_yen" in second and " +30,000 JPY (≈ +" in second
+    assert second.endswith(" USD) MRR")
