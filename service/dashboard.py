@@ -107,13 +107,10 @@ def index() -> str:
     moved = [r for r in rows if any(r[k] for k in figures.MOVEMENT_KEYS)] or rows
     row = next((r for r in rows if r["period_start"] == focus), moved[-1])
 
-    def detail(period: dict[str, Any], figure: dict[str, str]) -> str:
-        """The detail page of one figure of a period row (every bar leads to one)."""
-        return _detail_url(period, str(currency), figure)
-
-    # The detail lists movements in their own currency: a converted view (every currency
-    # at once) links nowhere until a currency is picked.
-    link = detail if currency is not None else None
+    def link(period: dict[str, Any], figure: dict[str, str]) -> str:
+        """The detail page of one figure of a period row (every bar leads to one); in
+        the converted view, the movements of every currency in the reporting one."""
+        return _detail_url(period, currency, figure)
 
     sources = {
         "summary": url_for("reports.summary", currency=currency),
@@ -148,12 +145,12 @@ def index() -> str:
         ],
         status=status,
         sources=sources,
-        focus_figures=_focus_figures(row, currency) if currency is not None else [],
+        focus_figures=_focus_figures(row, currency),
         activity=drill.activity_report(current, {"limit": str(ACTIVITY_LIMIT)}),
     )
 
 
-def _focus_figures(row: dict[str, Any], currency: str) -> list[tuple[str, int, str]]:
+def _focus_figures(row: dict[str, Any], currency: str | None) -> list[tuple[str, int, str]]:
     """Every figure of a period row with the link to the movements behind it (SPEC §12)."""
 
     def link(**figure: str) -> str:
@@ -174,7 +171,8 @@ def _focus_figures(row: dict[str, Any], currency: str) -> list[tuple[str, int, s
     return found
 
 
-def _detail_url(row: dict[str, Any], currency: str, figure: dict[str, str]) -> str:
+def _detail_url(row: dict[str, Any], currency: str | None, figure: dict[str, str]) -> str:
+    """`currency` None: the converted detail (url_for leaves the parameter out)."""
     values: dict[str, Any] = {
         "start": row["period_start"],
         "end": row["period_end"],

@@ -366,10 +366,13 @@ def test_the_status_panel_shows_the_last_reconcile(db, settings, client) -> None
     assert "12 checked · 2 drifted · 1 fixed" in html
 
 
-def test_every_figure_of_the_focused_period_links_to_its_movements(db, settings, client) -> None:
+@pytest.mark.parametrize("currency", ["currency=usd&", ""])  # one currency; converted
+def test_every_figure_of_the_focused_period_links_to_its_movements(
+    currency, db, settings, client
+) -> None:
     apply_fixtures(db, settings)
     sign_in(client)
-    url = "/dashboard?currency=usd&period=month&start=2024-01-01&end=2024-07-01&focus=2024-06-01"
+    url = f"/dashboard?{currency}period=month&start=2024-01-01&end=2024-07-01&focus=2024-06-01"
     html = client.get(url).get_data(as_text=True)
     report = url.replace("/dashboard", "/reports/movements").replace("&focus=2024-06-01", "")
     row = client.get(report).json["periods"][-1]
@@ -381,6 +384,7 @@ def test_every_figure_of_the_focused_period_links_to_its_movements(db, settings,
         page = client.get(link)
         assert page.status_code == 200, link
         doc = client.get(link.replace("/dashboard/", "/reports/")).json
+        assert ("currency=" in link) == bool(currency) and doc["currency"] == "usd"
         text = page.get_data(as_text=True)
         assert text.count('<tr class="mv-') == len(doc["movements"])
         for m in doc["movements"]:  # every customer leads to its page
