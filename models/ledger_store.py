@@ -243,6 +243,12 @@ def trial_row(t: TrialTransition) -> dict[str, Any]:
     }
 
 
+def detached(m: Movement) -> LedgerMovement:
+    """A movement derived at report time (a segment's, SPEC §11) as a row that is never
+    stored, so that views show it as they show stored ones."""
+    return LedgerMovement(**_movement_row(m))
+
+
 def _movement_row(m: Movement) -> dict[str, Any]:
     occurred = at(m.occurred_at)
     return {

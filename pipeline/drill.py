@@ -8,22 +8,37 @@ figure they make up is allotted among them by largest remainder, so that the amo
 to the converted period row's figure to the unit (`reporting.fx.allot`). Movements in a
 currency the rates do not cover are left out of a converted detail, as of every
 converted figure, and listed in `unconverted` {currency: their native sum}.
+
+With `filter=KEY:VALUE` (SPEC §11) the movements are the segment's, derived at report
+time as the segmented movements report derives them, so that they sum to its figure.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from ledger.segments import BadSegment, Filter
 from ledger.synthetic import is_synthetic_id
 from ledger.timeline import Kind, MovementType
 from models import queries
+from models.ledger_store import detached
 from models.tables import LedgerMovement
 from pipeline.errors import BadQuery
-from pipeline.reports import conversion, natives, parse_query
+from pipeline.reports import (
+    conversion,
+    natives,
+    parse_query,
+    segment_movements,
+    segment_natives,
+)
 from pipeline.runtime import Runtime
-from reporting.fx import Converter, allot, converted_rows, row_figure
+from reporting.fx import Converter, Native, allot, converted_rows, row_figure
 
 DETAIL_PARAMETERS = frozenset({"start", "end", "currency", "type", "kind", "reason", "delinquent"})
 ACTIVITY_DEFAULT, ACTIVITY_MAX = 50, 500
@@ -51,11 +66,27 @@ def movement_json(m: LedgerMovement, amount: int | None = None) -> dict[str, Any
     }
 
 
-def detail_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Figure:
+    """Which figure of a period row: its range [start, end), its movement type, and the
+    lever (`kind`), churn `reason` or `delinquent` flag that picks part of it."""
+
+    start: date
+    end: date
+    type: str
+    kind: str | None = None
+    reason: str | None = None
+    delinquent: bool | None = None
+
+
+def detail_report(
+    runtime: Runtime, args: dict[str, str], filters: Sequence[str] = ()
+) -> dict[str, Any]:
     """The movements that sum to one figure of a period row: `type` (new, expansion,
     contraction, churn, reactivation), with `kind` for an expansion or contraction
     lever, `reason` for a churn reason (`unknown`: neither feedback nor reason) or
-    `delinquent=true` for the delinquent churn, over the row's [start, end)."""
+    `delinquent=true` for the delinquent churn, over the row's [start, end); of the
+    segment `filters` select, when given."""
     unknown = sorted(set(args) - DETAIL_PARAMETERS)
     if unknown:
         raise BadQuery(
@@ -82,10 +113,13 @@ def detail_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
             raise BadQuery("reason must be a churn reason (unknown: none given)")
     if "delinquent" in args:
         delinquent = _choice(args["delinquent"], "delinquent", ["true", "false"]) == "true"
+    try:
+        matches = Filter.parse(filters) if filters else None
+    except BadSegment as exc:
+        raise BadQuery(str(exc)) from None
+    figure = Figure(query.start, query.end, movement_type, kind, reason, delinquent)
     with runtime.sessions() as session:
-        found = queries.movements_between(
-            session, query.currency, query.start, query.end, movement_type, kind, reason, delinquent
-        )
+        found, whole = _found(session, figure, query.currency, matches)
         if query.currency is not None:
             currency, unconverted = query.currency, None
             movements = [movement_json(m) for m in found]
@@ -93,13 +127,9 @@ def detail_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
             converting = conversion(session, runtime)
             currency = converting.target
             # The figure as the converted period row of [start, end) has it.
-            row = converted_rows(
-                natives(session, query.start, query.end),
-                converting.converter,
-                [(query.start, query.end)],
-            ).rows[0]
-            figure = row_figure(row, MovementType(movement_type), kind, reason, delinquent)
-            movements, unconverted = _converted(found, converting.converter, figure)
+            row = converted_rows(whole(), converting.converter, [(query.start, query.end)]).rows[0]
+            amount = row_figure(row, MovementType(movement_type), kind, reason, delinquent)
+            movements, unconverted = _converted(found, converting.converter, amount)
     doc = {
         "currency": currency,
         "start": query.start.isoformat(),
@@ -112,10 +142,46 @@ def detail_report(runtime: Runtime, args: dict[str, str]) -> dict[str, Any]:
         "count": len(movements),
         "movements": movements,
     }
+    if matches is not None:
+        doc["filter"] = list(filters)
     if unconverted is not None:
         doc["unconverted"] = unconverted
         doc["rates"] = converting.describe()
     return doc
+
+
+def _found(
+    session: Session, figure: Figure, currency: str | None, matches: Filter | None
+) -> tuple[list[LedgerMovement], Callable[[], dict[str, Native]]]:
+    """The movements behind `figure` (of `currency`, None: every currency), in time
+    order, ties by customer, currency and sequence; and what the period row is made of,
+    every currency's opening and buckets, for the converted figure."""
+    lo, hi = figure.start, figure.end
+    if matches is None:
+        stored = queries.movements_between(
+            session,
+            currency,
+            lo,
+            hi,
+            figure.type,
+            figure.kind,
+            figure.reason,
+            figure.delinquent,
+        )
+        return stored, lambda: natives(session, lo, hi)
+    every = segment_movements(session, matches)
+    picked = [
+        detached(m)
+        for m in every
+        if (currency is None or m.currency == currency)
+        and m.type.value == figure.type
+        and (figure.kind is None or (m.kind is not None and m.kind.value == figure.kind))
+        and (figure.reason is None or m.reason_key == figure.reason)
+        and (figure.delinquent is None or m.delinquent == figure.delinquent)
+    ]
+    picked = [m for m in picked if lo <= m.occurred_day < hi]
+    picked.sort(key=lambda m: (m.occurred_at, m.customer_id, m.currency, m.seq))
+    return picked, lambda: segment_natives(every, lo)
 
 
 def _converted(

@@ -16,12 +16,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from ledger.errors import InvalidEvent, InvalidValue
 from ledger.events import SubscriptionEvent, parse_event
+from ledger.mrr import Catalog
 from ledger.segments import (
     BadSegment,
     Filter,
@@ -32,7 +34,7 @@ from ledger.segments import (
     segment_trials,
 )
 from ledger.snapshot import storable
-from ledger.timeline import Movement
+from ledger.timeline import CustomerLedger, Movement
 from ledger.trials import TrialTransition
 from models import queries
 from pipeline import enrich, fx
@@ -52,6 +54,8 @@ from reporting.periods import Period, boundaries, floor, snap
 from reporting.rows import Opening, buckets_from_movements, opening_before, period_row, period_rows
 from reporting.summary import summary
 from reporting.trials import TrialRow, pipeline_before, trial_buckets, trial_rows
+
+T = TypeVar("T")
 
 CURRENCY_RE = re.compile(r"^[a-z]{3}$")
 MAX_PERIODS = 1000
@@ -207,12 +211,11 @@ def _movements(
     }
 
 
-def _segmented_movements(
-    session: Session, query: Query, currency: str, lo: date, hi: date
-) -> dict[str, Any]:
-    """The movements of the segment the filters select, and with `group_by` of each of
-    its groups (SPEC §11): item-restricted ledgers derived from the stored events."""
-    matches = Filter.parse(query.filters)
+def stored_histories(
+    session: Session,
+) -> tuple[dict[str, list[SubscriptionEvent]], Catalog]:
+    """Every customer's stored subscription events in the ledger's order, customers
+    sorted, and the catalog that prices them: what a report derives segments from."""
     by_customer: dict[str, list[SubscriptionEvent]] = defaultdict(list)
     for customer, payload in queries.subscription_event_payloads(session):
         try:
@@ -224,25 +227,76 @@ def _segmented_movements(
     catalog = enrich.cached_catalog(
         session, [e.snapshot for events in by_customer.values() for e in events]
     )
+    return {c: by_customer[c] for c in sorted(by_customer)}, catalog
+
+
+def priced(
+    events: list[SubscriptionEvent], derive: Callable[[list[SubscriptionEvent]], T]
+) -> tuple[T, list[SubscriptionEvent]]:
+    """`derive` over a customer's events, and the events it used: as the ledger does, an
+    event priced out of range is left out."""
+    while True:
+        try:
+            return derive(events), events
+        except InvalidValue as exc:
+            if exc.event_id is None:
+                raise
+            events = [e for e in events if e.id != exc.event_id]
+
+
+def segment_movements(session: Session, matches: Filter) -> list[Movement]:
+    """Every movement of the segment of the items that pass `matches` (SPEC §11)."""
+    histories, catalog = stored_histories(session)
+    found: list[Movement] = []
+    for customer, stored in histories.items():
+        derive = partial(segment_ledger, customer, matches=matches, catalog=catalog)
+        ledger, _ = priced(stored, derive)
+        found += ledger.movements
+    return found
+
+
+def segment_natives(movements: Sequence[Movement], lo: date) -> dict[str, Native]:
+    """Every currency's opening at `lo` and daily buckets of a segment's movements, as
+    `natives` reads them of the whole ledger."""
+    by_currency: dict[str, list[Movement]] = defaultdict(list)
+    for m in movements:
+        by_currency[m.currency].append(m)
+    found = {}
+    for currency in sorted(by_currency):
+        buckets = buckets_from_movements(by_currency[currency])
+        found[currency] = Native(opening_before(buckets, lo), buckets)
+    return found
+
+
+def _parts(
+    customer: str,
+    matches: Filter,
+    group_by: str | None,
+    catalog: Catalog,
+    shares: Shares,
+    events: list[SubscriptionEvent],
+) -> tuple[list[Movement], dict[str, CustomerLedger]]:
+    """The customer's movements in the segment, and its ledger per group."""
+    mine = segment_ledger(customer, events, matches, catalog, shares).movements
+    if group_by is None:
+        return list(mine), {}
+    return list(mine), grouped_ledgers(customer, events, group_by, matches, catalog, shares)
+
+
+def _segmented_movements(
+    session: Session, query: Query, currency: str, lo: date, hi: date
+) -> dict[str, Any]:
+    """The movements of the segment the filters select, and with `group_by` of each of
+    its groups (SPEC §11): item-restricted ledgers derived from the stored events."""
+    matches = Filter.parse(query.filters)
+    histories, catalog = stored_histories(session)
     whole: list[Movement] = []
     groups: dict[str, list[Movement]] = defaultdict(list)
     trials: dict[str | None, list[TrialTransition]] = defaultdict(list)
-    for customer in sorted(by_customer):
-        events = by_customer[customer]
+    for customer, stored in histories.items():
         shares = Shares()  # each event priced once, whatever the number of groups
-        while True:  # as the ledger does: an event priced out of range is left out
-            try:
-                mine = segment_ledger(customer, events, matches, catalog, shares).movements
-                parts = (
-                    grouped_ledgers(customer, events, query.group_by, matches, catalog, shares)
-                    if query.group_by is not None
-                    else {}
-                )
-                break
-            except InvalidValue as exc:
-                if exc.event_id is None:
-                    raise
-                events = [e for e in events if e.id != exc.event_id]
+        derive = partial(_parts, customer, matches, query.group_by, catalog, shares)
+        (mine, parts), events = priced(stored, derive)
         whole += mine
         trials[None] += segment_trials(customer, events, matches, catalog=catalog, shares=shares)
         for value, ledger in parts.items():

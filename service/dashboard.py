@@ -187,13 +187,14 @@ def _detail_url(row: dict[str, Any], currency: str | None, figure: dict[str, str
 def detail() -> str:
     """The movements behind one figure of a period row, customers linked to their pages."""
     args: dict[str, Any] = _filled(request.args)
+    filters = [f for f in request.args.getlist("filter") if f.strip()]
+    args.pop("filter", None)
     try:
-        doc = drill.detail_report(runtime(), args)
+        doc = drill.detail_report(runtime(), args, filters)
     except BadQuery as exc:
         raise BadRequest(str(exc)) from None
-    return render_template(
-        "dashboard/detail.html", doc=doc, source=url_for("reports.movements_detail", **args)
-    )
+    source = url_for("reports.movements_detail", **args, filter=filters or None)
+    return render_template("dashboard/detail.html", doc=doc, source=source)
 
 
 def _documents(current: Runtime, query: report_docs.Query) -> Documents | None:

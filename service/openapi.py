@@ -218,6 +218,8 @@ DETAIL = _obj(
         "amount": _INT,
         "count": _INT,
         "movements": {"type": "array", "items": MOVEMENT},
+        # With `filter` (SPEC §11): the filters, as given.
+        "filter": {"type": "array", "items": _STR},
         # Without `currency` (converted into the reporting currency, SPEC §10) only:
         **_CONVERTED,
     },
@@ -460,6 +462,7 @@ def build_openapi() -> dict[str, Any]:
                     REASON,
                     DELINQUENT,
                     CURRENCY,
+                    FILTER,
                 ],
             ),
             "/reports/activity": _report(

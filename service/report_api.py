@@ -78,7 +78,7 @@ def movements() -> Response:
 @bp.get("/movements/detail")
 @require_ops_token
 def movements_detail() -> Response:
-    return _render(drill.detail_report(runtime(), _args()))
+    return _render(drill.detail_report(runtime(), _args(), request.args.getlist("filter")))
 
 
 @bp.get("/activity")

@@ -398,6 +398,20 @@ def test_every_figure_of_the_focused_period_links_to_its_movements(
     assert f'href="/dashboard/customers/{activity[0]["customer_id"]}"' in panel
 
 
+def test_a_segment_detail_page_lists_the_segments_movements(db, settings, client) -> None:
+    apply_fixtures(db, settings)
+    sign_in(client)
+    query = "start=2024-01-01&end=2024-07-01&currency=usd&type=new&filter=interval:month"
+    page = client.get(f"/dashboard/movements/detail?{query}").get_data(as_text=True)
+    doc = client.get(f"/reports/movements/detail?{query}").json
+    assert doc["filter"] == ["interval:month"] and doc["movements"]
+    assert page.count('<tr class="mv-') == len(doc["movements"])
+    assert "of interval:month" in page
+    # Its JSON link keeps the filter.
+    source = re.search(r'<a class="json" href="([^"]+)"', page)
+    assert source and client.get(source[1].replace("&amp;", "&")).json == doc
+
+
 def test_a_bad_detail_page_is_an_html_400(client) -> None:
     sign_in(client)
     response = client.get("/dashboard/movements/detail?start=2024-01-01&end=2024-02-01&type=x")

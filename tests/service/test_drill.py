@@ -167,6 +167,66 @@ def test_the_detail_names_every_event_behind_a_movement(db, settings, client, au
 
 
 @pytest.mark.parametrize(
+    ("filters", "moving", "currencies"),
+    [
+        (["plan:price_pro"], 5, {"usd"}),  # the eur world's price is price_pro_eu
+        (["product:prod_biz", "product:prod_addon"], 1, {"usd", "eur"}),  # one key: OR
+        (["product:prod_pro", "interval:month"], 5, {"usd", "eur"}),  # two keys: AND
+        (["plan:price_none"], 0, set()),
+    ],
+)
+def test_every_figure_of_a_segment_is_the_sum_of_its_detail(
+    filters, moving, currencies, db, settings, client, auth
+) -> None:
+    """SPEC §11, §12: with `filter` the detail lists the segment's movements, derived at
+    report time as the segmented row's are, and they sum to its figures."""
+    store_and_apply(db, settings, march_world() + march_world("eur", "_eu", 997))
+    with db() as session:
+        owner = dict(session.execute(select(InboxEvent.id, InboxEvent.customer_id)).all())
+    segment = "".join(f"&filter={x}" for x in filters)
+    report = client.get(
+        f"/reports/movements?start=2025-03-01&end=2025-04-01&currency=usd{segment}", headers=auth
+    ).json
+    row = report["periods"][0]
+    whole = client.get(
+        "/reports/movements?start=2025-03-01&end=2025-04-01&currency=usd", headers=auth
+    ).json["periods"][0]
+    checked = 0
+    for name, params in figures(row):
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        url = f"/reports/movements/detail?start=2025-03-01&end=2025-04-01&currency=usd&{query}"
+        doc = client.get(url + segment, headers=auth).json
+        assert doc["filter"] == filters
+        amounts = [m["amount"] for m in doc["movements"]]
+        assert sum(amounts) == doc["amount"] == value(row, name), (url, doc)
+        for m in doc["movements"]:
+            assert m["native_currency"] == "usd" and m["events"]
+            assert all(owner[e["id"]] == m["customer_id"] for e in m["events"])
+        checked += bool(amounts)
+        # The unfiltered detail of the same figure is the whole ledger's.
+        assert client.get(url, headers=auth).json["amount"] == value(whole, name)
+    assert checked >= moving and (checked == 0) == (moving == 0)
+    # Converted (no currency): the usd segment at a rate of 1 beside the eur one.
+    new = client.get(
+        f"/reports/movements/detail?start=2025-03-01&end=2025-04-01&type=new{segment}",
+        headers=auth,
+    ).json
+    assert new["currency"] == "usd"
+    assert sum(m["amount"] for m in new["movements"]) == new["amount"]
+    assert {m["native_currency"] for m in new["movements"]} == currencies
+    mine = [m for m in new["movements"] if m["native_currency"] == "usd"]
+    assert all(m["amount"] == m["native_amount"] for m in mine)
+
+
+def test_a_bad_detail_filter_is_a_400(client, auth) -> None:
+    base = "/reports/movements/detail?start=2025-03-01&end=2025-04-01&type=new"
+    for bad in ("planet:x", "plan", "plan:"):
+        response = client.get(f"{base}&filter={bad}", headers=auth)
+        assert response.status_code == 400, bad
+        assert response.json["error"]["code"] == "bad_query"
+
+
+@pytest.mark.parametrize(
     "query",
     [
         "start=2025-03-01&end=2025-04-01",  # no type
