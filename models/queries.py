@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -76,27 +77,45 @@ def buckets_by_currency(
 
 def trial_buckets(session: Session, currency: str, start: date, end: date) -> list[TrialBucket]:
     """Trial transitions of `currency` in [start, end), counted per day and transition."""
+    return trial_buckets_by_currency(session, start, end, currency).get(currency, [])
+
+
+def trial_buckets_by_currency(
+    session: Session, start: date, end: date, currency: str | None = None
+) -> dict[str, list[TrialBucket]]:
+    """`trial_buckets` of every currency (or of `currency`), by currency."""
     t = TrialTransitionRow
+    conditions = [t.occurred_day >= start, t.occurred_day < end]
+    if currency is not None:
+        conditions.append(t.currency == currency)
     rows = session.execute(
-        select(t.occurred_day, t.transition, func.count(), func.sum(t.pipeline_delta))
-        .where(t.currency == currency, t.occurred_day >= start, t.occurred_day < end)
-        .group_by(t.occurred_day, t.transition)
+        select(t.currency, t.occurred_day, t.transition, func.count(), func.sum(t.pipeline_delta))
+        .where(*conditions)
+        .group_by(t.currency, t.occurred_day, t.transition)
     )
-    return [
-        TrialBucket(_as_date(day), str(kind), int(count), int(delta or 0))
-        for day, kind, count, delta in rows
-    ]
+    found: dict[str, list[TrialBucket]] = defaultdict(list)
+    for code, day, kind, count, delta in rows:
+        found[str(code)].append(TrialBucket(_as_date(day), str(kind), int(count), int(delta or 0)))
+    return dict(found)
 
 
 def trial_pipeline(session: Session, currency: str, before: date) -> int:
     """The pipeline MRR of `currency`'s running trials at the start of day `before`."""
+    return trial_pipelines(session, before, currency).get(currency, 0)
+
+
+def trial_pipelines(session: Session, before: date, currency: str | None = None) -> dict[str, int]:
+    """`trial_pipeline` of every currency with a trial before `before` (or of `currency`)."""
     t = TrialTransitionRow
-    total = session.scalar(
-        select(func.coalesce(func.sum(t.pipeline_delta), 0)).where(
-            t.currency == currency, t.occurred_day < before
-        )
+    conditions = [t.occurred_day < before]
+    if currency is not None:
+        conditions.append(t.currency == currency)
+    rows = session.execute(
+        select(t.currency, func.coalesce(func.sum(t.pipeline_delta), 0))
+        .where(*conditions)
+        .group_by(t.currency)
     )
-    return int(total or 0)
+    return {str(code): int(total or 0) for code, total in rows}
 
 
 def opening(session: Session, currency: str, before: date) -> Opening:

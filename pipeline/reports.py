@@ -48,6 +48,7 @@ from reporting.fx import (
     converted_cohort_table,
     converted_period_rows,
     converted_summary,
+    converted_trial_rows,
     unconverted,
 )
 from reporting.periods import Period, boundaries, floor, snap
@@ -191,10 +192,14 @@ def _movements(
         done = converted_period_rows(
             natives(session, lo, hi), converting.converter, lo, hi, query.period
         )
+        trials = _converted_trial_rows(session, converting.converter, lo, hi, query.period)
         return {
             "currency": done.currency,
             **head,
-            "periods": [row.to_json() for row in done.rows],
+            "periods": [
+                row.to_json() | t.to_json(dates=False)
+                for row, t in zip(done.rows, trials, strict=True)
+            ],
             "unconverted": done.unconverted,
             "rates": converting.describe(),
         }
@@ -340,19 +345,42 @@ def _trial_rows(
     return trial_rows(pipeline, queries.trial_buckets(session, currency, lo, hi), lo, hi, period)
 
 
+def _converted_trial_rows(
+    session: Session, converter: Converter, lo: date, hi: date, period: Period
+) -> list[TrialRow]:
+    """Every currency's trial funnel in one (SPEC §7, §10): counts summed, the pipeline
+    MRR converted at each period's end."""
+    pipelines = queries.trial_pipelines(session, lo)
+    found = queries.trial_buckets_by_currency(session, lo, hi)
+    per_currency = {
+        c: trial_rows(pipelines.get(c, 0), found.get(c, []), lo, hi, period)
+        for c in sorted({*pipelines, *found})
+    }
+    return converted_trial_rows(per_currency, converter, boundaries(lo, hi, period))
+
+
 def _trials(
     session: Session, query: Query, now: datetime, converting: Conversion | None
 ) -> dict[str, Any]:
-    """The trial funnel per period of the query's range (default: the last 12 periods),
-    of one currency: `currency`, else the reporting currency's own subscriptions (the
-    funnel is not converted yet; the document names its currency)."""
-    currency = query.currency or (converting.target if converting else "usd")
+    """The trial funnel per period of the query's range (default: the last 12 periods):
+    of `currency`, else of every currency, the pipeline MRR converted into the
+    reporting currency."""
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
+    head = {"period": query.period.value, "start": lo.isoformat(), "end": hi.isoformat()}
+    if converting is not None:
+        rows = _converted_trial_rows(session, converting.converter, lo, hi, query.period)
+        ending = {c: o.mrr for c, o in queries.openings(session, hi).items()}
+        return {
+            "currency": converting.target,
+            **head,
+            "periods": [t.to_json() for t in rows],
+            "unconverted": unconverted(ending, converting.rates.history),
+            "rates": converting.describe(),
+        }
+    currency = query.currency or "usd"
     return {
         "currency": currency,
-        "period": query.period.value,
-        "start": lo.isoformat(),
-        "end": hi.isoformat(),
+        **head,
         "periods": [t.to_json() for t in _trial_rows(session, currency, lo, hi, query.period)],
     }
 

@@ -40,6 +40,7 @@ from reporting.periods import Period, boundaries
 from reporting.rates import RateHistory
 from reporting.rows import KINDS, Bucket, Opening, PeriodRow, ratio, rounded
 from reporting.summary import summary
+from reporting.trials import TrialRow
 
 K = TypeVar("K", bound=Hashable)
 
@@ -363,6 +364,33 @@ def converted_cohort_table(
             cell["mrr"] = round(mrr)
             cell["revenue_retention"] = rounded(_exact_ratio(mrr, new_mrr))
     return combined
+
+
+def converted_trial_rows(
+    natives: Mapping[str, Sequence[TrialRow]],
+    converter: Converter,
+    spans: Sequence[tuple[date, date]],
+) -> list[TrialRow]:
+    """Every currency's trial funnel (its rows over `spans`) as one: the counts of the
+    covered currencies summed, as customers are, and the pipeline MRR at each span's end
+    converted as an MRR level is, at the rate of the last day before it."""
+    covered = {c: rows for c, rows in sorted(natives.items()) if converter.covers(c)}
+    found = []
+    for i, (lo, hi) in enumerate(spans):
+        at_span = {c: rows[i] for c, rows in covered.items()}
+        found.append(
+            TrialRow(
+                period_start=lo,
+                period_end=hi,
+                trials_started=sum(r.trials_started for r in at_span.values()),
+                trials_converted=sum(r.trials_converted for r in at_span.values()),
+                trials_lost=sum(r.trials_lost for r in at_span.values()),
+                trial_pipeline_mrr=round(
+                    _level(converter, {c: r.trial_pipeline_mrr for c, r in at_span.items()}, hi)
+                ),
+            )
+        )
+    return found
 
 
 def unconverted(native_mrr: Mapping[str, int], rates: RateHistory) -> dict[str, int]:

@@ -46,6 +46,22 @@ _TRIAL_KEYS: dict[str, dict[str, Any]] = {
     "trial_conversion_rate": _RATE,
     "trial_pipeline_mrr": _INT,
 }
+
+
+def _row(fields: tuple[Field, ...]) -> dict[str, Any]:
+    return _obj({f.name: _FIELD_SCHEMA.get(f.kind) or _BREAKDOWN_SCHEMA[f.name] for f in fields})
+
+
+#: A native row (`currency=xxx`), and a converted one (no `currency`: SPEC §10), which
+#: adds `fx_adjustment`.
+PERIOD_ROW = _obj(_row(FIELDS)["properties"] | _TRIAL_KEYS)
+CONVERTED_ROW = _obj(_row(CONVERTED_FIELDS)["properties"] | _TRIAL_KEYS)
+#: A converted document's: each currency the rates do not cover, with its native MRR.
+UNCONVERTED = {"type": "object", "additionalProperties": _INT}
+#: A converted document's: where its rates come from and their newest day.
+RATES = _obj({"source": {"enum": ["shipped", "stored"]}, "newest": _DATE})
+_CONVERTED = {"unconverted": UNCONVERTED, "rates": RATES}
+
 TRIALS = _obj(
     {
         "currency": _STR,
@@ -56,23 +72,11 @@ TRIALS = _obj(
             "type": "array",
             "items": _obj({"period_start": _DATE, "period_end": _DATE} | _TRIAL_KEYS),
         },
-    }
+        # Without `currency` (every currency, the pipeline MRR converted, SPEC §10):
+        **_CONVERTED,
+    },
+    required=["currency", "period", "start", "end", "periods"],
 )
-
-
-def _row(fields: tuple[Field, ...]) -> dict[str, Any]:
-    return _obj({f.name: _FIELD_SCHEMA.get(f.kind) or _BREAKDOWN_SCHEMA[f.name] for f in fields})
-
-
-#: A native row (`currency=xxx`), and a converted one (no `currency`: SPEC §10), which
-#: adds `fx_adjustment`.
-PERIOD_ROW = _obj(_row(FIELDS)["properties"] | _TRIAL_KEYS)
-CONVERTED_ROW = _row(CONVERTED_FIELDS)
-#: A converted document's: each currency the rates do not cover, with its native MRR.
-UNCONVERTED = {"type": "object", "additionalProperties": _INT}
-#: A converted document's: where its rates come from and their newest day.
-RATES = _obj({"source": {"enum": ["shipped", "stored"]}, "newest": _DATE})
-_CONVERTED = {"unconverted": UNCONVERTED, "rates": RATES}
 
 MOVEMENTS = _obj(
     {

@@ -323,3 +323,53 @@ def test_activity_converts_each_movement_into_the_reporting_currency(
     assert eur and usd and all(m["amount"] == m["native_amount"] for m in usd)
     # EUR was worth more than a dollar in March 2025.
     assert all(m["amount"] > m["native_amount"] for m in eur)
+
+
+def trials_world(currency: str, tag: str, unit: int) -> list[dict[str, Any]]:
+    """Three trials in March: one converts, one is canceled, one still runs at the end."""
+    plan = f.price(f"price_trial{tag}", unit, currency=currency)
+    events = []
+    for n, (then, status) in enumerate([("active", "active"), ("canceled", "canceled")]):
+        cus, t = f"cus{tag}_t{n}", MARCH + n * DAY
+        sub = f.subscription(f"sub_{cus}", cus, [f.item(plan)], currency=currency)
+        events.append(f.event(f"evt_{cus}_1", "customer.subscription.created", t, sub))
+        events[-1]["data"]["object"]["status"] = "trialing"
+        ended = f.subscription(f"sub_{cus}", cus, [f.item(plan)], currency=currency, status=status)
+        kind = "deleted" if then == "canceled" else "updated"
+        events.append(f.event(f"evt_{cus}_2", f"customer.subscription.{kind}", t + 9 * DAY, ended))
+    cus = f"cus{tag}_t2"
+    running = f.subscription(f"sub_{cus}", cus, [f.item(plan, 2)], currency=currency)
+    running["status"] = "trialing"
+    events.append(f.event(f"evt_{cus}_1", "customer.subscription.created", MARCH + DAY, running))
+    return events
+
+
+def test_the_converted_trial_funnel_sums_every_currency(db, settings, client, auth) -> None:
+    """SPEC §7, §10: without `currency` the funnel counts every covered currency's trials
+    and converts the pipeline MRR at each period's end, in `/reports/trials` and in the
+    converted movement rows alike."""
+    world = trials_world("usd", "", 1000) + trials_world("eur", "_eu", 900)
+    world += trials_world("ngn", "_ng", 50_000)  # no ECB rate: left out, listed
+    store_and_apply(db, settings, world)
+    query = "start=2025-03-01&end=2025-05-01"
+    usd, eur = (
+        client.get(f"/reports/trials?{query}&currency={c}", headers=auth).json["periods"]
+        for c in ("usd", "eur")
+    )
+    assert [(r["trials_started"], r["trials_converted"], r["trials_lost"]) for r in usd] == [
+        (3, 1, 1),
+        (0, 0, 0),
+    ]
+    doc = client.get(f"/reports/trials?{query}", headers=auth).json
+    assert doc["currency"] == "usd" and doc["rates"]["newest"]
+    assert "ngn" in doc["unconverted"]
+    for row, mine, theirs in zip(doc["periods"], usd, eur, strict=True):
+        for key in ("trials_started", "trials_converted", "trials_lost"):
+            assert row[key] == mine[key] + theirs[key]
+        # €18.00 of pipeline is worth more than $18.00 and less than $25.00 in 2025.
+        assert mine["trial_pipeline_mrr"] == 2000 and theirs["trial_pipeline_mrr"] == 1800
+        assert 2000 + 1800 < row["trial_pipeline_mrr"] < 2000 + 2500
+    assert doc["periods"][0]["trial_conversion_rate"] == 0.5
+    movements = client.get(f"/reports/movements?{query}", headers=auth).json
+    for row, trial in zip(movements["periods"], doc["periods"], strict=True):
+        assert {k: row[k] for k in trial} == trial

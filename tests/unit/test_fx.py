@@ -23,6 +23,7 @@ from reporting.fx import (
     converted_period_rows,
     converted_rows,
     converted_summary,
+    converted_trial_rows,
     round_half_even,
     split,
     unconverted,
@@ -30,6 +31,7 @@ from reporting.fx import (
 from reporting.periods import Period, boundaries
 from reporting.rates import RateHistory
 from reporting.rows import KINDS, Bucket, Opening, period_rows
+from reporting.trials import TrialRow
 
 D = Decimal
 F = Fraction
@@ -588,3 +590,34 @@ def test_one_span_is_the_sum_of_its_parts(natives: dict[str, Native], start: int
     ).rows
     assert one.starting_mrr == days[0].starting_mrr and one.ending_mrr == days[-1].ending_mrr
     assert one.new_customers == sum(d.new_customers for d in days)
+
+
+def test_a_converted_trial_funnel_sums_counts_and_converts_the_pipeline_at_each_end() -> None:
+    """SPEC §7, §10: the counts of every covered currency summed; the pipeline MRR at a
+    period's end converted at the rate of its last day; a currency not covered left
+    out."""
+    spans = [(date(2024, 3, 1), date(2024, 3, 8)), (date(2024, 3, 8), date(2024, 3, 15))]
+
+    def rows(*cells: tuple[int, int, int, int]) -> list[TrialRow]:
+        return [
+            TrialRow(lo, hi, started, converted, lost, pipeline)
+            for (lo, hi), (started, converted, lost, pipeline) in zip(spans, cells, strict=True)
+        ]
+
+    natives = {
+        "eur": rows((2, 1, 0, 10_000), (0, 0, 1, 12_000)),  # €100, then €120
+        "jpy": rows((1, 0, 1, 16_350), (3, 1, 0, 0)),  # ¥16,350 = €100 at 163.50
+        "ngn": rows((5, 5, 5, 999_999), (5, 5, 5, 999_999)),  # no rate: left out
+    }
+    found = converted_trial_rows(natives, Converter(MARCH, "usd"), spans)
+    # Both ends' last days (March 7 and 14) take March 5's rates: usd 1.09 per euro.
+    assert [(r.trials_started, r.trials_converted, r.trials_lost) for r in found] == [
+        (3, 1, 1),
+        (3, 1, 1),
+    ]
+    assert [r.trial_pipeline_mrr for r in found] == [10_900 + 10_900, 13_080]
+    assert found[0].trial_conversion_rate == F(1, 2)
+    assert [(r.period_start, r.period_end) for r in found] == spans
+    # No currency at all: rows of zeros, one per span.
+    empty = converted_trial_rows({}, Converter(MARCH, "usd"), spans)
+    assert [r.to_json(dates=False)["trials_started"] for r in empty] == [0, 0]
