@@ -225,7 +225,7 @@ def signed_bars(
     present = [v for v in values if v is not None]
     if not present or (not band and not any(present)):  # a flow chart of zeros: say so
         return _nothing(label, empty)
-    frame = _Frame(min(present, default=0), max(present, default=0), len(labels))
+    frame = _Frame(min(0, *present), max(0, *present), len(labels))  # bars stand on zero
     parts = []
     for i, value in enumerate(values):
         if band and value is not None and value < 0:

@@ -45,8 +45,11 @@ from service.session import (
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-#: The report parameters the page's pickers send (`focus` picks the waterfall's period).
-PICKERS = frozenset({"currency", "period", "start", "end"})
+#: The report parameters the page's pickers send (`focus` picks the waterfall's period;
+#: `filter` and `group_by` the segment of the period charts, SPEC §11).
+PICKERS = frozenset({"currency", "period", "start", "end", "filter", "group_by"})
+#: What the picker offers to group the period charts by (SPEC §11).
+GROUP_KEYS = ("plan", "product", "interval")
 SEARCH_LIMIT = 20
 #: Movements in the dashboard's activity panel.
 ACTIVITY_LIMIT = 20
@@ -87,9 +90,12 @@ def index() -> str:
     """The dashboard for the picked currency, period and range (the reports' defaults)."""
     args = _filled(request.args)
     focus = args.pop("focus", None)
+    filters = _segment(request.args.getlist("filter"))
+    args.pop("filter", None)
     current = runtime()
     try:
-        docs = _documents(current, report_docs.parse_query(args, PICKERS))
+        query = report_docs.parse_query(args, PICKERS, filters)
+        docs = _documents(current, query)
     except BadQuery as exc:
         raise BadRequest(str(exc)) from None
     status = status_document(current)
@@ -110,7 +116,7 @@ def index() -> str:
     def link(period: dict[str, Any], figure: dict[str, str]) -> str:
         """The detail page of one figure of a period row (every bar leads to one); in
         the converted view, the movements of every currency in the reporting one."""
-        return _detail_url(period, currency, figure)
+        return _detail_url(period, currency, figure, filters)
 
     sources = {
         "summary": url_for("reports.summary", currency=currency),
@@ -120,6 +126,8 @@ def index() -> str:
             start=movements["start"],
             end=movements["end"],
             currency=currency,
+            filter=filters or None,
+            group_by=query.group_by,
         ),
         "cohorts": url_for(
             "reports.cohorts", start=cohorts["start"], end=cohorts["end"], currency=currency
@@ -141,20 +149,27 @@ def index() -> str:
             figures.levers_figure(movements, sources["movements"], link),
             figures.expansion_share_figure(movements, sources["movements"]),
             figures.churn_figure(movements, sources["movements"], link),
+            figures.trials_figure(movements, sources["movements"]),
+            *([figures.groups_figure(movements, sources["movements"])] if query.group_by else []),
             figures.cohorts_figure(cohorts, sources["cohorts"]),
         ],
         status=status,
         sources=sources,
-        focus_figures=_focus_figures(row, currency),
+        segment=" ".join(filters),
+        group_by=query.group_by,
+        group_keys=GROUP_KEYS,
+        focus_figures=_focus_figures(row, currency, filters),
         activity=drill.activity_report(current, {"limit": str(ACTIVITY_LIMIT)}),
     )
 
 
-def _focus_figures(row: dict[str, Any], currency: str | None) -> list[tuple[str, int, str]]:
+def _focus_figures(
+    row: dict[str, Any], currency: str | None, filters: list[str]
+) -> list[tuple[str, int, str]]:
     """Every figure of a period row with the link to the movements behind it (SPEC §12)."""
 
     def link(**figure: str) -> str:
-        return _detail_url(row, currency, figure)
+        return _detail_url(row, currency, figure, filters)
 
     found = []
     for kind in ("new", "expansion", "contraction", "churn", "reactivation"):
@@ -171,15 +186,25 @@ def _focus_figures(row: dict[str, Any], currency: str | None) -> list[tuple[str,
     return found
 
 
-def _detail_url(row: dict[str, Any], currency: str | None, figure: dict[str, str]) -> str:
-    """`currency` None: the converted detail (url_for leaves the parameter out)."""
+def _detail_url(
+    row: dict[str, Any], currency: str | None, figure: dict[str, str], filters: list[str]
+) -> str:
+    """`currency` None: the converted detail (url_for leaves the parameter out); of the
+    segment `filters` select, if any."""
     values: dict[str, Any] = {
         "start": row["period_start"],
         "end": row["period_end"],
         "currency": currency,
         **figure,
+        "filter": filters or None,
     }
     return url_for(".detail", **values)
+
+
+def _segment(raw: list[str]) -> list[str]:
+    """The picker's segment: `KEY:VALUE` filters, several to a field when separated by
+    spaces or commas (the API takes one per `filter` parameter)."""
+    return [part for text in raw for part in text.replace(",", " ").split()]
 
 
 @bp.get("/movements/detail")
@@ -207,7 +232,15 @@ def _documents(current: Runtime, query: report_docs.Query) -> Documents | None:
     if not summary["currencies"]:
         return None
     movements = report_docs.movements_report(
-        current, report_docs.Query(currency, query.period, query.start, query.end)
+        current,
+        report_docs.Query(
+            currency,
+            query.period,
+            query.start,
+            query.end,
+            filters=query.filters,
+            group_by=query.group_by,
+        ),
     )
     cohorts = report_docs.cohorts_report(
         current, report_docs.Query(currency, start=query.start, end=query.end)

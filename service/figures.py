@@ -236,6 +236,102 @@ def expansion_share_figure(doc: dict[str, Any], source: str) -> Figure:
     )
 
 
+def count_axis(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def trials(value: float) -> str:
+    return f"{value:,.0f} trial{'' if abs(value) == 1 else 's'}"
+
+
+def trials_figure(doc: dict[str, Any], source: str) -> Figure:
+    """The trial funnel per period (SPEC §7): trials converted above the line and lost
+    below it, the conversion rate of the trials that ended, and the pipeline."""
+    rows, fmt = doc["periods"], Formats(doc["currency"])
+    short, full = _labels(doc)
+    started = charts.signed_bars(
+        short,
+        full,
+        [r["trials_started"] for r in rows],
+        count_axis,
+        trials,
+        "Trials started per period",
+        css=("k-trial", "k-trial"),
+        band=False,
+        empty="no trial started in this range",
+    )
+    outcomes = charts.stacked_bars(
+        short,
+        full,
+        [
+            Series("Converted", "k-new", [r["trials_converted"] for r in rows]),
+            Series("Lost", "k-churn", [r["trials_lost"] for r in rows], -1),
+        ],
+        count_axis,
+        trials,
+        "Trials converted, above the line, and lost, below it",
+    )
+    rate = charts.signed_bars(
+        short,
+        full,
+        [r["trial_conversion_rate"] for r in rows],
+        rate_axis,
+        pct,
+        "Trial conversion rate",
+        css=("k-new", "k-new"),
+        band=False,
+        empty="no trial ended in this range",
+    )
+    last = rows[-1] if rows else None
+    pipeline = (
+        f"Running trials at the end of {full[-1]} would add "
+        f"{fmt.exact(last['trial_pipeline_mrr'])} of MRR if they converted as they are."
+        if last
+        else ""
+    )
+    return Figure(
+        "trials",
+        "Trial funnel",
+        source,
+        (started, outcomes, rate),
+        [("Started", "k-trial"), ("Converted", "k-new"), ("Lost", "k-churn")],
+        note=pipeline,
+    )
+
+
+#: Segments drawn in a colour of their own; the rest share one.
+GROUP_COLOURS = 7
+
+
+def groups_figure(doc: dict[str, Any], source: str) -> Figure:
+    """Ending MRR per period by segment (SPEC §11, `group_by`): a plan's or a country's
+    share of the whole, the largest segments in colours of their own."""
+    fmt = Formats(doc["currency"])
+    short, full = _labels(doc)
+    groups = doc["groups"]
+    shown, rest = groups[:GROUP_COLOURS], groups[GROUP_COLOURS:]
+    series = [
+        Series(g["value"], f"r{n}", [r["ending_mrr"] for r in g["periods"]])
+        for n, g in enumerate(shown)
+    ]
+    if rest:
+        others = [sum(g["periods"][i]["ending_mrr"] for g in rest) for i in range(len(short))]
+        series.append(Series(f"{len(rest)} more", "r7", others))
+    key = doc["group_by"]
+    chart = charts.stacked_bars(
+        short, full, series, fmt.axis, fmt.exact, f"Ending MRR by {key} per period"
+    )
+    return Figure(
+        "groups",
+        f"MRR by {key}",
+        source,
+        (chart,),
+        [(s.name, s.css) for s in series],
+        note="Sorted by the last period's ending MRR; each segment is the ledger of its own "
+        + ("items." if key in ("plan", "product", "interval") else "customers."),
+    )
+
+
 def levers_figure(doc: dict[str, Any], source: str, link: Link | None = None) -> Figure:
     """Expansion by lever above the zero line, contraction by kind below it."""
     rows, fmt = doc["periods"], Formats(doc["currency"])

@@ -70,6 +70,18 @@ def test_signed_bars_highlight_net_negative_periods() -> None:
     assert ">n/a<" in svg
 
 
+def test_signed_bars_of_one_sign_stand_on_the_zero_line() -> None:
+    """A conversion rate of 100 % in every period is a full bar from 0, not a sliver on
+    an axis that starts at 100 %."""
+    svg = charts.signed_bars(["a", "b"], ["A", "B"], [1.0, 1.0], str, str, "x")
+    ticks = [float(t) for t in re.findall(r'class="tick"[^>]*>([-0-9.]+)<', svg)]
+    assert ticks and min(ticks) == 0 and max(ticks) >= 1.0
+    heights = [
+        float(h) for h in re.findall(r'<rect class="mark[^"]*"[^>]* height="([0-9.]+)"', svg)
+    ]
+    assert len(heights) == 2 and all(h > 50 for h in heights)
+
+
 def test_the_waterfall_floats_movements_on_the_running_total() -> None:
     steps = [
         Step("Starting MRR", "Start", "k-mrr", 300, "total"),

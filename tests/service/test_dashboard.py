@@ -435,3 +435,54 @@ def test_every_bar_leads_to_the_movements_it_sums(figure, db, settings, client) 
         doc = client.get(href.replace("&amp;", "&").replace("/dashboard/", "/reports/")).json
         assert doc["amount"] == abs(float(value)), href
         assert bool(doc["movements"]) == (float(value) != 0)  # a waterfall draws zeros too
+
+
+def test_the_trial_funnel_panel_draws_the_rows_trial_keys(db, settings, client) -> None:
+    apply_fixtures(db, settings)
+    sign_in(client)
+    html = client.get(f"/dashboard?{RANGE}").get_data(as_text=True)
+    panel = html.split('data-figure="trials"')[1].split("</figure>")[0]
+    report = client.get(f"/reports/movements?{RANGE}").json["periods"]
+    started = [r["trials_started"] for r in report]
+    assert sum(started) > 0  # Acme's trial
+    assert panel.count("trial") >= 1 and "Trial conversion rate" in panel
+    # One bar per period with a trial started, its tooltip naming the count.
+    assert panel.count(" trial</title>") + panel.count(" trials</title>") >= sum(
+        1 for n in started if n
+    )
+    assert "would add" in panel  # the pipeline at the range's end
+
+
+def test_the_segment_picker_groups_and_filters_the_period_charts(db, settings, client) -> None:
+    apply_fixtures(db, settings)
+    sign_in(client)
+    query = "currency=usd&period=month&start=2024-01-01&end=2024-07-01"
+    html = client.get(f"/dashboard?{query}&filter=interval:month&group_by=plan").get_data(
+        as_text=True
+    )
+    grouped = client.get(f"/reports/movements?{query}&filter=interval:month&group_by=plan").json
+    assert grouped["groups"]
+    figure = html.split('data-figure="groups"')[1].split("</figure>")[0]
+    assert "MRR by plan" in figure
+    for group in grouped["groups"][:7]:  # each of the largest has its swatch
+        assert f"</span>{group['value']}</li>" in figure
+    assert "price_globex_annual" not in figure  # a yearly plan, filtered out
+    # Every bar of the movements leads to the segment's detail, which sums to it.
+    links = re.findall(r'href="(/dashboard/movements/detail\?[^"]+)"', html)
+    assert links and all("filter=interval" in link for link in links)
+    link = links[0].replace("&amp;", "&")
+    assert client.get(link).status_code == 200
+    # The picker shows what was picked.
+    assert 'name="filter" value="interval:month"' in html
+    assert '<option value="plan" selected>' in html
+    # Two filters in one field, as the picker sends them: the same as two parameters.
+    both = client.get(f"/dashboard?{query}&filter=interval:month,plan:price_team_monthly")
+    assert both.status_code == 200
+    assert 'value="interval:month plan:price_team_monthly"' in both.get_data(as_text=True)
+
+
+def test_a_bad_segment_is_an_html_400(client, db, settings) -> None:
+    apply_fixtures(db, settings)
+    sign_in(client)
+    response = client.get("/dashboard?currency=usd&filter=planet:mars")
+    assert response.status_code == 400 and response.content_type.startswith("text/html")
