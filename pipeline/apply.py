@@ -52,6 +52,8 @@ class ApplyResult:
 
     customers: int = 0
     events: int = 0
+    #: The customers whose ledgers were written.
+    customer_ids: list[str] = field(default_factory=list)
     #: Pending events of other customers applied in the same batch.
     others: list[str] = field(default_factory=list)
     #: Events asked for that were already applied (or ignored) before this call.
@@ -130,6 +132,7 @@ def _apply(runtime: Runtime, event_ids: Sequence[str], batch: int, alert: bool) 
     own_customers = sorted({h.customer_id for h in todo if h.customer_id is not None})
     written = apply_customers(runtime, own_customers, others, batch=batch, alert=alert)
     outcome.customers = len(written.customers)
+    outcome.customer_ids = list(written.customers)
     outcome.events = len(written.processed)
     outcome.others = sorted(written.processed - set(event_ids))
     outcome.quarantined = sorted(set(written.quarantined) & {h.id for h in todo})

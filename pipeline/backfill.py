@@ -57,9 +57,7 @@ from ledger.invoices import (
 from ledger.snapshot import customer_id_of
 from ledger.synthetic import (
     CREATED,
-    CUSTOMER_UPDATED,
     SYNTHETIC_PREFIX,
-    customer_snapshot_id,
     is_history_id,
     undo_previous,
 )
@@ -208,7 +206,7 @@ def _run(
 
     # 2. Customers, as synthetic `customer.updated` events of the listed objects.
     for objects in list_all(client, "/v1/customers", {}):
-        made = [_customer_event(o, at) for o in objects if isinstance(o.get("id"), str)]
+        made = [enrich.customer_event(o, at) for o in objects if isinstance(o.get("id"), str)]
         stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in made], synthetic=True)
         result.customers += len(objects)
         result.synthetic_stored += sum(s.inserted for s in stored)
@@ -374,19 +372,6 @@ def _discount_objects(
 
 def _canonical(event: Mapping[str, Any]) -> str:
     return json.dumps(event, sort_keys=True, separators=(",", ":"))
-
-
-def _customer_event(obj: Mapping[str, Any], at: int) -> dict[str, Any]:
-    return {
-        "id": customer_snapshot_id(str(obj["id"]), obj),
-        "object": "event",
-        "type": CUSTOMER_UPDATED,
-        "created": at,
-        "api_version": stripe.api_version,
-        "livemode": bool(obj.get("livemode", False)),
-        "data": {"object": dict(obj)},
-        "synthetic": True,
-    }
 
 
 def _stored_by_subscription(

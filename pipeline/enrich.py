@@ -6,6 +6,11 @@ Webhooks never carry price `tiers`, and basil+ payloads carry discounts as ids. 
 immutable, and a discount never changes its coupon, so the cache never goes stale and
 the ledger stays a function of the events. Without a key nothing is fetched: the
 ledger prices without the details and the events carry a warning.
+
+A customer's attributes (country, metadata: SPEC §11) come from `customer.*` webhooks
+and `mrr backfill`; with a key, a customer the worker applies that was never seen as an
+object is fetched once (`GET /v1/customers/{id}`) and stored like the backfill's list,
+as a synthetic `customer.updated` event dated when it was fetched.
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ from sqlalchemy.orm import Session
 from adapters.stripe_http import plain
 from ledger.mrr import Catalog, Need, needs
 from ledger.snapshot import Coupon, Snapshot, Tier, parse_coupon, parse_tiers
+from ledger.synthetic import CUSTOMER_UPDATED, customer_snapshot_id
+from models import customers as customer_store
+from models import inbox
 from models.clock import utcnow
 from models.db import dialect_insert, transaction
-from models.tables import StripeObject
+from models.tables import CustomerRow, StripeObject
+from pipeline import intake
 from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,6 +84,57 @@ def fetch_missing(runtime: Runtime, wanted: set[Need]) -> int:
     with transaction(runtime.sessions) as session:
         _store(session, fetched)
     return len(fetched)
+
+
+def customer_event(obj: Mapping[str, Any], at: int) -> dict[str, Any]:
+    """A listed or fetched Customer object as a synthetic `customer.updated` event dated
+    `at` (unix seconds), named by its content: storing it again adds nothing."""
+    return {
+        "id": customer_snapshot_id(str(obj["id"]), obj),
+        "object": "event",
+        "type": CUSTOMER_UPDATED,
+        "created": at,
+        "api_version": stripe.api_version,
+        "livemode": bool(obj.get("livemode", False)),
+        "data": {"object": dict(obj)},
+        "synthetic": True,
+    }
+
+
+def fetch_customers(runtime: Runtime, customer_ids: Iterable[str]) -> int:
+    """The attributes of the customers among `customer_ids` never seen as an object,
+    from Stripe (SPEC §11); returns how many were stored. Nothing without an API key.
+
+    Call it with no database lock held: it waits on the network. Best effort: a Stripe
+    error is logged and the customer stays `none` until its next event or a backfill.
+    """
+    if runtime.settings.stripe_api_key is None:
+        return 0
+    wanted = sorted(set(customer_ids))
+    if not wanted:
+        return 0
+    with runtime.sessions() as session:
+        known = set(session.scalars(select(CustomerRow.id).where(CustomerRow.id.in_(wanted))))
+    unseen = [c for c in wanted if c not in known]
+    if not unseen:
+        return 0
+    client = runtime.stripe()
+    at = int(utcnow().timestamp())
+    made = []
+    for customer_id in unseen:
+        try:
+            obj = plain(client.v1.customers.retrieve(customer_id))
+        except stripe.StripeError as exc:
+            log.warning("could not fetch customer %s: %s", customer_id, exc.user_message or exc)
+            continue
+        if isinstance(obj.get("id"), str):
+            made.append(customer_event(obj, at))
+    stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in made], synthetic=True)
+    ids = [s.event_id for s in stored if s.pending]
+    with transaction(runtime.sessions) as session:
+        customer_store.record_from_inbox(session, ids)
+        inbox.mark_ignored(session, ids)
+    return len(made)
 
 
 def cache_objects(runtime: Runtime, objects: Mapping[tuple[str, str], Any]) -> None:

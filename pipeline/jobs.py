@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from adapters.queue import absorb, max_attempts
+from pipeline import enrich
 from pipeline.apply import apply_event_ids
 from pipeline.runtime import Runtime
 
@@ -21,6 +22,11 @@ def apply_job(runtime: Runtime, event_id: str) -> str:
             absorb(runtime.queue, outcome.others)
         except Exception as exc:  # their jobs then run and find the events applied
             log.warning("could not drop %d absorbed job(s): %s", len(outcome.others), exc)
+    if outcome.customer_ids:
+        try:  # their attributes for segments (SPEC §11): never fails the job
+            enrich.fetch_customers(runtime, outcome.customer_ids)
+        except Exception as exc:
+            log.warning("could not fetch customer attributes: %s", exc)
     if outcome.quarantined:
         return "quarantined: the ledger can never apply it as it is (see `mrr failed`)"
     if outcome.already:

@@ -92,6 +92,12 @@ class FakeStripe:
             return 200, self._page(path, found, query)
         if path == "/v1/customers":
             return 200, self._page(path, self.customers, query)
+        if path.startswith("/v1/customers/"):
+            customer_id = path.rsplit("/", 1)[1]
+            for customer in self.customers:
+                if customer["id"] == customer_id:
+                    return 200, customer
+            return 404, _missing("customer", customer_id)
         if path == "/v1/invoices":
             page = self._page(path, self.invoices, query)
             return 200, {**page, "data": [self._embedded(i) for i in page["data"]]}

@@ -4,6 +4,7 @@ subscription."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,8 +15,11 @@ import responses
 from sqlalchemy import select
 
 from models.customers import attributes_of
-from models.tables import CustomerBalance
+from models.db import transaction
+from models.inbox import store_event
+from models.tables import CustomerBalance, InboxEvent
 from pipeline.backfill import backfill, client_for
+from pipeline.jobs import apply_job
 from pipeline.runtime import bootstrap
 from tests import factories as f
 from tests.integration.fake_stripe import FakeStripe
@@ -114,3 +118,69 @@ def test_customer_deleted_ends_no_subscription(db, post_event, run_worker) -> No
         mrr = s.scalars(select(CustomerBalance.mrr).where(CustomerBalance.customer_id == "cus_1"))
         assert list(mrr) == [2500]
     assert stored(db) == {"cus_1": ("DE", {}, True)}
+
+
+def subscription_event(event_id: str, customer_id: str, at: int) -> dict[str, Any]:
+    price = f.price("price_basic", 2500)
+    sub = f.subscription(f"sub_{customer_id}", customer_id, [f.item(price)], created=at)
+    return f.event(event_id, "customer.subscription.created", at, sub)
+
+
+def deliver(db, runtime, event: dict[str, Any]) -> None:
+    """Store one event and run the worker's job on it, as a worker would."""
+    with transaction(db) as session:
+        store_event(session, event, json.dumps(event))
+    apply_job(runtime, event["id"])
+
+
+def test_a_customer_never_seen_as_an_object_is_fetched_once(db, keyed, fake) -> None:
+    """SPEC §11: with an API key, the worker fetches the attributes of a customer no
+    `customer.*` event described (`GET /v1/customers/{id}`), once."""
+    runtime = bootstrap(keyed)
+    deliver(db, runtime, subscription_event("evt_1", "cus_de", NOW - DAY))
+    assert stored(db) == {"cus_de": ("DE", {"tier": "gold"}, False)}
+    fetched = [p for p, _ in fake.requests if p.startswith("/v1/customers/")]
+    assert fetched == ["/v1/customers/cus_de"]
+    deliver(db, runtime, subscription_event("evt_2", "cus_de", NOW))
+    assert [p for p, _ in fake.requests if p.startswith("/v1/customers/")] == fetched
+    # Stored as a synthetic event, applied (never pending), like the backfill's list.
+    with db() as s:
+        rows = s.execute(
+            select(InboxEvent.type, InboxEvent.synthetic, InboxEvent.status).where(
+                InboxEvent.type == "customer.updated"
+            )
+        ).all()
+    assert [(t, syn, str(getattr(st, "value", st))) for t, syn, st in rows] == [
+        ("customer.updated", True, "ignored")
+    ]
+
+
+def test_a_customer_stripe_does_not_have_stays_none_and_the_job_succeeds(db, keyed, fake) -> None:
+    runtime = bootstrap(keyed)
+    deliver(db, runtime, subscription_event("evt_1", "cus_gone", NOW - DAY))
+    assert stored(db) == {}
+    with db() as s:
+        mrr = s.scalars(
+            select(CustomerBalance.mrr).where(CustomerBalance.customer_id == "cus_gone")
+        )
+        assert list(mrr) == [2500]
+
+
+def test_a_customer_known_from_a_webhook_is_not_fetched(db, keyed, fake) -> None:
+    runtime = bootstrap(keyed)
+    deliver(
+        db,
+        runtime,
+        customer_event(
+            "evt_c", "customer.created", NOW - 2 * DAY, customer("cus_de", NOW - 2 * DAY, "FR")
+        ),
+    )
+    deliver(db, runtime, subscription_event("evt_1", "cus_de", NOW - DAY))
+    assert not [p for p, _ in fake.requests if p.startswith("/v1/customers/")]
+    assert stored(db) == {"cus_de": ("FR", {}, False)}
+
+
+def test_without_a_key_no_customer_is_fetched(db, settings) -> None:
+    with responses.RequestsMock():  # any HTTP call would raise
+        deliver(db, bootstrap(settings), subscription_event("evt_1", "cus_de", NOW - DAY))
+    assert stored(db) == {}
