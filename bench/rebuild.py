@@ -34,6 +34,12 @@ other work kept both cores busy. Under cProfile (wall clock) what is left is the
 domain: `parse_event` 43 %, `derive_ledger` 26 %, orjson 7 %; reading, COPY and the
 catch-up the rest, and about half the wall time is spent waiting on PostgreSQL
 (reading the inbox in customer order, COPY into indexed tables).
+
+Timing the two pure functions again (per event, 49,486 lifecycle events): parse_event
+23 us, of which parsing the same few prices over and over was the largest part, and
+derive_ledger 26 us, of which a Fraction per item per snapshot. A cache of parsed prices
+keyed by the fields they are parsed from, and whole-number MRR for the commonest
+subscriptions, brought them to 18 and 21 us: 0.243x -> 0.267x at 1,000,000 events.
 """
 
 from __future__ import annotations

@@ -253,8 +253,75 @@ def storable(value: str, what: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
+#: Prices already parsed, by every field `parse_price` reads (see `_price_key`).
+_PRICES: dict[tuple[Any, ...], Price] = {}
+_PRICES_MOST = 4096
+#: The only types a price's key may hold: equal keys then mean equal fields (a float or
+#: a bool compares equal to an int it does not parse like, so those are never cached).
+_KEYABLE = (str, int, type(None))
+
+
+def _price_key(obj: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Every field `_parse_price` reads, or None when they cannot key a cache: prices
+    repeat across events (a rebuild parses each plan thousands of times), and equal
+    fields parse to an equal `Price`. Computed from the object as it is now, so a later
+    change to it cannot leak into the cache."""
+    recurring = obj.get("recurring")
+    nested = recurring if isinstance(recurring, dict) else {}
+    transform = obj.get("transform_quantity") or obj.get("transform_usage")
+    tiers = obj.get("tiers")
+    if isinstance(tiers, list) and tiers:
+        return None  # tiers are rare; not worth keying
+    product = obj.get("product")
+    shape = (
+        isinstance(recurring, dict),
+        isinstance(transform, dict),
+        isinstance(tiers, list),
+        isinstance(product, dict),
+    )
+    fields = (
+        nested.get("interval"),
+        nested.get("interval_count"),
+        nested.get("usage_type"),
+        obj.get("interval"),
+        obj.get("interval_count"),
+        obj.get("usage_type"),
+        obj.get("currency"),
+        obj.get("unit_amount_decimal"),
+        obj.get("unit_amount"),
+        obj.get("amount_decimal"),
+        obj.get("amount"),
+        transform.get("divide_by") if isinstance(transform, dict) else None,
+        transform.get("round") if isinstance(transform, dict) else None,
+        obj.get("billing_scheme"),
+        product.get("id") if isinstance(product, dict) else product,
+        obj.get("id"),
+        obj.get("tiers_mode"),
+        obj.get("object"),
+    )
+    for value in fields:
+        if type(value) not in _KEYABLE:
+            return None
+    return shape + fields
+
+
 def parse_price(obj: Any, where: str) -> Price:
-    """Parse a `price` or a legacy `plan` object (also the plan-shaped prices of old payloads)."""
+    """Parse a `price` or a legacy `plan` object (also the plan-shaped prices of old
+    payloads); one already parsed with the same fields is returned from a cache."""
+    key = _price_key(obj) if isinstance(obj, dict) else None
+    if key is not None:
+        found = _PRICES.get(key)
+        if found is not None:
+            return found
+    price = _parse_price(obj, where)
+    if key is not None:
+        if len(_PRICES) >= _PRICES_MOST:
+            _PRICES.clear()
+        _PRICES[key] = price
+    return price
+
+
+def _parse_price(obj: Any, where: str) -> Price:
     if not isinstance(obj, dict):
         raise InvalidEvent(f"{where} has no price or plan")
     recurring = obj.get("recurring")

@@ -7,10 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ledger import mrr as mrr_module
 from ledger.errors import InvalidEvent
-from ledger.mrr import Catalog, Need, needs, subscription_mrr
-from ledger.snapshot import Tier, parse_coupon, parse_subscription
+from ledger.mrr import EMPTY_CATALOG, Catalog, Need, needs, subscription_mrr
+from ledger.snapshot import Tier, parse_coupon, parse_price, parse_subscription
 from tests import factories as f
 
 USD_1000 = f.price("price_a", 1000)
@@ -566,3 +569,64 @@ def test_scheduled_to_cancel_as_of(cancel_at_period_end, cancel_at, as_of, sched
         basil(f.item(USD_1000), cancel_at_period_end=cancel_at_period_end, cancel_at=cancel_at)
     )
     assert snapshot.scheduled_to_cancel(as_of) is scheduled
+
+
+# The rebuild's fast paths (issue 23): a cache of parsed prices, and whole-number MRR
+# without Fractions. Each must give exactly what the plain path gives.
+
+_amounts = st.one_of(
+    st.integers(min_value=-(10**6), max_value=10**9).map(str),
+    st.decimals(min_value=0, max_value=10**6, places=4, allow_nan=False).map(str),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=st.lists(
+        st.tuples(
+            _amounts,
+            st.sampled_from(["day", "week", "month", "year"]),
+            st.integers(min_value=1, max_value=12),
+            st.one_of(st.none(), st.integers(min_value=0, max_value=10**6)),
+            st.sampled_from(["licensed", "metered"]),
+        ),
+        min_size=0,
+        max_size=4,
+    )
+)
+def test_whole_number_mrr_equals_the_exact_path(items) -> None:
+    raw = [
+        f.item(
+            f.price(
+                f"price_{n}",
+                None,
+                unit_amount_decimal=amount,
+                interval=interval,
+                interval_count=count,
+                usage_type=usage,
+            ),
+            quantity,
+            item_id=f"si_{n}",
+        )
+        for n, (amount, interval, count, quantity, usage) in enumerate(items)
+    ]
+    snapshot = parse_subscription(f.subscription("sub_p", "cus_p", raw))
+    _, exact = mrr_module._exact_mrr(snapshot, EMPTY_CATALOG, [])
+    assert subscription_mrr(snapshot).amount == round(exact)
+
+
+def test_a_cached_price_never_stands_for_different_fields() -> None:
+    obj = f.price("price_cache", 1500)
+    first = parse_price(obj, "price")
+    assert first.unit_amount == 1500
+    obj["unit_amount_decimal"] = "2500"  # the same dict, changed after it was parsed
+    assert parse_price(obj, "price").unit_amount == 2500
+    # A bool is not an amount, though True == 1 as a key.
+    one = f.price("price_bool", 1)
+    flag = {**one, "unit_amount": True, "unit_amount_decimal": None}
+    assert parse_price(one, "price").unit_amount == 1
+    assert parse_price(flag, "price").unit_amount is None
+    # A float parses as its decimal value and is never cached beside the int.
+    ten = {**f.price("price_f", 10), "unit_amount_decimal": None}
+    assert parse_price({**ten, "unit_amount": 10.5}, "price").unit_amount == Decimal("10.5")
+    assert parse_price(ten, "price").unit_amount == 10
