@@ -188,9 +188,14 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
     "--filter",
     "filters",
     multiple=True,
-    help="KEY:VALUE of an item key (plan, product, interval); repeatable (movements only)",
+    help="KEY:VALUE (plan, product, interval, country, metadata.NAME); repeatable "
+    "(movements and trials)",
 )
-@click.option("--group-by", "group_by", help="plan, product or interval (movements only)")
+@click.option(
+    "--group-by",
+    "group_by",
+    help="plan, product, interval, country or metadata.NAME (movements and trials)",
+)
 def report(
     kind: str,
     as_json: bool,

@@ -45,6 +45,35 @@ def item_value(item: Item, key: str) -> str:
     raise BadSegment(f"unknown segment key {key!r}; item keys are {', '.join(ITEM_KEYS)}")
 
 
+#: Keys of the customer (SPEC §11): its country, or a value of its Stripe metadata.
+COUNTRY = "country"
+METADATA = "metadata."
+#: Longest metadata key Stripe accepts.
+MAX_METADATA_KEY = 40
+
+
+def is_customer_key(key: str) -> bool:
+    return key == COUNTRY or key.startswith(METADATA)
+
+
+def check_key(key: str) -> None:
+    """Raise `BadSegment` unless `key` is an item key or a customer key."""
+    if key in ITEM_KEYS or key == COUNTRY:
+        return
+    if key.startswith(METADATA):
+        name = key.removeprefix(METADATA)
+        if not name or len(name) > MAX_METADATA_KEY or any(c in name for c in '"\\\x00'):
+            raise BadSegment(
+                f"metadata key must be 1 to {MAX_METADATA_KEY} characters without quotes "
+                f"or backslashes (got {name[:60]!r})"
+            )
+        return
+    raise BadSegment(
+        f"unknown segment key {key!r}; keys are {', '.join(ITEM_KEYS)}, "
+        f"{COUNTRY} and {METADATA}NAME"
+    )
+
+
 @dataclass(frozen=True)
 class Filter:
     """`filter=KEY:VALUE` parameters: the same key OR, different keys AND."""
@@ -59,15 +88,27 @@ class Filter:
             key, sep, value = text.partition(":")
             if not sep or not key or not value:
                 raise BadSegment(f"filter must be KEY:VALUE (got {text!r})")
-            if key not in ITEM_KEYS:
-                raise BadSegment(
-                    f"unknown segment key {key!r}; item keys are {', '.join(ITEM_KEYS)}"
-                )
+            check_key(key)
             values.setdefault(key, set()).add(value)
         return cls({k: frozenset(v) for k, v in values.items()})
 
+    @property
+    def items(self) -> Filter:
+        """The filters on item keys only."""
+        return Filter({k: v for k, v in self.values.items() if not is_customer_key(k)})
+
+    @property
+    def customers(self) -> dict[str, frozenset[str]]:
+        """The filters on customer keys only."""
+        return {k: v for k, v in self.values.items() if is_customer_key(k)}
+
     def matches(self, item: Item) -> bool:
-        return all(item_value(item, key) in wanted for key, wanted in self.values.items())
+        """Whether an item passes the item keys (customer keys are not the item's)."""
+        return all(
+            item_value(item, key) in wanted
+            for key, wanted in self.values.items()
+            if not is_customer_key(key)
+        )
 
 
 EVERY_ITEM = Filter({})

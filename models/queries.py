@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import Date, case, cast, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from ledger.events import SUBSCRIPTION_EVENT_TYPES
@@ -16,6 +17,7 @@ from ledger.timeline import MovementType
 from models.ledger_store import RollupKey
 from models.tables import (
     CustomerBalance,
+    CustomerRow,
     EventStatus,
     InboxEvent,
     LedgerDaily,
@@ -331,3 +333,176 @@ def subscription_event_payloads(session: Session) -> list[tuple[str, str]]:
         )
     )
     return [(str(c), str(p)) for c, p in rows]
+
+
+# Segments by customer keys (SPEC §11): the movements of the customers whose attributes
+# (as of now, the `customers` table) pass the filters, summed by SQL like the rollup's
+# buckets; a customer never seen as an object is `none` for every key.
+
+#: A customer key's filter: {key: the values any one of which passes}.
+CustomerFilter = dict[str, frozenset[str]]
+NONE = "none"
+
+
+def customer_value(session: Session, key: str) -> Any:
+    """A customer key's value as SQL over `customers` (outer-joined: NULL columns when
+    the customer was never seen), `none` when absent."""
+    c = CustomerRow
+    if key == "country":
+        return func.coalesce(c.country, c.shipping_country, NONE)
+    name = key.removeprefix("metadata.")
+    found: Any
+    if session.get_bind().dialect.name == "postgresql":
+        found = cast(c.metadata_json, JSONB).op("->>")(name)
+    else:
+        found = func.json_extract(c.metadata_json, f'$."{name}"')  # the key has no quote
+    # An empty value is a removed one (Stripe unsets metadata with an empty string).
+    return func.coalesce(func.nullif(found, ""), NONE)
+
+
+def _group_value(session: Session, group: str | None) -> tuple[Any, ...]:
+    """The columns a segment query adds to its select and GROUP BY: the customer key's
+    value, or none."""
+    return (customer_value(session, group),) if group else ()
+
+
+def _split_group(row: Any, group: str | None) -> tuple[str | None, tuple[Any, ...]]:
+    """(the group's value or None, the rest of a segment query's row)."""
+    values = tuple(row)
+    return (str(values[0]), values[1:]) if group else (None, values)
+
+
+def _customer_conditions(session: Session, wanted: CustomerFilter) -> list[Any]:
+    return [customer_value(session, k).in_(sorted(v)) for k, v in sorted(wanted.items())]
+
+
+def segment_buckets(
+    session: Session, start: date, end: date, wanted: CustomerFilter, group: str | None
+) -> dict[tuple[str | None, str], list[Bucket]]:
+    """Buckets of the matching customers' movements in [start, end), by (the customers'
+    value of `group`, or None; currency)."""
+    m, c = LedgerMovement, CustomerRow
+    value = _group_value(session, group)
+    rows = session.execute(
+        select(
+            *value,
+            m.currency,
+            m.occurred_day,
+            m.type,
+            m.kind,
+            m.reason_key,
+            m.delinquent,
+            func.sum(m.amount),
+            func.count(),
+        )
+        .select_from(m)
+        .outerjoin(c, c.id == m.customer_id)
+        .where(
+            m.occurred_day >= start, m.occurred_day < end, *_customer_conditions(session, wanted)
+        )
+        .group_by(*value, m.currency, m.occurred_day, m.type, m.kind, m.reason_key, m.delinquent)
+    ).all()
+    found: dict[tuple[str | None, str], list[Bucket]] = defaultdict(list)
+    for row in rows:
+        v, (code, day, type_, kind, reason, delinquent, amount, count) = _split_group(row, group)
+        found[(v, code)].append(
+            Bucket(
+                _as_date(day),
+                type_,
+                int(amount),
+                int(count),
+                kind or None,
+                reason or None,
+                bool(delinquent),
+            )
+        )
+    return dict(found)
+
+
+def segment_openings(
+    session: Session, before: date, wanted: CustomerFilter, group: str | None
+) -> dict[tuple[str | None, str], Opening]:
+    """MRR and paying customers of the matching customers at the start of `before`."""
+    m, c = LedgerMovement, CustomerRow
+    value = _group_value(session, group)
+    signed = case(*((m.type == t.value, t.sign * m.amount) for t in MovementType))
+    joins = case(
+        *((m.type == t.value, t.paying_delta) for t in MovementType if t.paying_delta), else_=0
+    )
+    rows = session.execute(
+        select(*value, m.currency, func.sum(signed), func.sum(joins))
+        .select_from(m)
+        .outerjoin(c, c.id == m.customer_id)
+        .where(m.occurred_day < before, *_customer_conditions(session, wanted))
+        .group_by(*value, m.currency)
+    )
+    found = {}
+    for row in rows:
+        v, (code, mrr, n) = _split_group(row, group)
+        found[(v, code)] = Opening(int(mrr or 0), int(n or 0))
+    return found
+
+
+def segment_trials(
+    session: Session, start: date, end: date, wanted: CustomerFilter, group: str | None
+) -> tuple[dict[tuple[str | None, str], int], dict[tuple[str | None, str], list[TrialBucket]]]:
+    """The matching customers' trial pipeline at `start` and trial buckets in [start,
+    end), by (value of `group` or None, currency)."""
+    t, c = TrialTransitionRow, CustomerRow
+    value = _group_value(session, group)
+    conditions = _customer_conditions(session, wanted)
+    pipelines = session.execute(
+        select(*value, t.currency, func.sum(t.pipeline_delta))
+        .select_from(t)
+        .outerjoin(c, c.id == t.customer_id)
+        .where(t.occurred_day < start, *conditions)
+        .group_by(*value, t.currency)
+    )
+    rows = session.execute(
+        select(
+            *value,
+            t.currency,
+            t.occurred_day,
+            t.transition,
+            func.count(),
+            func.sum(t.pipeline_delta),
+        )
+        .select_from(t)
+        .outerjoin(c, c.id == t.customer_id)
+        .where(t.occurred_day >= start, t.occurred_day < end, *conditions)
+        .group_by(*value, t.currency, t.occurred_day, t.transition)
+    )
+    found: dict[tuple[str | None, str], list[TrialBucket]] = defaultdict(list)
+    for row in rows:
+        v, (code, day, kind, count, delta) = _split_group(row, group)
+        found[(v, code)].append(TrialBucket(_as_date(day), str(kind), int(count), int(delta or 0)))
+    begun = {}
+    for row in pipelines:
+        v, (code, amount) = _split_group(row, group)
+        begun[(v, code)] = int(amount or 0)
+    return begun, dict(found)
+
+
+def customer_values(session: Session, key: str, customer_ids: Iterable[str] = ()) -> dict[str, str]:
+    """Each customer's value of a customer key, for the customers with a stored movement
+    (or those named), `none` when absent."""
+    m, c = LedgerMovement, CustomerRow
+    value = customer_value(session, key)
+    query = select(m.customer_id, value).select_from(m).outerjoin(c, c.id == m.customer_id)
+    named = sorted(set(customer_ids))
+    if named:
+        query = query.where(m.customer_id.in_(named))
+    return {cid: str(v) for cid, v in session.execute(query.distinct())}
+
+
+def matching_customers(session: Session, wanted: CustomerFilter) -> set[str]:
+    """The customers with a stored movement whose attributes pass the filters."""
+    m, c = LedgerMovement, CustomerRow
+    rows = session.scalars(
+        select(m.customer_id)
+        .select_from(m)
+        .outerjoin(c, c.id == m.customer_id)
+        .where(*_customer_conditions(session, wanted))
+        .distinct()
+    )
+    return set(rows)

@@ -36,6 +36,7 @@ from pipeline.reports import (
     parse_query,
     segment_movements,
     segment_natives,
+    sql_segments,
 )
 from pipeline.runtime import Runtime
 from reporting.fx import Converter, Native, allot, converted_rows, row_figure
@@ -157,7 +158,7 @@ def _found(
     order, ties by customer, currency and sequence; and what the period row is made of,
     every currency's opening and buckets, for the converted figure."""
     lo, hi = figure.start, figure.end
-    if matches is None:
+    if matches is None or not matches.items.values:  # the stored movements
         stored = queries.movements_between(
             session,
             currency,
@@ -168,7 +169,13 @@ def _found(
             figure.reason,
             figure.delinquent,
         )
-        return stored, lambda: natives(session, lo, hi)
+        if matches is None:
+            return stored, lambda: natives(session, lo, hi)
+        # Customer keys only: the matching customers' own, as the report sums them.
+        wanted = matches.customers
+        allowed = queries.matching_customers(session, wanted)
+        mine = [m for m in stored if m.customer_id in allowed]
+        return mine, lambda: sql_segments(session, wanted, None, lo, hi)[None].natives
     every = segment_movements(session, matches)
     picked = [
         detached(m)

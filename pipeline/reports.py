@@ -14,7 +14,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -25,11 +25,13 @@ from ledger.errors import InvalidEvent, InvalidValue
 from ledger.events import SubscriptionEvent, parse_event
 from ledger.mrr import Catalog
 from ledger.segments import (
+    NONE,
     BadSegment,
     Filter,
     Shares,
+    check_key,
     grouped_ledgers,
-    item_value_check,
+    is_customer_key,
     segment_ledger,
     segment_trials,
 )
@@ -54,7 +56,14 @@ from reporting.fx import (
 from reporting.periods import Period, boundaries, floor, snap
 from reporting.rows import Opening, buckets_from_movements, opening_before, period_row, period_rows
 from reporting.summary import summary
-from reporting.trials import TrialRow, pipeline_before, trial_buckets, trial_rows
+from reporting.trials import (
+    TRIAL_KEYS,
+    TrialBucket,
+    TrialRow,
+    pipeline_before,
+    trial_buckets,
+    trial_rows,
+)
 
 T = TypeVar("T")
 
@@ -87,7 +96,7 @@ PARAMETERS = {
     "summary": frozenset({"currency", "as_of"}),
     "movements": frozenset({"period", "start", "end", "currency", "as_of", "filter", "group_by"}),
     "cohorts": frozenset({"start", "end", "currency", "as_of"}),
-    "trials": frozenset({"period", "start", "end", "currency", "as_of"}),
+    "trials": frozenset({"period", "start", "end", "currency", "as_of", "filter", "group_by"}),
 }
 
 
@@ -122,7 +131,7 @@ def parse_query(
     try:
         Filter.parse(filters)
         if group_by is not None:
-            item_value_check(group_by)
+            check_key(group_by)
     except BadSegment as exc:
         raise BadQuery(str(exc)) from None
     return Query(currency, period, start, end, _as_of(args.get("as_of")), tuple(filters), group_by)
@@ -183,11 +192,7 @@ def _movements(
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
     head = {"period": query.period.value, "start": lo.isoformat(), "end": hi.isoformat()}
     if query.segmented:
-        if query.currency is None:
-            raise BadQuery(
-                "filter and group_by need currency=xxx: segments are not converted (yet)"
-            )
-        return _segmented_movements(session, query, query.currency, lo, hi)
+        return _segmented_movements(session, query, lo, hi, converting)
     if converting is not None:
         done = converted_period_rows(
             natives(session, lo, hi), converting.converter, lo, hi, query.period
@@ -250,11 +255,17 @@ def priced(
 
 
 def segment_movements(session: Session, matches: Filter) -> list[Movement]:
-    """Every movement of the segment of the items that pass `matches` (SPEC §11)."""
+    """Every movement of the segment of the items that pass `matches`, of the customers
+    that pass its customer keys (SPEC §11)."""
+    wanted = matches.customers
+    allowed = queries.matching_customers(session, wanted) if wanted else None
     histories, catalog = stored_histories(session)
     found: list[Movement] = []
+    items = matches.items
     for customer, stored in histories.items():
-        derive = partial(segment_ledger, customer, matches=matches, catalog=catalog)
+        if allowed is not None and customer not in allowed:
+            continue
+        derive = partial(segment_ledger, customer, matches=items, catalog=catalog)
         ledger, _ = priced(stored, derive)
         found += ledger.movements
     return found
@@ -288,52 +299,149 @@ def _parts(
     return list(mine), grouped_ledgers(customer, events, group_by, matches, catalog, shares)
 
 
+@dataclass
+class Segment:
+    """What one segment's rows are made of, per currency: its opening at the range's
+    start and daily buckets, its trial pipeline at the start and trial buckets."""
+
+    natives: dict[str, Native] = field(default_factory=dict)
+    pipelines: dict[str, int] = field(default_factory=dict)
+    trials: dict[str, list[TrialBucket]] = field(default_factory=dict)
+
+    def rows(
+        self, query: Query, lo: date, hi: date, converting: Conversion | None
+    ) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+        """The segment's period rows, in `query.currency` or converted; and, converted,
+        the currencies left out."""
+        if converting is None:
+            currency = query.currency or "usd"
+            native = self.natives.get(currency, Native(Opening(), []))
+            flows = period_rows(native.opening, native.buckets, lo, hi, query.period)
+            ends = trial_rows(
+                self.pipelines.get(currency, 0), self.trials.get(currency, []), lo, hi, query.period
+            )
+            joined = [
+                r.to_json() | t.to_json(dates=False) for r, t in zip(flows, ends, strict=True)
+            ]
+            return joined, None
+        done = converted_period_rows(self.natives, converting.converter, lo, hi, query.period)
+        spans = boundaries(lo, hi, query.period)
+        per_currency = {
+            c: trial_rows(self.pipelines.get(c, 0), self.trials.get(c, []), lo, hi, query.period)
+            for c in sorted({*self.pipelines, *self.trials})
+        }
+        ends = converted_trial_rows(per_currency, converting.converter, spans)
+        joined = [
+            r.to_json() | t.to_json(dates=False) for r, t in zip(done.rows, ends, strict=True)
+        ]
+        return joined, done.unconverted
+
+
+def sql_segments(
+    session: Session, wanted: dict[str, frozenset[str]], group: str | None, lo: date, hi: date
+) -> dict[str | None, Segment]:
+    """Segments by customer keys only, summed by SQL (SPEC §11): None the whole, and with
+    `group` each of its values."""
+    found: dict[str | None, Segment] = defaultdict(Segment)
+    keys = [None] if group is None else [None, group]
+    for key in keys:
+        opens = queries.segment_openings(session, lo, wanted, key)
+        buckets = queries.segment_buckets(session, lo, hi, wanted, key)
+        for value, currency in {*opens, *buckets}:
+            mine = (value if key else None), currency
+            found[mine[0]].natives[currency] = Native(
+                opens.get(mine, Opening()), buckets.get(mine, [])
+            )
+        pipelines, trials = queries.segment_trials(session, lo, hi, wanted, key)
+        for (value, currency), amount in pipelines.items():
+            found[value if key else None].pipelines[currency] = amount
+        for (value, currency), funnel in trials.items():
+            found[value if key else None].trials[currency] = funnel
+    found.setdefault(None, Segment())
+    return dict(found)
+
+
+def _derived_segments(
+    session: Session, matches: Filter, group: str | None, lo: date
+) -> dict[str | None, Segment]:
+    """Segments with an item key (a filter or the group), derived from the stored events
+    of the customers the customer keys let through (SPEC §11)."""
+    wanted = matches.customers
+    allowed = queries.matching_customers(session, wanted) if wanted else None
+    item_group = group if group is not None and not is_customer_key(group) else None
+    values = queries.customer_values(session, group) if group and is_customer_key(group) else {}
+    histories, catalog = stored_histories(session)
+    moved: dict[str | None, list[Movement]] = defaultdict(list)
+    trials: dict[str | None, list[TrialTransition]] = defaultdict(list)
+    items = matches.items
+    for customer, stored in histories.items():
+        if allowed is not None and customer not in allowed:
+            continue
+        shares = Shares()  # each event priced once, whatever the number of groups
+        derive = partial(_parts, customer, items, item_group, catalog, shares)
+        (mine, parts), events = priced(stored, derive)
+        mine_trials = segment_trials(customer, events, items, catalog=catalog, shares=shares)
+        moved[None] += mine
+        trials[None] += mine_trials
+        if group is not None and item_group is None:  # by a customer key
+            mine_value = values.get(customer, NONE)
+            moved[mine_value] += mine
+            trials[mine_value] += mine_trials
+        for value, ledger in parts.items():
+            moved[value] += ledger.movements
+            trials[value] += segment_trials(
+                customer, events, items, item_group, value, catalog, shares
+            )
+    found: dict[str | None, Segment] = {}
+    for key in {None, *moved, *trials}:
+        segment = Segment(natives=segment_natives(moved[key], lo))
+        by_currency: dict[str, list[TrialTransition]] = defaultdict(list)
+        for t in trials[key]:
+            by_currency[t.currency].append(t)
+        for currency, transitions in by_currency.items():
+            funnel = trial_buckets(transitions)
+            segment.pipelines[currency] = pipeline_before(funnel, lo)
+            segment.trials[currency] = funnel
+        found[key] = segment
+    return found
+
+
 def _segmented_movements(
-    session: Session, query: Query, currency: str, lo: date, hi: date
+    session: Session, query: Query, lo: date, hi: date, converting: Conversion | None
 ) -> dict[str, Any]:
     """The movements of the segment the filters select, and with `group_by` of each of
-    its groups (SPEC §11): item-restricted ledgers derived from the stored events."""
+    its groups (SPEC §11): by customer keys alone, summed by SQL; with an item key,
+    item-restricted ledgers derived from the stored events."""
     matches = Filter.parse(query.filters)
-    histories, catalog = stored_histories(session)
-    whole: list[Movement] = []
-    groups: dict[str, list[Movement]] = defaultdict(list)
-    trials: dict[str | None, list[TrialTransition]] = defaultdict(list)
-    for customer, stored in histories.items():
-        shares = Shares()  # each event priced once, whatever the number of groups
-        derive = partial(_parts, customer, matches, query.group_by, catalog, shares)
-        (mine, parts), events = priced(stored, derive)
-        whole += mine
-        trials[None] += segment_trials(customer, events, matches, catalog=catalog, shares=shares)
-        for value, ledger in parts.items():
-            groups[value] += ledger.movements
-            trials[value] += segment_trials(
-                customer, events, matches, query.group_by, value, catalog, shares
-            )
-
-    def rows(movements: list[Movement], value: str | None = None) -> list[dict[str, Any]]:
-        buckets = buckets_from_movements(m for m in movements if m.currency == currency)
-        opening = opening_before(buckets, lo)
-        flows = period_rows(opening, buckets, lo, hi, query.period)
-        funnel = trial_buckets(t for t in trials[value] if t.currency == currency)
-        pipeline = pipeline_before(funnel, lo)
-        ends = trial_rows(pipeline, funnel, lo, hi, query.period)
-        return [r.to_json() | t.to_json(dates=False) for r, t in zip(flows, ends, strict=True)]
-
+    group = query.group_by
+    by_items = bool(matches.items.values) or (group is not None and not is_customer_key(group))
+    if by_items:
+        segments = _derived_segments(session, matches, group, lo)
+    else:
+        segments = sql_segments(session, matches.customers, group, lo, hi)
+    periods, left_out = segments[None].rows(query, lo, hi, converting)
     doc: dict[str, Any] = {
-        "currency": currency,
+        "currency": converting.target if converting else (query.currency or "usd"),
         "period": query.period.value,
         "start": lo.isoformat(),
         "end": hi.isoformat(),
         "filter": list(query.filters),
-        "periods": rows(whole),
+        "periods": periods,
     }
-    if query.group_by is not None:
-        grouped = [(rows(movements, value), value) for value, movements in sorted(groups.items())]
+    if converting is not None:
+        doc["unconverted"] = left_out
+        doc["rates"] = converting.describe()
+    if group is not None:
+        grouped = [
+            (segment.rows(query, lo, hi, converting)[0], value)
+            for value, segment in sorted(
+                ((v, s) for v, s in segments.items() if v is not None), key=lambda vs: str(vs[0])
+            )
+        ]
         grouped.sort(key=lambda g: -(g[0][-1]["ending_mrr"] if g[0] else 0))  # stable
-        doc["group_by"] = query.group_by
+        doc["group_by"] = group
         doc["groups"] = [
-            {"key": query.group_by, "value": value, "periods": periods}
-            for periods, value in grouped
+            {"key": group, "value": value, "periods": periods} for periods, value in grouped
         ]
     return doc
 
@@ -359,6 +467,10 @@ def _converted_trial_rows(
     return converted_trial_rows(per_currency, converter, boundaries(lo, hi, period))
 
 
+def _trial_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: r[k] for k in ("period_start", "period_end", *TRIAL_KEYS)} for r in rows]
+
+
 def _trials(
     session: Session, query: Query, now: datetime, converting: Conversion | None
 ) -> dict[str, Any]:
@@ -367,6 +479,12 @@ def _trials(
     reporting currency."""
     lo, hi = _range(query, now, query.period, MAX_PERIODS)
     head = {"period": query.period.value, "start": lo.isoformat(), "end": hi.isoformat()}
+    if query.segmented:  # the trial keys of the segment's period rows (SPEC §11)
+        doc = _segmented_movements(session, query, lo, hi, converting)
+        doc["periods"] = _trial_keys(doc["periods"])
+        for group in doc.get("groups", []):
+            group["periods"] = _trial_keys(group["periods"])
+        return doc
     if converting is not None:
         rows = _converted_trial_rows(session, converting.converter, lo, hi, query.period)
         ending = {c: o.mrr for c, o in queries.openings(session, hi).items()}

@@ -49,7 +49,7 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 #: `filter` and `group_by` the segment of the period charts, SPEC §11).
 PICKERS = frozenset({"currency", "period", "start", "end", "filter", "group_by"})
 #: What the picker offers to group the period charts by (SPEC §11).
-GROUP_KEYS = ("plan", "product", "interval")
+GROUP_KEYS = ("plan", "product", "interval", "country")
 SEARCH_LIMIT = 20
 #: Movements in the dashboard's activity panel.
 ACTIVITY_LIMIT = 20

@@ -74,9 +74,20 @@ TRIALS = _obj(
         },
         # Without `currency` (every currency, the pipeline MRR converted, SPEC §10):
         **_CONVERTED,
+        # With `filter` or `group_by` (SPEC §11):
+        "filter": {"type": "array", "items": _STR},
+        "group_by": _STR,
+        "groups": {
+            "type": "array",
+            "items": _obj({"key": _STR, "value": _STR, "periods": {"type": "array"}}),
+        },
     },
     required=["currency", "period", "start", "end", "periods"],
 )
+
+#: A segment key (SPEC §11): an item key, or a customer key.
+_KEY_PATTERN = r'^(plan|product|interval|country|metadata\.[^"\\\x00]{1,40})'
+_SEGMENT_KEY = {"type": "string", "pattern": _KEY_PATTERN + "$"}
 
 MOVEMENTS = _obj(
     {
@@ -87,14 +98,17 @@ MOVEMENTS = _obj(
         "periods": {"type": "array", "items": {"anyOf": [CONVERTED_ROW, PERIOD_ROW]}},
         **_CONVERTED,
         "filter": {"type": "array", "items": _STR},
-        "group_by": {"enum": ["plan", "product", "interval"]},
+        "group_by": _SEGMENT_KEY,
         "groups": {
             "type": "array",
             "items": _obj(
                 {
                     "key": _STR,
                     "value": _STR,
-                    "periods": {"type": "array", "items": PERIOD_ROW},
+                    "periods": {
+                        "type": "array",
+                        "items": {"anyOf": [CONVERTED_ROW, PERIOD_ROW]},
+                    },
                 }
             ),
         },
@@ -316,12 +330,13 @@ AS_OF = _param("as_of", {"type": "string", "format": "date"}, "default: now")
 FILTER = {
     **_param(
         "filter",
-        {"type": "array", "items": {"type": "string", "pattern": "^(plan|product|interval):.+$"}},
-        "KEY:VALUE of an item key (SPEC §11); repeatable: the same key OR, different keys AND",
+        {"type": "array", "items": {"type": "string", "pattern": _KEY_PATTERN + ":.+$"}},
+        "KEY:VALUE (SPEC §11: plan, product, interval, country, metadata.NAME); repeatable: "
+        "the same key OR, different keys AND",
     ),
     "explode": True,
 }
-GROUP_BY = _param("group_by", {"enum": ["plan", "product", "interval"]}, "adds `groups`")
+GROUP_BY = _param("group_by", _SEGMENT_KEY, "adds `groups`")
 FORMAT = _param(
     "format",
     {"enum": ["json", "csv"]},
@@ -453,7 +468,9 @@ def build_openapi() -> dict[str, Any]:
                 [PERIOD, START, END, CURRENCY, AS_OF, FILTER, GROUP_BY],
             ),
             "/reports/trials": _report(
-                "the trial funnel per period", TRIALS, [PERIOD, START, END, CURRENCY, AS_OF]
+                "the trial funnel per period",
+                TRIALS,
+                [PERIOD, START, END, CURRENCY, AS_OF, FILTER, GROUP_BY],
             ),
             "/reports/movements/detail": _report(
                 "the movements behind one figure of a period row, with their Stripe events",

@@ -486,3 +486,18 @@ def test_a_bad_segment_is_an_html_400(client, db, settings) -> None:
     sign_in(client)
     response = client.get("/dashboard?currency=usd&filter=planet:mars")
     assert response.status_code == 400 and response.content_type.startswith("text/html")
+
+
+@pytest.mark.parametrize("currency", ["currency=usd&", ""])  # one currency; converted
+def test_mrr_by_plan_and_by_country_open_from_the_dashboard(currency, db, settings, client):
+    apply_fixtures(db, settings)
+    sign_in(client)
+    html = client.get(f"/dashboard?{currency}start=2024-01-01&end=2024-07-01").get_data(
+        as_text=True
+    )
+    for key in ("plan", "country"):
+        link = re.search(rf'href="([^"]*group_by={key}[^"]*)">MRR by {key}<', html)
+        assert link, key
+        page = client.get(link[1].replace("&amp;", "&"))
+        assert page.status_code == 200, link[1]
+        assert f"MRR by {key}" in page.get_data(as_text=True).split('data-figure="groups"')[1]

@@ -139,3 +139,42 @@ def test_item_groups_sum_to_the_whole_in_levels_and_net_new_mrr(subs, key) -> No
         for n, row in enumerate(reference):
             expected = [row.starting_mrr, row.ending_mrr, row.ending_mrr - row.starting_mrr]
             assert sums[n] == expected, (currency, n)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ledgers=st.lists(customer_st, min_size=1, max_size=4),
+    values=st.lists(st.sampled_from(["DE", "FR", "none"]), min_size=4, max_size=4),
+)
+def test_customer_groups_sum_to_the_whole_field_by_field(ledgers, values) -> None:
+    """SPEC §11: every customer is in exactly one group of a customer key, so every
+    field of the groups' rows (amounts, counts, breakdowns) sums to the whole's."""
+    movements = {}
+    for n, subs in enumerate(ledgers):
+        customer = f"cus_{n}"
+        events = [parse_event(e) for e in build_events(customer, subs)]
+        movements[customer] = derive_ledger(customer, events).movements
+    days = [day_of(m.occurred_at) for ms in movements.values() for m in ms]
+    if not days:
+        return
+    lo, hi = snap(min(days), max(days) + timedelta(days=1), Period.MONTH)
+    group_of = {c: values[n] for n, c in enumerate(sorted(movements))}
+
+    def rows(customers: list[str], currency: str) -> list[dict]:
+        mine = [m for c in customers for m in movements[c] if m.currency == currency]
+        found = period_rows(Opening(), buckets_from_movements(mine), lo, hi, Period.MONTH)
+        return [r.to_json() for r in found]
+
+    for currency in ("usd", "eur"):
+        whole = rows(sorted(movements), currency)
+        parts = [
+            rows([c for c in movements if group_of[c] == value], currency)
+            for value in sorted(set(group_of.values()))
+        ]
+        for n, row in enumerate(whole):
+            for field, value in row.items():
+                if isinstance(value, dict):
+                    for k, amount in value.items():
+                        assert amount == sum(p[n][field].get(k, 0) for p in parts), field
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    assert value == sum(p[n][field] for p in parts), field
