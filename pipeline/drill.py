@@ -32,6 +32,7 @@ from models.tables import LedgerMovement
 from pipeline.errors import BadQuery
 from pipeline.reports import (
     conversion,
+    customer_test,
     natives,
     parse_query,
     segment_movements,
@@ -173,8 +174,8 @@ def _found(
             return stored, lambda: natives(session, lo, hi)
         # Customer keys only: the matching customers' own, as the report sums them.
         wanted = matches.customers
-        allowed = queries.matching_customers(session, wanted)
-        mine = [m for m in stored if m.customer_id in allowed]
+        passes = customer_test(session, wanted)
+        mine = [m for m in stored if passes(m.customer_id)]
         return mine, lambda: sql_segments(session, wanted, None, lo, hi)[None].natives
     every = segment_movements(session, matches)
     picked = [

@@ -254,16 +254,29 @@ def priced(
             events = [e for e in events if e.id != exc.event_id]
 
 
+def customer_test(session: Session, wanted: dict[str, frozenset[str]]) -> Callable[[str], bool]:
+    """Whether a customer passes the customer keys' filters, by its attributes as of now
+    (`none` for a customer never seen as an object)."""
+    keys = sorted(wanted)
+    known = queries.customer_key_values(session, keys) if keys else {}
+    unseen = (NONE,) * len(keys)
+
+    def passes(customer: str) -> bool:
+        values = known.get(customer, unseen)
+        return all(v in wanted[k] for k, v in zip(keys, values, strict=True))
+
+    return passes
+
+
 def segment_movements(session: Session, matches: Filter) -> list[Movement]:
     """Every movement of the segment of the items that pass `matches`, of the customers
     that pass its customer keys (SPEC §11)."""
-    wanted = matches.customers
-    allowed = queries.matching_customers(session, wanted) if wanted else None
+    passes = customer_test(session, matches.customers)
     histories, catalog = stored_histories(session)
     found: list[Movement] = []
     items = matches.items
     for customer, stored in histories.items():
-        if allowed is not None and customer not in allowed:
+        if not passes(customer):
             continue
         derive = partial(segment_ledger, customer, matches=items, catalog=catalog)
         ledger, _ = priced(stored, derive)
@@ -366,16 +379,17 @@ def _derived_segments(
 ) -> dict[str | None, Segment]:
     """Segments with an item key (a filter or the group), derived from the stored events
     of the customers the customer keys let through (SPEC §11)."""
-    wanted = matches.customers
-    allowed = queries.matching_customers(session, wanted) if wanted else None
+    passes = customer_test(session, matches.customers)
     item_group = group if group is not None and not is_customer_key(group) else None
-    values = queries.customer_values(session, group) if group and is_customer_key(group) else {}
+    values = {}
+    if group is not None and item_group is None:
+        values = {c: v[0] for c, v in queries.customer_key_values(session, [group]).items()}
     histories, catalog = stored_histories(session)
     moved: dict[str | None, list[Movement]] = defaultdict(list)
     trials: dict[str | None, list[TrialTransition]] = defaultdict(list)
     items = matches.items
     for customer, stored in histories.items():
-        if allowed is not None and customer not in allowed:
+        if not passes(customer):
             continue
         shares = Shares()  # each event priced once, whatever the number of groups
         derive = partial(_parts, customer, items, item_group, catalog, shares)

@@ -184,3 +184,19 @@ def test_the_trial_funnel_by_customer_key(loaded, client, auth) -> None:
 def test_a_bad_segment_key_is_a_400(query, client, auth) -> None:
     response = client.get(f"/reports/movements?{RANGE}&{query}", headers=auth)
     assert response.status_code == 400 and response.json["error"]["code"] == "bad_query"
+
+
+def test_a_customer_with_a_trial_only_is_in_its_country_with_an_item_key_too(
+    loaded, client, auth
+) -> None:
+    """cus_trial has no movement yet: its attributes still place it, in the SQL path
+    (customer keys) and the derived one (an item key too) alike."""
+    by_sql = get(client, auth, f"/reports/trials?{RANGE}&currency=usd&filter=country:DE")
+    derived = get(
+        client,
+        auth,
+        f"/reports/trials?{RANGE}&currency=usd&filter=country:DE&filter=plan:price_pro",
+    )
+    assert by_sql["periods"][0]["trials_started"] == 1
+    assert derived["periods"][0]["trials_started"] == 1
+    assert derived["periods"][0]["trial_pipeline_mrr"] == 1000
