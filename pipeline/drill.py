@@ -9,8 +9,10 @@ to the converted period row's figure to the unit (`reporting.fx.allot`). Movemen
 currency the rates do not cover are left out of a converted detail, as of every
 converted figure, and listed in `unconverted` {currency: their native sum}.
 
-With `filter=KEY:VALUE` (SPEC §11) the movements are the segment's, derived at report
-time as the segmented movements report derives them, so that they sum to its figure.
+With `filter=KEY:VALUE` (SPEC §11) the movements are the segment's, found as the
+segmented movements report finds them, so that they sum to its figure: by customer
+keys alone the matching customers' stored movements; with an item key, derived at
+report time from the stored events.
 """
 
 from __future__ import annotations
