@@ -28,6 +28,14 @@ round trips 3.2 s), reading invoices 2.2 s, storing the synthetic events 1.9 s,
 applying them 1.8 s, the histories under a second. Now the reading overlaps the waits
 and bodies are parsed with orjson; what remains outside is the work after the last
 page: the histories, storing them and applying them (BENCHMARKS.md).
+
+The next profile (10,000 subscriptions, no latency) found psycopg parsing the text of
+every multi-row INSERT again (a new statement of 1,200 placeholders per hundred
+events; the customers' upsert likewise) and the customer-by-customer apply: storing now
+goes through one prepared `unnest` insert, a first backfill applies by `mrr rebuild`'s
+bulk path, and customer events are recorded as they are listed. Requesting the next
+page on a cursor read off the raw body before parsing was tried and was slower: the
+thread hand-off costs more than the parse it hides.
 """
 
 from __future__ import annotations

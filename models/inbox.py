@@ -17,7 +17,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ledger.customers import CUSTOMER_EVENT_TYPES
-from ledger.events import is_subscription_event
+from ledger.events import SUBSCRIPTION_EVENT_TYPES, is_subscription_event
 from ledger.snapshot import customer_id_of
 from models.clock import utcnow
 from models.db import describe
@@ -73,7 +73,14 @@ def store_events_committed(
     rows = [_row_values(event, raw, synthetic) for event, raw in items]
     unique = _unique(rows)
     with engine.begin() as conn:
-        inserted = set(conn.execute(_insert(engine.dialect.name), unique).scalars())
+        if engine.dialect.name == "postgresql":
+            # The intake's one prepared statement: a multi-row VALUES of a hundred events
+            # is a new statement text of 1,200 placeholders that psycopg parses every time
+            # (most of a backfill's time storing its histories, BENCHMARKS.md).
+            found = conn.exec_driver_sql(_UNNEST_INSERT, _unnest_arrays(unique))
+            inserted = set(found.scalars())
+        else:
+            inserted = set(conn.execute(_insert(engine.dialect.name), unique).scalars())
         known = [r["id"] for r in unique if r["id"] not in inserted]
         statuses = dict(conn.execute(_statuses_of, {"ids": known}).all()) if known else {}
     return _outcomes(rows, inserted, statuses)
@@ -110,7 +117,7 @@ class InboxWriter:
         try:
             conn = self._connection()
             with conn.cursor() as cur:
-                cur.execute(_UNNEST_INSERT, tuple([r[c] for r in unique] for c in _UNNEST_COLUMNS))
+                cur.execute(_UNNEST_INSERT, _unnest_arrays(unique))
                 inserted = {r[0] for r in cur.fetchall()}
                 known = [r["id"] for r in unique if r["id"] not in inserted]
                 statuses: dict[str, str] = {}
@@ -174,6 +181,7 @@ _UNNEST_COLUMNS = {
     "enqueued_at": "timestamptz",
     "processed_at": "timestamptz",
     "attempts": "integer",
+    "synthetic": "boolean",
 }
 #: One statement text whatever the batch size (one array per column), so PostgreSQL
 #: plans it once and psycopg prepares it once per connection. Binary parameters (%b):
@@ -183,6 +191,12 @@ _UNNEST_INSERT = (
     f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _UNNEST_COLUMNS.values())}) "
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+
+
+def _unnest_arrays(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
+    """`_UNNEST_INSERT`'s parameters: one array per column."""
+    return tuple([r[c] for r in rows] for c in _UNNEST_COLUMNS)
+
 
 _STATUSES_SQL = "SELECT id, status FROM inbox_events WHERE id = ANY(%s)"
 _statuses_of = select(InboxEvent.id, InboxEvent.status).where(
@@ -246,6 +260,21 @@ def pending_customers(session: Session, scan: int) -> list[str]:
         .limit(scan)
     )
     return list(dict.fromkeys(c for c in rows if c is not None))
+
+
+def pending_ids(session: Session) -> list[str]:
+    """Every event no worker has applied yet."""
+    e = InboxEvent
+    return list(session.scalars(select(e.id).where(e.status == EventStatus.PENDING).order_by(e.id)))
+
+
+def pending_customer_count(session: Session) -> int:
+    """How many customers have a subscription event no worker has applied yet."""
+    e = InboxEvent
+    query = select(func.count(e.customer_id.distinct())).where(
+        e.status == EventStatus.PENDING, e.type.in_(SUBSCRIPTION_EVENT_TYPES)
+    )
+    return int(session.scalar(query) or 0)
 
 
 def quarantine(session: Session, reasons: Mapping[str, str]) -> None:

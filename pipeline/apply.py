@@ -424,7 +424,15 @@ def apply_inline(
     can never be applied is quarantined, both with their reasons."""
     with runtime.sessions() as session:
         heads = inbox.heads(session, event_ids)
-    customers = sorted({h.customer_id for h in heads.values() if h.customer_id is not None})
+    # Customer events change no ledger (their attributes are read by reports): only the
+    # customers of subscription events are derived again.
+    customers = sorted(
+        {
+            h.customer_id
+            for h in heads.values()
+            if h.customer_id is not None and is_subscription_event(h.type)
+        }
+    )
     processed: set[str] = set()
     result = InlineResult()
     for start in range(0, len(customers), chunk):

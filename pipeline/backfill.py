@@ -16,8 +16,10 @@ Stripe's or synthetic, has a fixed id: an interrupted run is simply started agai
 stores only what is still missing. A subscription's history replaces the synthetic
 history an earlier run stored for it when the two differ (an earlier version's
 "opening" states, or a history made before more invoices existed), and the customer's
-ledger is derived again. Events stored here and not applied yet (a run killed before
-its end) stay pending: the next run, or the worker's sweeper, applies them.
+ledger is derived again. A first backfill on PostgreSQL applies by deriving the whole
+ledger through `mrr rebuild`'s bulk path (`_apply`). Customer events are recorded as
+each page is stored. Events stored here and not applied yet (a run killed before its
+end) stay pending: the next run, or the worker's sweeper, applies them.
 
 Customers are stored as synthetic `customer.updated` events of the object as listed,
 named by a digest of its content (`ledger.synthetic.customer_snapshot_id`): listing an
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from collections import defaultdict
@@ -41,7 +44,7 @@ import orjson
 import stripe
 
 from adapters.stripe_http import RetryingHTTPClient
-from ledger.customers import CUSTOMER_EVENT_TYPES
+from ledger.customers import CUSTOMER_EVENT_TYPES, customer_attributes
 from ledger.errors import InvalidEvent, LedgerError
 from ledger.events import SUBSCRIPTION_EVENT_TYPES, parse_event
 from ledger.history import history
@@ -61,10 +64,11 @@ from ledger.synthetic import (
     is_history_id,
     undo_previous,
 )
+from models import customers as customer_store
 from models import inbox, ledger_store
 from models.db import transaction
 from pipeline import enrich, intake
-from pipeline.apply import apply_inline
+from pipeline.apply import InlineResult, apply_inline
 from pipeline.errors import StripeAccessError
 from pipeline.runtime import Runtime
 
@@ -75,6 +79,9 @@ MAX_DAYS = 30
 DAY_S = 86400
 #: Objects per Stripe list page (Stripe's maximum), and per inbox write.
 PAGE = 100
+#: Subscriptions whose histories are made, compared and stored together (one query for
+#: their stored events, one insert of their new ones).
+HISTORIES = 1000
 #: Lines an invoice embeds before `has_more` (Stripe's default for `lines`).
 EMBEDDED_LINES = 10
 #: Retries of a rate-limited (429) or failed (5xx, connection) Stripe call; with
@@ -83,9 +90,16 @@ NETWORK_RETRIES = 6
 #: A price as fetched: with its `tiers` (a tiered price's MRR needs them).
 PRICE = {"expand": ["tiers"]}
 
+#: A first backfill (at least this share of the customers with events, and this many,
+#: have events to apply) derives the whole ledger by `mrr rebuild`'s bulk path.
+BULK_SHARE = 0.5
+BULK_MIN_CUSTOMERS = 200
+
 #: Called with a stage (`events listed`, `invoices listed`, `customers applied`, …) and
 #: how many more of it are done.
 Progress = Callable[[str, int], None]
+#: Called with how many more customers are done.
+Progress1 = Callable[[int], None]
 
 T = TypeVar("T")
 
@@ -195,7 +209,7 @@ def _run(
         stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in events])
         result.events += len(events)
         result.events_stored += sum(s.inserted for s in stored)
-        pending.update(s.event_id for s in stored if s.pending)
+        pending.update(_record_customers(runtime, events, stored))
         for event in events:
             obj = event["data"]["object"]
             if event["type"] in SUBSCRIPTION_EVENT_TYPES and isinstance(obj, dict):
@@ -210,7 +224,7 @@ def _run(
         stored = intake.store_many(runtime, [(e, json.dumps(e)) for e in made], synthetic=True)
         result.customers += len(objects)
         result.synthetic_stored += sum(s.inserted for s in stored)
-        pending.update(s.event_id for s in stored if s.pending)
+        pending.update(_record_customers(runtime, made, stored))
         report("customers listed", len(objects))
 
     # 3. Subscriptions, invoices (every line), pending items, prices and coupons.
@@ -260,8 +274,8 @@ def _run(
 
     # 4. Each subscription's history, page by page of subscriptions.
     ordered = sorted(subscriptions.items())
-    for start in range(0, len(ordered), PAGE):
-        chunk = ordered[start : start + PAGE]
+    for start in range(0, len(ordered), HISTORIES):
+        chunk = ordered[start : start + HISTORIES]
         _histories(
             runtime,
             chunk,
@@ -273,11 +287,62 @@ def _run(
             pending,
         )
         report("histories stored", len(chunk))
+    # Not only what this run stored: an interrupted run may have left events unapplied.
+    owners = sorted({c for _, obj in ordered if (c := customer_id_of(obj)) is not None})
+    with runtime.sessions() as session:
+        for some in _pages(iter(owners), 1000):
+            pending.update(inbox.pending_of(session, some))
 
-    done = apply_inline(runtime, sorted(pending), progress=lambda n: report("customers applied", n))
+    done = _apply(runtime, sorted(pending), lambda n: report("customers applied", n))
     result.applied, result.failed, result.quarantined = done.applied, done.failed, done.quarantined
     for event_id, why in sorted({**done.failed, **done.quarantined}.items()):
         log.error("%s cannot be applied: %s", event_id, why)
+
+
+def _record_customers(
+    runtime: Runtime, events: Sequence[Mapping[str, Any]], stored: Sequence[inbox.Stored]
+) -> list[str]:
+    """Record the attributes of the pending customer events just stored and mark them
+    done, as a worker does (they change no ledger), while the next page is on its way
+    rather than after the listing; returns the other pending events' ids."""
+    pending = {s.event_id for s in stored if s.pending}
+    done = [e for e in events if e.get("type") in CUSTOMER_EVENT_TYPES and e["id"] in pending]
+    if done:
+        with transaction(runtime.sessions) as session:
+            customer_store.record(
+                session, [a for e in done if (a := customer_attributes(e)) is not None]
+            )
+            inbox.mark_ignored(session, sorted(str(e["id"]) for e in done))
+    return sorted(pending - {str(e["id"]) for e in done})
+
+
+def _apply(runtime: Runtime, pending: Sequence[str], progress: Progress1) -> InlineResult:
+    """Apply what the run stored. When most customers have something pending (a first
+    backfill) on PostgreSQL, the whole ledger is derived by the bulk path of `mrr
+    rebuild` (about ten times the incremental rate, BENCHMARKS.md), then what that left
+    pending (customer events, anything it cannot apply) goes the incremental way, which
+    records failures and quarantines with their reasons. Otherwise, incrementally."""
+    if not _bulk_pays(runtime):
+        return apply_inline(runtime, pending, progress=progress)
+    from pipeline.bulk_rebuild import bulk_rebuild
+
+    bulk_rebuild(runtime, progress, jobs=os.cpu_count() or 1)
+    with runtime.sessions() as session:
+        left = inbox.pending_ids(session)
+    done = apply_inline(runtime, left)
+    done.applied += len(set(pending) - set(left))
+    return done
+
+
+def _bulk_pays(runtime: Runtime) -> bool:
+    """Whether deriving every customer again costs less than applying the pending ones:
+    PostgreSQL, and at least `BULK_SHARE` of the customers with events have some."""
+    if runtime.sessions.kw["bind"].dialect.name != "postgresql":
+        return False
+    with runtime.sessions() as session:
+        touched = inbox.pending_customer_count(session)
+        everyone = len(ledger_store.customers_with_events(session))
+    return touched >= BULK_MIN_CUSTOMERS and touched >= BULK_SHARE * everyone
 
 
 def _histories(
@@ -290,7 +355,7 @@ def _histories(
     result: BackfillResult,
     pending: set[str],
 ) -> None:
-    """Make, compare and store the histories of one page of subscriptions."""
+    """Make, compare and store the histories of a chunk of subscriptions."""
     customers = {c for _, obj in chunk if (c := customer_id_of(obj)) is not None}
     stored = _stored_by_subscription(runtime, customers)
     made: list[dict[str, Any]] = []
@@ -333,21 +398,21 @@ def _histories(
                 for a in found.assumptions
             ]
         old = {e["id"]: _canonical(e) for e in own if is_history_id(e["id"])}
-        new = {e["id"]: _canonical(e) for e in found.events}
-        stale = [i for i in sorted(old) if new.get(i) != old[i]]
-        if stale:
-            replaced.extend(stale)
-            rederive.add(customer)
-        result.opened += bool(stale or set(new) - set(old))
+        if old:
+            new = {e["id"]: _canonical(e) for e in found.events}
+            stale = [i for i in sorted(old) if new.get(i) != old[i]]
+            if stale:
+                replaced.extend(stale)
+                rederive.add(customer)
+            result.opened += bool(stale or set(new) - set(old))
+        else:
+            result.opened += bool(found.events)
         made.extend(found.events)
     if replaced:
         with transaction(runtime.sessions) as session:
             inbox.delete_synthetic(session, replaced)
     saved = intake.store_many(runtime, [(e, json.dumps(e)) for e in made], synthetic=True)
     result.synthetic_stored += sum(s.inserted for s in saved)
-    with runtime.sessions() as session:
-        # Not only what this run stored: an interrupted run may have left events unapplied.
-        pending.update(inbox.pending_of(session, customers))
     if rederive:
         # A replaced history changes the ledger even where no new event is pending.
         with runtime.sessions() as session:
@@ -383,7 +448,7 @@ def _stored_by_subscription(
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         try:
-            payload = json.loads(row.payload)
+            payload = intake.loads(row.payload)
             event = parse_event(payload)
         except (InvalidEvent, ValueError):
             continue  # the ledger leaves it out too; it fails visibly on its own

@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ class FakeStripe:
         self.objects = {"prices": dict(prices or {}), "coupons": dict(coupons or {})}
         #: Seconds each answer takes (the bench's stand-in for Stripe's latency).
         self.delay_s = 0.0
+        self._lists: dict[tuple[Any, ...], tuple[tuple[int, ...], list[dict[str, Any]]]] = {}
         self._indexes: dict[tuple[int, int], tuple[list[dict[str, Any]], dict[str, int]]] = {}
         #: Per path, what its next requests answer: a status, or None to answer normally.
         self.faults: dict[str, list[int | None]] = defaultdict(list)
@@ -78,17 +79,23 @@ class FakeStripe:
         if path == "/v1/events":
             types = {v for k, v in query.items() if k.startswith("types[")}
             since = int(query.get("created[gte]", 0))
-            found = [e for e in self.events if e["created"] >= since and e["type"] in types]
+            found = self._filtered(
+                ("events", since, *sorted(types)),
+                lambda: [e for e in self.events if e["created"] >= since and e["type"] in types],
+            )
             return 200, self._page(path, found, query)
         if path == "/v1/subscriptions":
             status = query.get("status")
-            found = [
-                s
-                for s in self.subscriptions
-                if status == "all"
-                or s["status"] == status
-                or (status is None and s["status"] != "canceled")
-            ]
+            found = self._filtered(
+                ("subscriptions", status),
+                lambda: [
+                    s
+                    for s in self.subscriptions
+                    if status == "all"
+                    or s["status"] == status
+                    or (status is None and s["status"] != "canceled")
+                ],
+            )
             return 200, self._page(path, found, query)
         if path == "/v1/customers":
             return 200, self._page(path, self.customers, query)
@@ -113,8 +120,8 @@ class FakeStripe:
         for kind in ("prices", "coupons"):
             if path.startswith(f"/v1/{kind}/"):
                 obj_id = path.rsplit("/", 1)[1]
-                found = self.objects[kind].get(obj_id)
-                return (200, found) if found is not None else (404, _missing(kind, obj_id))
+                obj = self.objects[kind].get(obj_id)
+                return (200, obj) if obj is not None else (404, _missing(kind, obj_id))
         if path.startswith("/v1/subscriptions/"):
             sub_id = path.rsplit("/", 1)[1]
             for sub in self.subscriptions:
@@ -129,6 +136,18 @@ class FakeStripe:
                 }
             }
         return 404, {"error": {"type": "invalid_request_error", "message": f"no route {path}"}}
+
+    def _filtered(
+        self, key: tuple[Any, ...], make: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """A filtered list made once per filter, as long as the objects do not change: a
+        list filtered again for every page costs the whole account per page (a real
+        Stripe answers a page in about the same time however large the account is)."""
+        sizes = (id(self.events), len(self.events), id(self.subscriptions), len(self.subscriptions))
+        cached = self._lists.get(key)
+        if cached is None or cached[0] != sizes:
+            cached = self._lists[key] = (sizes, make())
+        return cached[1]
 
     def _page(
         self, path: str, found: list[dict[str, Any]], query: dict[str, str]

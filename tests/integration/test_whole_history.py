@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import responses
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from models.tables import CustomerBalance, InboxEvent, SubscriptionRow
+from models.tables import CustomerBalance, CustomerRow, InboxEvent, SubscriptionRow
 from pipeline import enrich
 from pipeline.backfill import backfill, client_for
 from pipeline.replay import SourcedEvent, replay
@@ -148,6 +148,44 @@ def test_a_backfill_alone_gives_every_month_exactly(version, db, settings, mock)
     assert (again["events_stored"], again["synthetic_stored"], again["applied"]) == (0, 0, 0)
     assert again["opened"] == 0
     assert figures(bootstrap(keyed), currencies(world)) == expected
+
+
+def test_a_first_backfill_on_postgresql_applies_by_the_bulk_path(
+    db, settings, mock, monkeypatch
+) -> None:
+    """An account's first backfill derives the whole ledger as `mrr rebuild` does on
+    PostgreSQL (the threshold lowered to this small world): the same figures, and the
+    customer events it leaves pending still recorded."""
+    if db.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("the bulk path is PostgreSQL's")
+    import pipeline.bulk_rebuild
+    from pipeline import backfill as use_case
+
+    world = central(CLOVER)
+    keyed = settings.with_overrides(stripe_api_key="sk_test_history", stripe_api_base=API)
+    expected = from_webhooks(bootstrap(settings), world)
+    empty_tables(db)
+    runs = []
+    real = pipeline.bulk_rebuild.bulk_rebuild
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        runs.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(use_case, "BULK_MIN_CUSTOMERS", 1)
+    monkeypatch.setattr(pipeline.bulk_rebuild, "bulk_rebuild", counted)
+    answer_with(mock, holding(world))
+    counts = run_backfill(bootstrap(keyed))
+
+    assert runs == [1]
+    assert differences(figures(bootstrap(keyed), currencies(world)), expected) == []
+    assert counts["applied"] > 0
+    with db() as s:
+        assert s.scalar(select(func.count()).where(InboxEvent.status == "pending")) == 0
+        assert s.scalar(select(func.count()).select_from(CustomerRow)) == len(world.customers())
+    again = run_backfill(bootstrap(keyed))
+    assert (again["synthetic_stored"], again["applied"]) == (0, 0)
+    assert runs == [1], "nothing pending: no second rebuild"
 
 
 def test_a_backfill_killed_halfway_finishes_on_the_next_run(db, settings, mock) -> None:
