@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -292,3 +293,64 @@ def test_a_discount_that_ended_in_the_window_still_prices_the_months_before(
     # invoices still know its coupon.
     assert (february["ending_mrr"], february["expansion_by_kind"]["seats"]) == (4000, 2000)
     assert (march["expansion"], march["expansion_by_kind"]["discount"]) == (1000, 1000)
+
+
+def test_a_backfill_process_killed_midway_gives_the_same_ledger_when_run_again(
+    db, settings
+) -> None:
+    """`mrr backfill` as a real process against the stand-in over HTTP, killed with
+    SIGKILL once it has stored the customers and before the histories, then run again to
+    its end: the
+    same figures and the same inbox as one run that was never interrupted."""
+    import signal
+    import subprocess
+
+    from tests.integration.fake_stripe import serve
+    from tests.integration.processes import BIN, ROOT, cli_json, process_env
+
+    world = central(BASIL)
+    fake = holding(world)
+    with serve(fake) as base:
+        env = {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "STRIPE_API_KEY": "sk_test_history",
+            "STRIPE_API_BASE": base,
+        }
+        cli_json(env, "backfill")
+        expected = figures(bootstrap(settings), currencies(world))
+        with db() as s:
+            ids = set(s.scalars(select(InboxEvent.id)))
+        empty_tables(db)
+
+        fake.delay_s = 0.2  # slow enough to be caught between two pages
+        proc = subprocess.Popen(
+            [str(BIN / "mrr"), "backfill", "--json"],
+            env=process_env(env),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                with db() as s:
+                    count = select(func.count()).where(InboxEvent.synthetic.is_(True))
+                    if (s.scalar(count) or 0) > 0:
+                        break  # the customers are stored; invoices are being listed
+                time.sleep(0.01)
+            assert proc.poll() is None, "the backfill ended before it could be killed"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        with db() as s:
+            assert set(s.scalars(select(InboxEvent.id))) < ids, "killed before its end"
+
+        fake.delay_s = 0.0
+        cli_json(env, "backfill")
+
+    assert differences(figures(bootstrap(settings), currencies(world)), expected) == []
+    with db() as s:
+        assert set(s.scalars(select(InboxEvent.id))) == ids
