@@ -319,7 +319,7 @@ def _record_customers(
 def _apply(runtime: Runtime, pending: Sequence[str], progress: Progress1) -> InlineResult:
     """Apply what the run stored. When most customers have something pending (a first
     backfill) on PostgreSQL, the whole ledger is derived by the bulk path of `mrr
-    rebuild` (about ten times the incremental rate, BENCHMARKS.md), then what that left
+    rebuild` (5-6 s instead of 24.5 s for 10,000 customers, BENCHMARKS.md), then what that left
     pending (customer events, anything it cannot apply) goes the incremental way, which
     records failures and quarantines with their reasons. Otherwise, incrementally."""
     if not _bulk_pays(runtime):
