@@ -49,7 +49,9 @@ import json
 import subprocess
 import sys
 import time
+import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 from harness import ROOT, bench_database, lifecycle_events
 
@@ -59,8 +61,11 @@ from tests.integration.processes import process_env
 COLUMNS = "id, type, created, api_version, customer_id, payload, status, received_at, attempts"
 
 
-def fill(url: str, customers: int) -> int:
-    """COPY the lifecycles of `customers` customers into the inbox; returns the events."""
+def fill(url: str, customers: int, plan_variants: int = 1) -> int:
+    """COPY the lifecycles of `customers` customers into the inbox; returns the events.
+
+    `plan_variants` > 1 gives each customer's prices one of that many ids per price
+    (`price_pro` → `price_pro_v3`), so that the account has that many times the plans."""
     engine = make_engine(url)
     raw = engine.raw_connection()
     now = datetime.now(UTC)
@@ -74,6 +79,8 @@ def fill(url: str, customers: int) -> int:
                 for e in events:
                     # Customer ids are unique per chunk: prefix them with the chunk.
                     obj = e["data"]["object"]
+                    if plan_variants > 1:
+                        rename_prices(obj, zlib.crc32(obj["customer"].encode()) % plan_variants)
                     obj["customer"] = f"c{start}_{obj['customer']}"
                     obj["id"] = f"c{start}_{obj['id']}"
                     e["id"] = f"c{start}_{e['id']}"
@@ -104,6 +111,14 @@ def fill(url: str, customers: int) -> int:
         engine.dispose()
     print(file=sys.stderr)
     return total
+
+
+def rename_prices(subscription: dict[str, Any], variant: int) -> None:
+    """Give the subscription's prices (and legacy plans) the ids of variant `variant`."""
+    for item in subscription["items"]["data"]:
+        for field in ("price", "plan"):
+            if isinstance(item.get(field), dict):
+                item[field]["id"] = f"{item[field]['id']}_v{variant}"
 
 
 def parse_rate(url: str) -> tuple[float, int]:

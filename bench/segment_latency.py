@@ -2,18 +2,23 @@
 and `group_by=country` over 12 months, beside the ungrouped report, on an inbox of
 whole subscription lifecycles.
 
-    python bench/segment_latency.py [--customers 10000] [--runs 5] [--smoke]
+    python bench/segment_latency.py [--customers 100000] [--runs 5] [--smoke]
 
 Fills a fresh PostgreSQL inbox (BENCH_DATABASE_URL; see bench/harness.py) with the
-lifecycles of `--customers` customers (about ten events each, five prices), runs the
-real `mrr rebuild`, then times through the Flask app the ungrouped 12-month movements
-report (served from the daily rollup), the same grouped by plan, and filtered to one
-plan, then by the customer key `country` (each customer given a country, one in ten
-none, as `customer.*` webhooks would). Item-key segments are derived at report time
-from the stored events (every customer's events parsed and its item-restricted ledgers
-derived), so they cost time in proportion to the inbox: the figures say how far that is
-from the 500 ms target. Customer-key segments are summed by SQL over the stored
-movements joined with `customers`. Every figure is measured in this run.
+lifecycles of `--customers` customers (about ten events each; each customer's four
+prices one of five variants: 20 plans in usd, and euro ones), runs the real
+`mrr rebuild`, then times through the Flask app the ungrouped 12-month movements report
+(served from the daily rollup), the same grouped by plan and filtered to one plan,
+then by the customer key `country` (each customer given a country, one in ten none, as
+`customer.*` webhooks would), and one of each combined. Before timing, the groups are
+checked to sum to the whole (MRR levels by plan, every field by country).
+
+Item segments are stored at apply time (`ledger.segments.item_segments`): a report by
+one item key reads `segment_daily`, a rollup like `ledger_daily`; with a customer key
+too, the stored segment movements joined with `customers`. Before that, each report by
+plan derived every customer's item-restricted ledgers from its stored events at report
+time: 3.7 s for 1,000 customers, ~3.7 ms a customer. Every figure is measured in this
+run.
 """
 
 from __future__ import annotations
@@ -33,23 +38,20 @@ from pipeline.settings import Settings
 from service.app import create_app
 
 TARGET_MS = 500.0
+#: Ids per price of the lifecycles (four usd prices): 20 plans.
+PLAN_VARIANTS = 5
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="tiny run, no target (CI)")
-    parser.add_argument(
-        "--customer-keys-only",
-        action="store_true",
-        help="skip the item-key reports (derived at report time: minutes at 100,000)",
-    )
     args = parser.parse_args()
     customers = 100 if args.smoke else args.customers
     runs = 1 if args.smoke else args.runs
     with bench_database("segments") as url:
-        events = fill(url, customers)
+        events = fill(url, customers, plan_variants=PLAN_VARIANTS)
         rebuild_rate(url, events)
         give_countries(url)
         app = create_app(
@@ -71,13 +73,12 @@ def main() -> None:
             return response.json
 
         whole = get(base)
-        items = not args.customer_keys_only
-        if items:
-            grouped = get(f"{base}&group_by=plan")
-            for n, row in enumerate(whole["periods"]):  # the figures are right before timed
-                for field in ("starting_mrr", "ending_mrr"):
-                    assert sum(g["periods"][n][field] for g in grouped["groups"]) == row[field]
-            plan = grouped["groups"][0]["value"]
+        grouped = get(f"{base}&group_by=plan")
+        for n, row in enumerate(whole["periods"]):  # the figures are right before timed
+            for field in ("starting_mrr", "ending_mrr"):
+                assert sum(g["periods"][n][field] for g in grouped["groups"]) == row[field]
+        plans = len(grouped["groups"])
+        plan = grouped["groups"][0]["value"]
 
         def timed(path: str) -> float:
             times = []
@@ -93,20 +94,20 @@ def main() -> None:
                 if isinstance(value, int) and not isinstance(value, bool):
                     assert sum(g["periods"][n][field] for g in by_country["groups"]) == value
 
-        results = [("movements (12 months)", timed(base))]
-        if items:
-            results += [
-                ("movements?group_by=plan", timed(f"{base}&group_by=plan")),
-                (f"movements?filter=plan:{plan}", timed(f"{base}&filter=plan:{plan}")),
-            ]
-        results += [
+        results = [
+            ("movements (12 months)", timed(base)),
+            ("movements?group_by=plan", timed(f"{base}&group_by=plan")),
+            ("movements?filter=plan:…", timed(f"{base}&filter=plan:{plan}")),
             ("movements?filter=country:DE", timed(f"{base}&filter=country:DE")),
             ("movements?group_by=country", timed(f"{base}&group_by=country")),
+            ("…?filter=country:DE&group_by=plan", timed(f"{base}&filter=country:DE&group_by=plan")),
         ]
-    print(f"{events:,} events, {customers:,} customers, {len(by_country['groups'])} countries")
+    countries = len(by_country["groups"])
+    print(f"{events:,} events, {customers:,} customers, {plans} plans, {countries} countries")
     print(f"{'report':<40}{'median ms':>12}{'target':>10}{'met':>6}")
+    targets = {"movements?group_by=plan", "movements?filter=country:DE"}  # issue 20's
     for name, ms in results:
-        met = "-" if args.smoke else ("yes" if ms < TARGET_MS else "NO")
+        met = "-" if args.smoke or name not in targets else ("yes" if ms < TARGET_MS else "NO")
         print(f"{name:<40}{ms:>12.1f}{TARGET_MS:>10.0f}{met:>6}")
     for name, ms in results[1:]:
         print(f"{name} / ungrouped: {ms / results[0][1]:.1f}x")

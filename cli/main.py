@@ -189,12 +189,12 @@ def _replay_direct(events: list[Any], runtime: Runtime, sync: bool) -> dict[str,
     "filters",
     multiple=True,
     help="KEY:VALUE (plan, product, interval, country, metadata.NAME); repeatable "
-    "(movements and trials)",
+    "(summary, movements and trials)",
 )
 @click.option(
     "--group-by",
     "group_by",
-    help="plan, product, interval, country or metadata.NAME (movements and trials)",
+    help="plan, product, interval, country or metadata.NAME (summary, movements and trials)",
 )
 def report(
     kind: str,

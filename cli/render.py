@@ -14,9 +14,10 @@ from reporting.rows import CONVERTED_FIELDS, FIELDS, Field
 
 def summary_table(doc: dict[str, Any]) -> Table:
     cur = doc["currency"]
-    table = Table(
-        title=f"Summary ({doc['currency']}, as of {doc['as_of'][:10]})", show_header=False
-    )
+    title = f"Summary ({doc['currency']}, as of {doc['as_of'][:10]})"
+    if doc.get("filter"):
+        title += f", {' '.join(doc['filter'])}"
+    table = Table(title=title, show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
@@ -38,6 +39,23 @@ def summary_table(doc: dict[str, Any]) -> Table:
     )
     table.caption = f"all currencies: {others}" if others else None
     table.caption = _unconverted_note(doc, table.caption)
+    return table
+
+
+def summary_groups_table(doc: dict[str, Any]) -> Table:
+    """A grouped summary's groups (SPEC §11), most MRR first."""
+    cur = doc["currency"]
+    table = Table(title=f"By {doc['group_by']}")
+    for heading in (doc["group_by"], "MRR", "customers", "net MRR churn (30 d)", "expansion share"):
+        table.add_column(heading, justify="left" if heading == doc["group_by"] else "right")
+    for g in doc["groups"]:
+        table.add_row(
+            str(g["value"]),
+            money(g["mrr"], cur),
+            str(g["customers"]),
+            pct(g["net_mrr_churn_rate"]),
+            pct(g["expansion_share"]),
+        )
     return table
 
 
@@ -245,6 +263,8 @@ def print_report(
     width = None if wide or not console.is_terminal else console.width
     if kind == "summary":
         console.print(summary_table(doc))
+        if doc.get("groups"):
+            console.print(summary_groups_table(doc))
         return
     for table in RENDERERS[kind](doc, width):
         console.print(table)

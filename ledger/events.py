@@ -100,6 +100,11 @@ def parse_event(payload: Any) -> SubscriptionEvent:
     )
 
 
+class Ordered(list[SubscriptionEvent]):
+    """Distinct events already in `order_events`' order (or the events of some of their
+    subscriptions, which keep it): `order_events` returns them as they are."""
+
+
 def order_events(events: Iterable[SubscriptionEvent]) -> list[SubscriptionEvent]:
     """Distinct events in the order they apply: a pure function of the *set* given.
 
@@ -108,6 +113,8 @@ def order_events(events: Iterable[SubscriptionEvent]) -> list[SubscriptionEvent]
     event whose previous values equal another's new values comes after it), and the
     event id breaks whatever ties remain.
     """
+    if isinstance(events, Ordered):
+        return events
     unique = {e.id: e for e in events}
     groups: dict[tuple[int, int, str], list[SubscriptionEvent]] = defaultdict(list)
     for event in unique.values():

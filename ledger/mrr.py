@@ -120,14 +120,27 @@ def _whole_mrr(snapshot: Snapshot) -> int | None:
     priced per unit at a whole monthly amount (a monthly price, or one whose interval
     divides it evenly). None for anything else, which `_exact_mrr` prices. The same
     value as that path's, without a Fraction per item (the rebuild's hottest loop)."""
+    lines = _whole_lines(snapshot)
+    if lines is None:
+        return None
+    total = max(sum(lines), 0)
+    if total > MAX_MRR:
+        raise InvalidValue(f"subscription {snapshot.id} has an MRR beyond {MAX_MRR} minor units")
+    return total
+
+
+def _whole_lines(snapshot: Snapshot) -> list[int] | None:
+    """Each item's monthly amount of a subscription `_whole_mrr` prices (metered: 0),
+    else None."""
     if snapshot.discounts:
         return None
-    total = 0
+    lines = []
     for item in snapshot.items:
         price = item.price
         if item.discounts:
             return None
         if price.usage_type == "metered":
+            lines.append(0)
             continue
         if (
             price.billing_scheme == "tiered"
@@ -138,11 +151,8 @@ def _whole_mrr(snapshot: Snapshot) -> int | None:
         unit = _unit_monthly(price.unit_amount, price.interval, price.interval_count)
         if unit.denominator != 1:
             return None
-        total += unit.numerator * (1 if item.quantity is None else item.quantity)
-    total = max(total, 0)
-    if total > MAX_MRR:
-        raise InvalidValue(f"subscription {snapshot.id} has an MRR beyond {MAX_MRR} minor units")
-    return total
+        lines.append(unit.numerator * (1 if item.quantity is None else item.quantity))
+    return lines
 
 
 @lru_cache(maxsize=4096)
@@ -163,6 +173,9 @@ def item_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> tuple[int,
     """
     if not snapshot.counts or not snapshot.items:
         return (0,) * len(snapshot.items)
+    whole = _whole_lines(snapshot)
+    if whole is not None and min(whole) >= 0:
+        return tuple(whole)  # no discount: the exact shares are these whole amounts
     lines, total = _exact_mrr(snapshot, catalog, [])
     before = sum(lines, Fraction(0))
     if before == 0:

@@ -13,13 +13,13 @@ starting and ending MRR and in net new MRR of every period.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
-from ledger.events import SubscriptionEvent
+from ledger.events import Ordered, SubscriptionEvent, order_events
 from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, item_mrr, subscription_mrr
 from ledger.snapshot import Item, Snapshot
-from ledger.timeline import CustomerLedger, Pricing, derive_ledger
+from ledger.timeline import CustomerLedger, Movement, Pricing, derive_ledger
 from ledger.trials import TrialTransition, trial_transitions
 
 ITEM_KEYS = ("plan", "product", "interval")
@@ -216,3 +216,112 @@ def grouped_ledgers(
 def item_value_check(key: str) -> None:
     if key not in ITEM_KEYS:
         raise BadSegment(f"unknown segment key {key!r}; item keys are {', '.join(ITEM_KEYS)}")
+
+
+@dataclass(frozen=True)
+class ItemSegment:
+    """A customer's ledger in the segment of one value of one item key, as stored for
+    reports to sum by SQL.
+
+    `whole`: every item of every snapshot of the customer has this value, so the
+    segment's ledger is the customer's whole ledger (its movements and trials are not
+    repeated here). Otherwise `movements` and `trials` are the segment's own.
+    """
+
+    key: str
+    value: str
+    whole: bool
+    movements: tuple[Movement, ...] = ()
+    trials: tuple[TrialTransition, ...] = ()
+
+
+def item_segments(
+    customer_id: str,
+    events: Iterable[SubscriptionEvent],
+    catalog: Catalog = EMPTY_CATALOG,
+    trials: bool = True,
+) -> tuple[ItemSegment, ...]:
+    """The customer's ledger per value of every item key (SPEC §11), for every value
+    its snapshots' items show: what `grouped_ledgers` and `segment_trials` derive, at a
+    fraction of the cost.
+
+    Most customers keep one plan, product and interval: a key whose every item in every
+    snapshot has one value is `whole` and costs no derivation (a snapshot without items
+    makes it not whole: the segment would price it 0 and leave its trial out). Otherwise
+    the events are ordered once; each snapshot's shares are summed per value once per
+    key; and a value's ledger is derived from the events of the subscriptions that ever
+    had it only (the others count 0 in it throughout, so they move nothing). `trials`
+    False: the customer's ledger has no trial, so no segment has one. Raises
+    `InvalidValue` (with `event_id`) as `derive_ledger` does.
+    """
+    ordered = Ordered(order_events(events))
+    shares = Shares()
+    found: list[ItemSegment] = []
+    for key in ITEM_KEYS:
+        values: dict[str, set[str]] = {}  # value -> subscriptions that had it
+        bare = False
+        for event in ordered:
+            items = event.snapshot.items
+            bare = bare or not items
+            for item in items:
+                values.setdefault(item_value(item, key), set()).add(event.snapshot.id)
+        if len(values) == 1 and not bare:
+            found.append(ItemSegment(key, next(iter(values)), whole=True))
+            continue
+        per_value = _PerValue(key, shares, catalog)
+        for value in sorted(values):
+            subscriptions = values[value]
+            mine = Ordered(e for e in ordered if e.snapshot.id in subscriptions)
+            pricing = per_value.pricing(value)
+            ledger = derive_ledger(customer_id, mine, catalog, pricing)
+            found_trials: tuple[TrialTransition, ...] = ()
+            if trials:
+                belongs = per_value.belongs(value)
+                found_trials = trial_transitions(customer_id, mine, catalog, pricing, belongs)
+            found.append(ItemSegment(key, value, False, ledger.movements, found_trials))
+    return tuple(found)
+
+
+class _PerValue:
+    """Each snapshot's MRR per value of one item key, computed once for every value."""
+
+    def __init__(self, key: str, shares: Shares, catalog: Catalog) -> None:
+        self.key = key
+        self.shares = shares
+        self.catalog = catalog
+        self._seen: dict[int, tuple[Snapshot, Mrr, dict[str, int]]] = {}
+
+    def of(self, snapshot: Snapshot, catalog: Catalog) -> tuple[Mrr, dict[str, int]]:
+        hit = self._seen.get(id(snapshot))
+        if hit is not None and hit[0] is snapshot:
+            return hit[1], hit[2]
+        whole, shares = self.shares.of(snapshot, catalog)
+        sums: dict[str, int] = {}
+        for item, share in zip(snapshot.items, shares, strict=True):
+            value = item_value(item, self.key)
+            sums[value] = sums.get(value, 0) + share
+        self._seen[id(snapshot)] = (snapshot, whole, sums)
+        return whole, sums
+
+    def pricing(self, value: str) -> Pricing:
+        def pricing(snapshot: Snapshot, catalog: Catalog) -> Mrr:
+            whole, sums = self.of(snapshot, catalog)
+            return Mrr(sums.get(value, 0), snapshot.currency, whole.warnings)
+
+        return pricing
+
+    def belongs(self, value: str) -> Callable[[Snapshot], bool]:
+        """Whether a snapshot has an item of `value`."""
+
+        def belongs(snapshot: Snapshot) -> bool:
+            return value in self.of(snapshot, self.catalog)[1]
+
+        return belongs
+
+
+def with_segments(
+    ledger: CustomerLedger, events: Iterable[SubscriptionEvent], catalog: Catalog = EMPTY_CATALOG
+) -> CustomerLedger:
+    """The ledger with its item segments (what a worker stores)."""
+    found = item_segments(ledger.customer_id, events, catalog, trials=bool(ledger.trials))
+    return replace(ledger, segments=found)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 from ledger.errors import InvalidValue
 from ledger.events import SubscriptionEvent, order_events
@@ -24,6 +25,9 @@ from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, subscription_mrr
 from ledger.snapshot import Snapshot
 from ledger.synthetic import is_synthetic_id
 from ledger.trials import TrialTransition, trial_transitions
+
+if TYPE_CHECKING:
+    from ledger.segments import ItemSegment
 
 #: What one snapshot counts towards a ledger (`subscription_mrr`, or a segment's share).
 Pricing = Callable[[Snapshot, Catalog], Mrr]
@@ -148,6 +152,8 @@ class CustomerLedger:
     warnings: Mapping[str, tuple[str, ...]]
     #: Its subscriptions' trial transitions (`ledger.trials`), in event order.
     trials: tuple[TrialTransition, ...] = ()
+    #: Its ledgers by item key (`ledger.segments.item_segments`), when asked for.
+    segments: tuple[ItemSegment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,14 @@ from psycopg import sql
 from ledger.events import SUBSCRIPTION_EVENT_TYPES
 from models.tables import (
     CustomerBalance,
+    CustomerSegment,
     EventStatus,
     InboxEvent,
     LedgerDaily,
     LedgerMovement,
+    SegmentDaily,
+    SegmentMovement,
+    SegmentTrial,
     SubscriptionRow,
     TrialTransitionRow,
 )
@@ -38,9 +42,13 @@ from models.tables import (
 SWAPPED = (
     LedgerMovement.__tablename__,
     LedgerDaily.__tablename__,
+    CustomerSegment.__tablename__,
+    SegmentMovement.__tablename__,
+    SegmentDaily.__tablename__,
     SubscriptionRow.__tablename__,
     CustomerBalance.__tablename__,
     TrialTransitionRow.__tablename__,
+    SegmentTrial.__tablename__,
 )
 #: Prefix of the fresh tables while they fill.
 FRESH = "rebuild_"
@@ -106,6 +114,32 @@ BALANCE_COLUMNS = (
     "updated_at",
 )
 DAILY_COLUMNS = ("currency", "day", "type", "kind", "reason_key", "delinquent", "amount", "count")
+SEGMENT_COLUMNS = ("customer_id", "key", "value", "whole")
+SEGMENT_MOVEMENT_COLUMNS = (
+    "customer_id",
+    "key",
+    "value",
+    "currency",
+    "seq",
+    "occurred_day",
+    "type",
+    "amount",
+    "kind",
+    "reason_key",
+    "delinquent",
+)
+SEGMENT_TRIAL_COLUMNS = (
+    "customer_id",
+    "key",
+    "value",
+    "subscription_id",
+    "seq",
+    "currency",
+    "occurred_day",
+    "transition",
+    "pipeline_delta",
+)
+SEGMENT_DAILY_COLUMNS = ("key", "value", *DAILY_COLUMNS)
 
 _USED = "customer_id IS NOT NULL AND type = ANY(%(types)s) AND status <> %(quarantined)s"
 

@@ -35,12 +35,27 @@ from models.clock import utcnow
 from models.db import dialect_insert
 from models.tables import (
     CustomerBalance,
+    CustomerSegment,
     EventStatus,
     InboxEvent,
     LedgerDaily,
     LedgerMovement,
+    SegmentDaily,
+    SegmentMovement,
+    SegmentTrial,
     SubscriptionRow,
     TrialTransitionRow,
+)
+
+#: Tables rewritten per customer, in the order a ledger write deletes from them.
+DERIVED_BY_CUSTOMER = (
+    LedgerMovement,
+    SubscriptionRow,
+    CustomerBalance,
+    TrialTransitionRow,
+    CustomerSegment,
+    SegmentMovement,
+    SegmentTrial,
 )
 
 
@@ -91,7 +106,7 @@ def delete_orphans(session: Session) -> int:
     1,000,000 events hit the statement timeout here); the former is an anti-join.
     """
     orphans = count_orphans(session)
-    for table in (LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow):
+    for table in DERIVED_BY_CUSTOMER:
         session.execute(delete(table).where(~_has_events(table.customer_id)))
     return orphans
 
@@ -128,7 +143,8 @@ def write_ledgers(
         return
     customers = sorted(ledger.customer_id for ledger in ledgers)
     _apply_rollup_delta(session, customers, ledgers)
-    for table in (LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow):
+    _apply_segment_rollup_delta(session, customers, ledgers)
+    for table in DERIVED_BY_CUSTOMER:
         session.execute(delete(table).where(table.customer_id.in_(customers)))
     movements = [_movement_row(m) for ledger in ledgers for m in ledger.movements]
     subscriptions = [
@@ -160,11 +176,15 @@ def write_ledgers(
         for b in ledger.balances
     ]
     trials = [trial_row(t) for ledger in ledgers for t in ledger.trials]
+    segments, segment_moves, segment_trials = segment_rows(ledgers)
     for table, rows in (
         (LedgerMovement, movements),
         (SubscriptionRow, subscriptions),
         (CustomerBalance, balances),
         (TrialTransitionRow, trials),
+        (CustomerSegment, segments),
+        (SegmentMovement, segment_moves),
+        (SegmentTrial, segment_trials),
     ):
         if rows:  # Core executemany: the ORM's bulk path costs five times the CPU
             session.execute(insert_into(cast(Table, table.__table__)), rows)
@@ -305,9 +325,9 @@ class RollupKey(NamedTuple):
         return tuple(found.get(name, getattr(m, name, None)) for name in cls._fields)
 
     @classmethod
-    def of_rollup(cls) -> tuple[Any, ...]:
-        """The key's columns of `ledger_daily`."""
-        return tuple(getattr(LedgerDaily, name) for name in cls._fields)
+    def of_rollup(cls, table: Any = LedgerDaily) -> tuple[Any, ...]:
+        """The key's columns of `ledger_daily` (or `segment_daily`)."""
+        return tuple(getattr(table, name) for name in cls._fields)
 
 
 def _apply_rollup_delta(
@@ -334,12 +354,136 @@ def _apply_rollup_delta(
             entry = delta[RollupKey.of(movement)]
             entry[0] += movement.amount
             entry[1] += 1
+    _upsert_rollup(session, LedgerDaily, RollupKey._fields, delta)
+
+
+def segment_rows(
+    ledgers: Iterable[CustomerLedger],
+) -> tuple[list[Params], list[Params], list[Params]]:
+    """The ledgers' item segments as rows of `customer_segments`, `segment_movements`
+    and `segment_trials` (a `whole` segment has none of the latter two)."""
+    segments: list[Params] = []
+    movements: list[Params] = []
+    trials: list[Params] = []
+    for ledger in ledgers:
+        customer = ledger.customer_id
+        for s in ledger.segments:
+            mine = {"customer_id": customer, "key": s.key, "value": s.value}
+            segments.append({**mine, "whole": s.whole})
+            for m in s.movements:
+                movements.append(
+                    {
+                        **mine,
+                        "currency": m.currency,
+                        "seq": m.seq,
+                        "occurred_day": at(m.occurred_at).date(),
+                        "type": m.type.value,
+                        "amount": m.amount,
+                        "kind": m.kind.value if m.kind else None,
+                        "reason_key": m.reason_key,
+                        "delinquent": m.delinquent,
+                    }
+                )
+            for t in s.trials:
+                trials.append(
+                    {
+                        **mine,
+                        "subscription_id": t.subscription_id,
+                        "seq": t.seq,
+                        "currency": t.currency,
+                        "occurred_day": at(t.occurred_at).date(),
+                        "transition": t.transition.value,
+                        "pipeline_delta": t.pipeline_delta,
+                    }
+                )
+    return segments, movements, trials
+
+
+class SegmentRollupKey(NamedTuple):
+    """The `segment_daily` key: an item key and value, then `RollupKey`'s fields."""
+
+    key: str
+    value: str
+    currency: str
+    day: date
+    type: str
+    kind: str
+    reason_key: str
+    delinquent: bool
+
+
+def segment_rollup_deltas(ledger: CustomerLedger) -> Iterable[tuple[SegmentRollupKey, int]]:
+    """Each movement of each of the ledger's item segments, by its `segment_daily` key
+    (a `whole` segment's movements are the ledger's own)."""
+    for s in ledger.segments:
+        for m in ledger.movements if s.whole else s.movements:
+            yield SegmentRollupKey(s.key, s.value, *RollupKey.of(m)), m.amount
+
+
+def stored_segment_movements(customers: Sequence[str] | None = None) -> Any:
+    """Every stored movement of the customers' item segments (all customers: None) as
+    a subquery of `SegmentRollupKey`'s columns and `amount`: the movements of `whole`
+    segments (`ledger_movements` joined with `customer_segments`) and of the others."""
+    m, cs, s = LedgerMovement, CustomerSegment, SegmentMovement
+    names = [*SegmentRollupKey._fields, "amount"]
+    whole_columns = (cs.key, cs.value, *RollupKey.over_movements(), m.amount)
+    whole = (
+        select(*(c.label(n) for c, n in zip(whole_columns, names, strict=True)))
+        .select_from(m)
+        .join(cs, (cs.customer_id == m.customer_id) & cs.whole)
+    )
+    own_columns = (
+        s.key,
+        s.value,
+        s.currency,
+        s.occurred_day,
+        s.type,
+        func.coalesce(s.kind, ""),
+        func.coalesce(s.reason_key, ""),
+        s.delinquent,
+        s.amount,
+    )
+    own: Any = select(*(c.label(n) for c, n in zip(own_columns, names, strict=True)))
+    if customers is not None:
+        whole = whole.where(m.customer_id.in_(customers))
+        own = own.where(s.customer_id.in_(customers))
+    return whole.union_all(own).subquery("stored_segment_movements")
+
+
+def _apply_segment_rollup_delta(
+    session: Session, customers: Sequence[str], ledgers: Sequence[CustomerLedger]
+) -> None:
+    """Add (new − stored) item segment movements of the customers to `segment_daily`,
+    as `_apply_rollup_delta` does for `ledger_daily`."""
+    delta: dict[SegmentRollupKey, list[int]] = defaultdict(lambda: [0, 0])
+    stored = stored_segment_movements(customers)
+    fields = [stored.c[n] for n in SegmentRollupKey._fields]
+    old = session.execute(
+        select(*fields, func.sum(stored.c.amount), func.count()).group_by(*fields)
+    )
+    for *values, amount, count in old:
+        entry = delta[SegmentRollupKey._make([*values[:-1], bool(values[-1])])]
+        entry[0] -= int(amount)
+        entry[1] -= int(count)
+    for ledger in ledgers:
+        for key, amount in segment_rollup_deltas(ledger):
+            entry = delta[key]
+            entry[0] += amount
+            entry[1] += 1
+    _upsert_rollup(session, SegmentDaily, SegmentRollupKey._fields, delta)
+
+
+def _upsert_rollup(
+    session: Session, table: Any, fields: Sequence[str], delta: Mapping[Any, list[int]]
+) -> None:
+    """Add each key's (amount, count) to the rollup `table`, keys in sorted order so
+    concurrent writers lock rows in the same order and cannot deadlock."""
     changes = sorted((k, v) for k, v in delta.items() if v != [0, 0])
     if not changes:
         return
-    stmt = dialect_insert(session)(cast(Table, LedgerDaily.__table__))
+    stmt = dialect_insert(session)(cast(Table, table.__table__))
     upsert = stmt.on_conflict_do_update(
-        index_elements=list(RollupKey._fields),
+        index_elements=list(fields),
         set_={
             "amount": stmt.table.c.amount + stmt.excluded.amount,
             "count": stmt.table.c.count + stmt.excluded.count,
@@ -363,23 +507,33 @@ def refresh_statistics(session: Session) -> None:
     table) and changes no data. SQLite's planner uses the indexes without statistics.
     """
     if session.get_bind().dialect.name == "postgresql":
-        tables = (InboxEvent, LedgerMovement, SubscriptionRow, CustomerBalance, TrialTransitionRow)
+        tables = (InboxEvent, *DERIVED_BY_CUSTOMER)
         session.execute(text(f"ANALYZE {', '.join(t.__tablename__ for t in tables)}"))
 
 
 def rebuild_rollups(session: Session) -> None:
-    """Recompute `ledger_daily` from every movement (after bulk loads, in `mrr rebuild`).
+    """Recompute `ledger_daily` and `segment_daily` from every movement (after bulk
+    loads, in `mrr rebuild`).
 
-    On PostgreSQL the table is locked for writes meanwhile: a worker's delta then lands
+    On PostgreSQL the tables are locked for writes meanwhile: a worker's delta then lands
     after the recount, on top of it, never inside it.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE ledger_daily IN EXCLUSIVE MODE"))
+        session.execute(text("LOCK TABLE ledger_daily, segment_daily IN EXCLUSIVE MODE"))
     key = RollupKey.over_movements()
     session.execute(delete(LedgerDaily))
     session.execute(
         insert_into(LedgerDaily).from_select(
             [*RollupKey._fields, "amount", "count"],
             select(*key, func.sum(LedgerMovement.amount), func.count()).group_by(*key),
+        )
+    )
+    stored = stored_segment_movements()
+    fields = [stored.c[n] for n in SegmentRollupKey._fields]
+    session.execute(delete(SegmentDaily))
+    session.execute(
+        insert_into(SegmentDaily).from_select(
+            [*SegmentRollupKey._fields, "amount", "count"],
+            select(*fields, func.sum(stored.c.amount), func.count()).group_by(*fields),
         )
     )

@@ -7,21 +7,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
+from typing import cast as typing_cast
 
-from sqlalchemy import Date, case, cast, func, select
+from sqlalchemy import Date, Table, case, cast, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from ledger.events import SUBSCRIPTION_EVENT_TYPES
+from ledger.segments import ITEM_KEYS
 from ledger.timeline import MovementType
 from models.ledger_store import RollupKey
 from models.tables import (
     CustomerBalance,
     CustomerRow,
+    CustomerSegment,
     EventStatus,
     InboxEvent,
     LedgerDaily,
     LedgerMovement,
+    SegmentDaily,
+    SegmentMovement,
+    SegmentTrial,
     SubscriptionRow,
     TrialTransitionRow,
 )
@@ -360,10 +366,68 @@ def customer_value(session: Session, key: str) -> Any:
     return func.coalesce(func.nullif(found, ""), NONE)
 
 
-def _group_value(session: Session, group: str | None) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class ItemRows:
+    """Which item segments a segment query reads (SPEC §11): the ledgers of the values
+    of the item key `key` (all of them, or those in `values`), as stored at apply time
+    (`ledger.segments.item_segments`)."""
+
+    key: str
+    values: frozenset[str] | None = None
+
+
+def _movement_source(items: ItemRows | None) -> Any:
+    """The movements a segment query sums: the ledger's own, or the item segments'
+    (`whole` ones read through `ledger_movements`, with their `value`)."""
+    m = cast_table(LedgerMovement)
+    if items is None:
+        return m
+    cs, s = cast_table(CustomerSegment), cast_table(SegmentMovement)
+    columns: tuple[str, ...] = ("customer_id", "currency", "occurred_day", "type", "kind")
+    columns += ("reason_key", "delinquent", "amount")
+    whole = (
+        select(cs.c.value, *(m.c[n] for n in columns))
+        .select_from(m)
+        .join(cs, (cs.c.customer_id == m.c.customer_id) & (cs.c.key == items.key) & cs.c.whole)
+    )
+    own = select(s.c.value, *(s.c[n] for n in columns)).where(s.c.key == items.key)
+    if items.values is not None:
+        whole = whole.where(cs.c.value.in_(sorted(items.values)))
+        own = own.where(s.c.value.in_(sorted(items.values)))
+    return whole.union_all(own).subquery("segment_rows")
+
+
+def _trial_source(items: ItemRows | None) -> Any:
+    """The trial transitions a segment query sums, as `_movement_source`."""
+    t = cast_table(TrialTransitionRow)
+    if items is None:
+        return t
+    cs, s = cast_table(CustomerSegment), cast_table(SegmentTrial)
+    columns = ("customer_id", "currency", "occurred_day", "transition", "pipeline_delta")
+    whole = (
+        select(cs.c.value, *(t.c[n] for n in columns))
+        .select_from(t)
+        .join(cs, (cs.c.customer_id == t.c.customer_id) & (cs.c.key == items.key) & cs.c.whole)
+    )
+    own = select(s.c.value, *(s.c[n] for n in columns)).where(s.c.key == items.key)
+    if items.values is not None:
+        whole = whole.where(cs.c.value.in_(sorted(items.values)))
+        own = own.where(s.c.value.in_(sorted(items.values)))
+    return whole.union_all(own).subquery("segment_trial_rows")
+
+
+def cast_table(model: Any) -> Table:
+    return typing_cast(Table, model.__table__)
+
+
+def _group_value(session: Session, group: str | None, source: Any) -> tuple[Any, ...]:
     """The columns a segment query adds to its select and GROUP BY: the customer key's
-    value, or none."""
-    return (customer_value(session, group),) if group else ()
+    value, the item key's (the source's `value`), or none."""
+    if group is None:
+        return ()
+    if group in ITEM_KEYS:
+        return (source.c.value,)
+    return (customer_value(session, group),)
 
 
 def _split_group(row: Any, group: str | None) -> tuple[str | None, tuple[Any, ...]]:
@@ -376,31 +440,34 @@ def _customer_conditions(session: Session, wanted: CustomerFilter) -> list[Any]:
     return [customer_value(session, k).in_(sorted(v)) for k, v in sorted(wanted.items())]
 
 
+def _joined(query: Any, source: Any, session: Session, wanted: CustomerFilter, group: Any) -> Any:
+    """`query` over `source`, outer-joined with `customers` when a customer key is
+    filtered or grouped by."""
+    query = query.select_from(source)
+    if wanted or (group is not None and group not in ITEM_KEYS):
+        c = CustomerRow
+        query = query.outerjoin(c, c.id == source.c.customer_id)
+    return query.where(*_customer_conditions(session, wanted))
+
+
 def segment_buckets(
-    session: Session, start: date, end: date, wanted: CustomerFilter, group: str | None
+    session: Session,
+    start: date,
+    end: date,
+    wanted: CustomerFilter,
+    group: str | None,
+    items: ItemRows | None = None,
 ) -> dict[tuple[str | None, str], list[Bucket]]:
-    """Buckets of the matching customers' movements in [start, end), by (the customers'
-    value of `group`, or None; currency)."""
-    m, c = LedgerMovement, CustomerRow
-    value = _group_value(session, group)
+    """Buckets of the matching customers' movements (of the item segments `items`, else
+    their whole ledgers) in [start, end), by (the group's value or None; currency)."""
+    m = _movement_source(items)
+    value = _group_value(session, group, m)
+    keys = (m.c.currency, m.c.occurred_day, m.c.type, m.c.kind, m.c.reason_key, m.c.delinquent)
+    query = select(*value, *keys, func.sum(m.c.amount), func.count())
     rows = session.execute(
-        select(
-            *value,
-            m.currency,
-            m.occurred_day,
-            m.type,
-            m.kind,
-            m.reason_key,
-            m.delinquent,
-            func.sum(m.amount),
-            func.count(),
-        )
-        .select_from(m)
-        .outerjoin(c, c.id == m.customer_id)
-        .where(
-            m.occurred_day >= start, m.occurred_day < end, *_customer_conditions(session, wanted)
-        )
-        .group_by(*value, m.currency, m.occurred_day, m.type, m.kind, m.reason_key, m.delinquent)
+        _joined(query, m, session, wanted, group)
+        .where(m.c.occurred_day >= start, m.c.occurred_day < end)
+        .group_by(*value, *keys)
     ).all()
     found: dict[tuple[str | None, str], list[Bucket]] = defaultdict(list)
     for row in rows:
@@ -420,21 +487,25 @@ def segment_buckets(
 
 
 def segment_openings(
-    session: Session, before: date, wanted: CustomerFilter, group: str | None
+    session: Session,
+    before: date,
+    wanted: CustomerFilter,
+    group: str | None,
+    items: ItemRows | None = None,
 ) -> dict[tuple[str | None, str], Opening]:
-    """MRR and paying customers of the matching customers at the start of `before`."""
-    m, c = LedgerMovement, CustomerRow
-    value = _group_value(session, group)
-    signed = case(*((m.type == t.value, t.sign * m.amount) for t in MovementType))
+    """MRR and paying customers of the matching customers (of the item segments
+    `items`) at the start of `before`."""
+    m = _movement_source(items)
+    value = _group_value(session, group, m)
+    signed = case(*((m.c.type == t.value, t.sign * m.c.amount) for t in MovementType))
     joins = case(
-        *((m.type == t.value, t.paying_delta) for t in MovementType if t.paying_delta), else_=0
+        *((m.c.type == t.value, t.paying_delta) for t in MovementType if t.paying_delta), else_=0
     )
+    query = select(*value, m.c.currency, func.sum(signed), func.sum(joins))
     rows = session.execute(
-        select(*value, m.currency, func.sum(signed), func.sum(joins))
-        .select_from(m)
-        .outerjoin(c, c.id == m.customer_id)
-        .where(m.occurred_day < before, *_customer_conditions(session, wanted))
-        .group_by(*value, m.currency)
+        _joined(query, m, session, wanted, group)
+        .where(m.c.occurred_day < before)
+        .group_by(*value, m.c.currency)
     )
     found = {}
     for row in rows:
@@ -444,33 +515,35 @@ def segment_openings(
 
 
 def segment_trials(
-    session: Session, start: date, end: date, wanted: CustomerFilter, group: str | None
+    session: Session,
+    start: date,
+    end: date,
+    wanted: CustomerFilter,
+    group: str | None,
+    items: ItemRows | None = None,
 ) -> tuple[dict[tuple[str | None, str], int], dict[tuple[str | None, str], list[TrialBucket]]]:
-    """The matching customers' trial pipeline at `start` and trial buckets in [start,
-    end), by (value of `group` or None, currency)."""
-    t, c = TrialTransitionRow, CustomerRow
-    value = _group_value(session, group)
-    conditions = _customer_conditions(session, wanted)
+    """The matching customers' (item segments') trial pipeline at `start` and trial
+    buckets in [start, end), by (value of `group` or None, currency)."""
+    t = _trial_source(items)
+    value = _group_value(session, group, t)
+    begun_query = select(*value, t.c.currency, func.sum(t.c.pipeline_delta))
     pipelines = session.execute(
-        select(*value, t.currency, func.sum(t.pipeline_delta))
-        .select_from(t)
-        .outerjoin(c, c.id == t.customer_id)
-        .where(t.occurred_day < start, *conditions)
-        .group_by(*value, t.currency)
+        _joined(begun_query, t, session, wanted, group)
+        .where(t.c.occurred_day < start)
+        .group_by(*value, t.c.currency)
+    )
+    query = select(
+        *value,
+        t.c.currency,
+        t.c.occurred_day,
+        t.c.transition,
+        func.count(),
+        func.sum(t.c.pipeline_delta),
     )
     rows = session.execute(
-        select(
-            *value,
-            t.currency,
-            t.occurred_day,
-            t.transition,
-            func.count(),
-            func.sum(t.pipeline_delta),
-        )
-        .select_from(t)
-        .outerjoin(c, c.id == t.customer_id)
-        .where(t.occurred_day >= start, t.occurred_day < end, *conditions)
-        .group_by(*value, t.currency, t.occurred_day, t.transition)
+        _joined(query, t, session, wanted, group)
+        .where(t.c.occurred_day >= start, t.c.occurred_day < end)
+        .group_by(*value, t.c.currency, t.c.occurred_day, t.c.transition)
     )
     found: dict[tuple[str | None, str], list[TrialBucket]] = defaultdict(list)
     for row in rows:
@@ -481,6 +554,50 @@ def segment_trials(
         v, (code, amount) = _split_group(row, group)
         begun[(v, code)] = int(amount or 0)
     return begun, dict(found)
+
+
+def item_rollup_buckets(
+    session: Session, start: date, end: date, items: ItemRows
+) -> dict[tuple[str, str], list[Bucket]]:
+    """Buckets of the item segments `items` in [start, end) by (value, currency), read
+    from the `segment_daily` rollup."""
+    d = SegmentDaily
+    where = [d.key == items.key, d.day >= start, d.day < end, d.count != 0]
+    if items.values is not None:
+        where.append(d.value.in_(sorted(items.values)))
+    rows = session.connection().execute(
+        select(d.value, *RollupKey.of_rollup(SegmentDaily), d.amount, d.count).where(*where)
+    )
+    found: dict[tuple[str, str], list[Bucket]] = defaultdict(list)
+    for value, code, day, type_, kind, reason, delinquent, amount, count in rows:
+        found[(value, code)].append(
+            Bucket(
+                day, type_, int(amount), int(count), kind or None, reason or None, bool(delinquent)
+            )
+        )
+    return dict(found)
+
+
+def item_rollup_openings(
+    session: Session, before: date, items: ItemRows
+) -> dict[tuple[str, str], Opening]:
+    """Openings of the item segments `items` at the start of `before` by (value,
+    currency), from `segment_daily`."""
+    d = SegmentDaily
+    signed = case(*((d.type == t.value, t.sign * d.amount) for t in MovementType))
+    joins = case(
+        *((d.type == t.value, t.paying_delta * d.count) for t in MovementType if t.paying_delta),
+        else_=0,
+    )
+    where = [d.key == items.key, d.day < before]
+    if items.values is not None:
+        where.append(d.value.in_(sorted(items.values)))
+    rows = session.execute(
+        select(d.value, d.currency, func.sum(signed), func.sum(joins))
+        .where(*where)
+        .group_by(d.value, d.currency)
+    )
+    return {(v, c): Opening(int(mrr or 0), int(n or 0)) for v, c, mrr, n in rows}
 
 
 def customer_key_values(session: Session, keys: Sequence[str]) -> dict[str, tuple[str, ...]]:

@@ -213,6 +213,77 @@ class TrialTransitionRow(Base):
     __table_args__ = (Index("ix_trial_transitions_currency_day", "currency", "occurred_day"),)
 
 
+class CustomerSegment(Base):
+    """A value of an item key (SPEC §11: `plan`, `product`, `interval`) that a customer's
+    items show (`ledger.segments.item_segments`; rewritten per customer).
+
+    `whole`: every item the customer ever had has this value, so the segment's ledger is
+    the customer's own (`ledger_movements`, `trial_transitions`); otherwise it is in
+    `segment_movements` and `segment_trials`.
+    """
+
+    __tablename__ = "customer_segments"
+
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    whole: Mapped[bool] = mapped_column(Boolean)
+
+
+class SegmentMovement(Base):
+    """A movement of a customer's ledger in one item segment that is not `whole`
+    (rewritten per customer): what reports need of it, keyed as `ledger_movements`."""
+
+    __tablename__ = "segment_movements"
+
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_day: Mapped[date] = mapped_column(Date)
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str | None] = mapped_column(String(16))
+    reason_key: Mapped[str | None] = mapped_column(String(255))
+    delinquent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SegmentTrial(Base):
+    """A trial transition of a customer's ledger in one item segment that is not
+    `whole` (rewritten per customer)."""
+
+    __tablename__ = "segment_trials"
+
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8))
+    occurred_day: Mapped[date] = mapped_column(Date)
+    transition: Mapped[str] = mapped_column(String(16))
+    pipeline_delta: Mapped[int] = mapped_column(BigInteger)
+
+
+class SegmentDaily(Base):
+    """Item segments' movements summed per key, value and `ledger_daily`'s key: what a
+    report by an item key alone reads. Kept exact as `ledger_daily` is."""
+
+    __tablename__ = "segment_daily"
+
+    key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True, default="")
+    reason_key: Mapped[str] = mapped_column(String(255), primary_key=True, default="")
+    delinquent: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=False)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class CustomerBalance(Base):
     """A customer's current MRR per currency: the fast path of `/reports/summary`."""
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from ledger.errors import InvalidEvent, InvalidValue, LedgerError
 from ledger.events import SubscriptionEvent, is_subscription_event, parse_event
 from ledger.mrr import Catalog, Need
+from ledger.segments import with_segments
 from ledger.timeline import CustomerLedger, derive_ledger
 from models import customers as customer_store
 from models import inbox, ledger_store
@@ -268,7 +269,8 @@ def _derive(
     can only be priced out of range."""
     while True:
         try:
-            return derive_ledger(customer, events, catalog)
+            # With its item segments (SPEC §11), which reports sum by SQL.
+            return with_segments(derive_ledger(customer, events, catalog), events, catalog)
         except InvalidValue as exc:
             if exc.event_id is None:
                 raise

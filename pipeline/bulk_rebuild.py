@@ -62,12 +62,13 @@ from dataclasses import dataclass, field
 
 from ledger.errors import InvalidEvent, InvalidValue
 from ledger.events import SubscriptionEvent, parse_event
+from ledger.segments import with_segments
 from ledger.timeline import CustomerLedger, derive_ledger
 from models import bulk_ledger, ledger_store
 from models.bulk_ledger import FreshLedger, InboxRow, InboxSnapshot
 from models.clock import utcnow
 from models.db import transaction
-from models.ledger_store import RollupKey, at
+from models.ledger_store import RollupKey, SegmentRollupKey, at
 from pipeline import enrich
 from pipeline.intake import loads
 from pipeline.runtime import Runtime, bootstrap
@@ -102,6 +103,7 @@ class Part:
     marks: dict[str, list[InboxRow]] = field(default_factory=dict)
     warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
     daily: dict[RollupKey, list[int]] = field(default_factory=dict)
+    segment_daily: dict[SegmentRollupKey, list[int]] = field(default_factory=dict)
     #: Customer → events its fresh ledger was derived from.
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -116,6 +118,7 @@ class _Pass:
         self.now = utcnow()
         self.part = Part()
         self.daily: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
+        self.segment_daily: dict[SegmentRollupKey, list[int]] = defaultdict(lambda: [0, 0])
 
     def run(self, snapshot: InboxSnapshot) -> Part:
         batch: list[tuple[str, list[InboxRow]]] = []
@@ -130,6 +133,7 @@ class _Pass:
                 batch, size = [], 0
         self.flush(batch)
         self.part.daily = dict(self.daily)
+        self.part.segment_daily = dict(self.segment_daily)
         return self.part
 
     def flush(self, batch: list[tuple[str, list[InboxRow]]]) -> None:
@@ -146,7 +150,7 @@ class _Pass:
                 self.part.deferred.add(customer)  # the incremental path fetches them first
                 continue
             try:
-                ledger = derive_ledger(customer, events, catalog)
+                ledger = with_segments(derive_ledger(customer, events, catalog), events, catalog)
             except InvalidValue:
                 self.part.deferred.add(customer)  # it quarantines the event, with its reason
                 continue
@@ -261,6 +265,23 @@ class _Pass:
             for t in ledger.trials
         ]
         self.fresh.copy("trial_transitions", bulk_ledger.TRIAL_COLUMNS, trials)
+        self.write_segments(ledgers)
+
+    def write_segments(self, ledgers: list[CustomerLedger]) -> None:
+        """The ledgers' item segments (SPEC §11), and their part of `segment_daily`."""
+        segments, movements, trials = ledger_store.segment_rows(ledgers)
+        for table, columns, rows in (
+            ("customer_segments", bulk_ledger.SEGMENT_COLUMNS, segments),
+            ("segment_movements", bulk_ledger.SEGMENT_MOVEMENT_COLUMNS, movements),
+            ("segment_trials", bulk_ledger.SEGMENT_TRIAL_COLUMNS, trials),
+        ):
+            self.fresh.copy(table, columns, [tuple(row[c] for c in columns) for row in rows])
+        daily = self.segment_daily
+        for ledger in ledgers:
+            for key, amount in ledger_store.segment_rollup_deltas(ledger):
+                entry = daily[key]
+                entry[0] += amount
+                entry[1] += 1
 
 
 def digest(rows: Iterable[tuple[str, str]]) -> bytes:
@@ -312,6 +333,7 @@ def bulk_rebuild(
     outcome = BulkOutcome()
     merged = Part()
     daily: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
+    segment_daily: dict[SegmentRollupKey, list[int]] = defaultdict(lambda: [0, 0])
     with bulk_ledger.connect(url) as guard:
         bulk_ledger.rebuild_lock(guard)
         with bulk_ledger.connect(url) as reader, bulk_ledger.connect(url) as writer:
@@ -322,7 +344,7 @@ def bulk_rebuild(
                 cuts = snapshot.bounds(jobs)
                 ranges = list(itertools.pairwise(cuts))
                 for part in _parts(settings, exported, ranges, jobs):
-                    _merge(merged, daily, part)
+                    _merge(merged, daily, segment_daily, part)
                     if progress is not None:
                         progress(len(part.seen))
                 snapshot.close()
@@ -332,6 +354,14 @@ def bulk_rebuild(
                         "ledger_daily",
                         bulk_ledger.DAILY_COLUMNS,
                         [(*key, amount, count) for key, (amount, count) in sorted(daily.items())],
+                    )
+                    fresh.copy(
+                        "segment_daily",
+                        bulk_ledger.SEGMENT_DAILY_COLUMNS,
+                        [
+                            (*key, amount, count)
+                            for key, (amount, count) in sorted(segment_daily.items())
+                        ],
                     )
                     # The fresh tables hold no customer without events: the swap drops them.
                     with runtime.sessions() as session:
@@ -380,16 +410,22 @@ def _parts(
             yield future.result()
 
 
-def _merge(into: Part, daily: dict[RollupKey, list[int]], part: Part) -> None:
+def _merge(
+    into: Part,
+    daily: dict[RollupKey, list[int]],
+    segment_daily: dict[SegmentRollupKey, list[int]],
+    part: Part,
+) -> None:
     into.seen.update(part.seen)
     into.deferred |= part.deferred
     into.marks.update(part.marks)
     into.warnings.update(part.warnings)
     into.counts.update(part.counts)
-    for key, (amount, count) in part.daily.items():
-        entry = daily[key]
-        entry[0] += amount
-        entry[1] += count
+    for sums, found in ((daily, part.daily), (segment_daily, part.segment_daily)):
+        for key, (amount, count) in found.items():
+            entry = sums[key]  # type: ignore[index]
+            entry[0] += amount
+            entry[1] += count
 
 
 def _changed_since(seen: dict[str, bytes], now: Iterable[tuple[str, str, str]]) -> set[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
@@ -39,6 +39,7 @@ from ledger.snapshot import storable
 from ledger.timeline import CustomerLedger, Movement
 from ledger.trials import TrialTransition
 from models import queries
+from models.queries import ItemRows
 from pipeline import enrich, fx
 from pipeline.errors import BadQuery
 from pipeline.runtime import Runtime
@@ -54,7 +55,14 @@ from reporting.fx import (
     unconverted,
 )
 from reporting.periods import Period, boundaries, floor, snap
-from reporting.rows import Opening, buckets_from_movements, opening_before, period_row, period_rows
+from reporting.rows import (
+    Bucket,
+    Opening,
+    buckets_from_movements,
+    opening_before,
+    period_row,
+    period_rows,
+)
 from reporting.summary import summary
 from reporting.trials import (
     TRIAL_KEYS,
@@ -93,7 +101,7 @@ class Query:
 
 #: The parameters each report takes; any other is refused (a typo never goes unnoticed).
 PARAMETERS = {
-    "summary": frozenset({"currency", "as_of"}),
+    "summary": frozenset({"currency", "as_of", "filter", "group_by"}),
     "movements": frozenset({"period", "start", "end", "currency", "as_of", "filter", "group_by"}),
     "cohorts": frozenset({"start", "end", "currency", "as_of"}),
     "trials": frozenset({"period", "start", "end", "currency", "as_of", "filter", "group_by"}),
@@ -350,22 +358,60 @@ class Segment:
         return joined, done.unconverted
 
 
+def stored_plan(matches: Filter, group: str | None) -> tuple[bool, ItemRows | None]:
+    """Whether the segments are sums over stored rows (SPEC §11), and which item
+    segments they read (None: the customers' whole ledgers).
+
+    Stored are the ledgers of each single value of each item key: a filter on at most
+    one item key with one value, grouped by nothing, a customer key or that same item
+    key. Anything else (two item keys, two values of one) has movements of its own,
+    derived from the events at report time.
+    """
+    wanted = matches.items.values
+    if not wanted:
+        grouped = group is not None and not is_customer_key(group)
+        return True, ItemRows(group) if grouped and group is not None else None
+    if len(wanted) == 1:
+        [(key, values)] = wanted.items()
+        if len(values) == 1 and (group is None or is_customer_key(group) or group == key):
+            return True, ItemRows(key, values)
+    return False, None
+
+
 def sql_segments(
-    session: Session, wanted: dict[str, frozenset[str]], group: str | None, lo: date, hi: date
+    session: Session,
+    wanted: dict[str, frozenset[str]],
+    group: str | None,
+    lo: date,
+    hi: date,
+    items: ItemRows | None = None,
 ) -> dict[str | None, Segment]:
-    """Segments by customer keys only, summed by SQL (SPEC §11): None the whole, and with
-    `group` each of its values."""
+    """Segments summed by SQL over stored rows (`stored_plan`): None the whole, and with
+    `group` each of its values. With no customer key, movements come from the daily
+    rollups (`ledger_daily`, `segment_daily`), else from the movements themselves."""
     found: dict[str | None, Segment] = defaultdict(Segment)
-    keys = [None] if group is None else [None, group]
-    for key in keys:
-        opens = queries.segment_openings(session, lo, wanted, key)
-        buckets = queries.segment_buckets(session, lo, hi, wanted, key)
+    filtered = items if items is not None and items.values is not None else None
+    for key in [None] if group is None else [None, group]:
+        source = items if key is not None and not is_customer_key(key) else filtered
+        opens: Mapping[tuple[str | None, str], Opening]
+        buckets: Mapping[tuple[str | None, str], list[Bucket]]
+        if wanted or (key is not None and is_customer_key(key)):
+            opens = queries.segment_openings(session, lo, wanted, key, source)
+            buckets = queries.segment_buckets(session, lo, hi, wanted, key, source)
+        elif source is None:  # the whole ledger
+            opens = {(None, c): o for c, o in queries.openings(session, lo).items()}
+            daily = queries.buckets_by_currency(session, lo, hi)
+            buckets = {(None, c): b for c, b in daily.items()}
+        else:  # one or every value of an item key
+            rolled = queries.item_rollup_openings(session, lo, source)
+            opens = {(v if key else None, c): o for (v, c), o in rolled.items()}
+            found_buckets = queries.item_rollup_buckets(session, lo, hi, source)
+            buckets = {(v if key else None, c): b for (v, c), b in found_buckets.items()}
         for value, currency in {*opens, *buckets}:
-            mine = (value if key else None), currency
-            found[mine[0]].natives[currency] = Native(
-                opens.get(mine, Opening()), buckets.get(mine, [])
+            found[value].natives[currency] = Native(
+                opens.get((value, currency), Opening()), buckets.get((value, currency), [])
             )
-        pipelines, trials = queries.segment_trials(session, lo, hi, wanted, key)
+        pipelines, trials = queries.segment_trials(session, lo, hi, wanted, key, source)
         for (value, currency), amount in pipelines.items():
             found[value if key else None].pipelines[currency] = amount
         for (value, currency), funnel in trials.items():
@@ -424,15 +470,10 @@ def _segmented_movements(
     session: Session, query: Query, lo: date, hi: date, converting: Conversion | None
 ) -> dict[str, Any]:
     """The movements of the segment the filters select, and with `group_by` of each of
-    its groups (SPEC §11): by customer keys alone, summed by SQL; with an item key,
-    item-restricted ledgers derived from the stored events."""
-    matches = Filter.parse(query.filters)
+    its groups (SPEC §11): summed by SQL over the stored ledgers where they are stored
+    (`stored_plan`), else derived from the stored events."""
     group = query.group_by
-    by_items = bool(matches.items.values) or (group is not None and not is_customer_key(group))
-    if by_items:
-        segments = _derived_segments(session, matches, group, lo)
-    else:
-        segments = sql_segments(session, matches.customers, group, lo, hi)
+    segments = segments_of(session, query, lo, hi)
     periods, left_out = segments[None].rows(query, lo, hi, converting)
     doc: dict[str, Any] = {
         "currency": converting.target if converting else (query.currency or "usd"),
@@ -525,6 +566,8 @@ def _summary(
     as_of = query.as_of or now
     day = as_of.date()
     lo, hi = day - timedelta(days=TRAILING_DAYS - 1), day + timedelta(days=1)
+    if query.segmented:
+        return _segmented_summary(session, query, as_of, lo, hi, converting)
     if converting is not None:
         if query.as_of is None:
             standing = {t.currency: Opening(t.mrr, t.customers) for t in totals}
@@ -559,6 +602,68 @@ def _summary(
     doc["currencies"] = [
         {"currency": t.currency, "mrr": t.mrr, "customers": t.customers} for t in totals
     ]
+    return doc
+
+
+def segments_of(session: Session, query: Query, lo: date, hi: date) -> dict[str | None, Segment]:
+    """The segments the query's filters select (None) and, with `group_by`, its groups:
+    summed by SQL where the stored ledgers answer (`stored_plan`), else derived."""
+    matches = Filter.parse(query.filters)
+    stored, items = stored_plan(matches, query.group_by)
+    if stored:
+        return sql_segments(session, matches.customers, query.group_by, lo, hi, items)
+    return _derived_segments(session, matches, query.group_by, lo)
+
+
+def _segmented_summary(
+    session: Session,
+    query: Query,
+    as_of: datetime,
+    lo: date,
+    hi: date,
+    converting: Conversion | None,
+) -> dict[str, Any]:
+    """The summary of the segment the filters select, and with `group_by` of each group
+    (SPEC §11), from its trailing window [lo, hi). Scheduled churn is known per customer
+    only: a segment's is null, as for a past `as_of`."""
+    day = as_of.date()
+
+    def summarised(segment: Segment) -> dict[str, Any]:
+        window = {
+            c: Native(n.opening, [b for b in n.buckets if lo <= b.day < hi])
+            for c, n in segment.natives.items()
+        }
+        standing = {c: period_row(n.opening, n.buckets, lo, hi).ending for c, n in window.items()}
+        if converting is None:
+            currency = query.currency or "usd"
+            native = window.get(currency, Native(Opening(), []))
+            trailing = period_row(native.opening, native.buckets, lo, hi)
+            doc = summary(currency, trailing.ending_mrr, trailing.ending_customers, 0, trailing)
+            doc["scheduled_churn"] = None
+        else:
+            doc = converted_summary(converting.converter, day, standing, None, window, lo, hi)
+            doc["rates"] = converting.describe()
+        doc["as_of"] = as_of.isoformat()
+        doc["currencies"] = [
+            {"currency": c, "mrr": o.mrr, "customers": o.customers}
+            for c, o in sorted(standing.items(), key=lambda co: (-co[1].mrr, co[0]))
+            if o.mrr or o.customers
+        ]
+        return doc
+
+    segments = segments_of(session, query, lo, hi)
+    doc = summarised(segments[None])
+    doc["filter"] = list(query.filters)
+    if query.group_by is not None:
+        groups = [
+            {"key": query.group_by, "value": value, **summarised(segment)}
+            for value, segment in sorted(
+                ((v, s) for v, s in segments.items() if v is not None), key=lambda vs: str(vs[0])
+            )
+        ]
+        groups.sort(key=lambda g: -g["mrr"])  # stable: by value among equals
+        doc["group_by"] = query.group_by
+        doc["groups"] = groups
     return doc
 
 

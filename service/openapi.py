@@ -137,6 +137,15 @@ SUMMARY = _obj(
             "items": _obj({"currency": _STR, "mrr": _INT, "customers": _INT}),
         },
         **_CONVERTED,
+        # With `filter` or `group_by` (SPEC §11): each group a summary of its own.
+        "filter": {"type": "array", "items": _STR},
+        "group_by": _SEGMENT_KEY,
+        "groups": {
+            "type": "array",
+            "items": _obj(
+                {"key": _STR, "value": _STR, "mrr": _INT, "trailing_30d": {"type": "object"}}
+            ),
+        },
     },
     required=[
         "currency",
@@ -460,7 +469,9 @@ def build_openapi() -> dict[str, Any]:
             },
             "/status": _report("pipeline status for ops", STATUS, [], csv=False, converts=False),
             "/reports/summary": _report(
-                "MRR, ARR, ARPA, churn, LTV, projection", SUMMARY, [CURRENCY, AS_OF]
+                "MRR, ARR, ARPA, churn, LTV, projection",
+                SUMMARY,
+                [CURRENCY, AS_OF, FILTER, GROUP_BY],
             ),
             "/reports/movements": _report(
                 "one row per period",

@@ -8,7 +8,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.ledger_store import rebuild_rollups
-from models.tables import CustomerBalance, LedgerDaily, LedgerMovement, SubscriptionRow
+from models.tables import (
+    CustomerBalance,
+    CustomerSegment,
+    LedgerDaily,
+    LedgerMovement,
+    SegmentDaily,
+    SegmentMovement,
+    SegmentTrial,
+    SubscriptionRow,
+    TrialTransitionRow,
+)
+
+#: Derived tables compared whole, every column (none has a surrogate key or timestamp).
+WHOLE_TABLES = (TrialTransitionRow, CustomerSegment, SegmentMovement, SegmentTrial)
 
 
 def ledger_snapshot(db: sessionmaker[Session]) -> dict[str, list[tuple[Any, ...]]]:
@@ -71,12 +84,33 @@ def ledger_snapshot(db: sessionmaker[Session]) -> dict[str, list[tuple[Any, ...]
             )
             for d in s.scalars(select(LedgerDaily).where(LedgerDaily.count != 0))
         ]
+        whole = {table.__tablename__: rows_of(s, table) for table in WHOLE_TABLES}
+        segment_daily = [r for r in rows_of(s, SegmentDaily) if r[-1] != 0]
     return {
         "movements": sorted(movements),
         "subscriptions": sorted(subs),
         "balances": sorted(balances),
         "daily": sorted(daily),
+        **whole,
+        "segment_daily": segment_daily,
     }
+
+
+def rows_of(session: Session, table: Any) -> list[tuple[Any, ...]]:
+    """Every row of `table`, every column, dates as ISO text, sorted."""
+    rows = session.execute(select(table.__table__)).all()
+    plain = [tuple(v.isoformat() if hasattr(v, "isoformat") else v for v in r) for r in rows]
+    return sorted(plain, key=repr)
+
+
+def recounted_segment_daily(db: sessionmaker[Session]) -> list[tuple[Any, ...]]:
+    """`segment_daily` recomputed from the stored segments (rolled back), nonzero rows."""
+    with db() as s:
+        s.begin()
+        rebuild_rollups(s)
+        rows = [r for r in rows_of(s, SegmentDaily) if r[-1] != 0]
+        s.rollback()
+    return rows
 
 
 def recounted_daily(db: sessionmaker[Session]) -> list[tuple[Any, ...]]:

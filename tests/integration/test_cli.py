@@ -358,3 +358,9 @@ def test_report_takes_filters_and_a_group_by(env, db) -> None:
     assert code == 0 and f"product {product}" in out  # a table per group
     code, out, _ = run("report", "trials", "--json", *span)
     assert code == 0 and json.loads(out)["periods"][0]["trials_converted"] == 1
+    as_of = ("--currency", "usd", "--as-of", "2024-06-30")
+    code, out, _ = run("report", "summary", "--json", "--group-by", "product", *as_of)
+    summary = json.loads(out)
+    assert code == 0 and sum(g["mrr"] for g in summary["groups"]) == summary["mrr"]
+    code, out, _ = run("report", "summary", "--group-by", "product", *as_of)
+    assert code == 0 and "By product" in out and summary["groups"][0]["value"] in out

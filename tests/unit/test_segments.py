@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from ledger.events import parse_event
 from ledger.mrr import item_mrr, subscription_mrr
-from ledger.segments import BadSegment, Filter, grouped_ledgers, segment_ledger
+from ledger.segments import (
+    BadSegment,
+    Filter,
+    grouped_ledgers,
+    item_segments,
+    segment_ledger,
+    segment_trials,
+)
 from ledger.snapshot import parse_subscription
 from ledger.timeline import derive_ledger
 from reporting.periods import Period, snap
@@ -178,3 +185,47 @@ def test_customer_groups_sum_to_the_whole_field_by_field(ledgers, values) -> Non
                         assert amount == sum(p[n][field].get(k, 0) for p in parts), field
                 elif isinstance(value, int) and not isinstance(value, bool):
                     assert value == sum(p[n][field] for p in parts), field
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subs=customer_st)
+def test_stored_item_segments_are_the_derived_ones(subs) -> None:
+    """What a worker stores per item value (`item_segments`, a `whole` segment standing
+    for the customer's own ledger) is what a report would derive from the events."""
+    events = [parse_event(e) for e in build_events("cus_s", subs)]
+    whole = derive_ledger("cus_s", events)
+    stored = item_segments("cus_s", events)
+    for key in ("plan", "product", "interval"):
+        mine = {s.value: s for s in stored if s.key == key}
+        derived = grouped_ledgers("cus_s", events, key)
+        assert set(mine) == set(derived)
+        for value, ledger in derived.items():
+            segment = mine[value]
+            trials = segment_trials("cus_s", events, group_by=key, value=value)
+            if segment.whole:
+                assert len(mine) == 1
+                assert ledger.movements == whole.movements
+                assert trials == whole.trials
+            else:
+                assert segment.movements == ledger.movements
+                assert segment.trials == trials
+
+
+def test_a_customer_on_one_plan_is_whole_and_a_plan_change_is_not() -> None:
+    one = [
+        ev("e1", "created", T, sub([f.item(PRO, 1)])),
+        ev("e2", "updated", T + 100, sub([f.item(PRO, 3)])),
+    ]
+    assert [(s.key, s.value, s.whole) for s in item_segments("cus_1", one)] == [
+        ("plan", "price_pro", True),
+        ("product", "prod_pro", True),
+        ("interval", "month", True),
+    ]
+    changed = [
+        ev("e1", "created", T, sub([f.item(PRO, 1)])),
+        ev("e2", "updated", T + 100, sub([f.item(PLUS, 1)])),
+    ]
+    plans = {s.value: s for s in item_segments("cus_1", changed) if s.key == "plan"}
+    assert not any(s.whole for s in plans.values())
+    assert moves_of(plans["price_pro"]) == [("new", 1000, None), ("churn", 1000, None)]
+    assert moves_of(plans["price_plus"]) == [("new", 3000, None)]
