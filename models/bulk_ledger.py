@@ -32,6 +32,7 @@ from models.tables import (
     SegmentDaily,
     SegmentMovement,
     SegmentTrial,
+    SegmentTrialDaily,
     SubscriptionRow,
     TrialTransitionRow,
 )
@@ -45,10 +46,11 @@ SWAPPED = (
     CustomerSegment.__tablename__,
     SegmentMovement.__tablename__,
     SegmentDaily.__tablename__,
-    SubscriptionRow.__tablename__,
-    CustomerBalance.__tablename__,
     TrialTransitionRow.__tablename__,
     SegmentTrial.__tablename__,
+    SegmentTrialDaily.__tablename__,
+    SubscriptionRow.__tablename__,
+    CustomerBalance.__tablename__,
 )
 #: Prefix of the fresh tables while they fill.
 FRESH = "rebuild_"
@@ -140,6 +142,7 @@ SEGMENT_TRIAL_COLUMNS = (
     "pipeline_delta",
 )
 SEGMENT_DAILY_COLUMNS = ("key", "value", *DAILY_COLUMNS)
+SEGMENT_TRIAL_DAILY_COLUMNS = ("key", "value", "currency", "day", "transition", "amount", "count")
 
 _USED = "customer_id IS NOT NULL AND type = ANY(%(types)s) AND status <> %(quarantined)s"
 

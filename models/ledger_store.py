@@ -43,6 +43,7 @@ from models.tables import (
     SegmentDaily,
     SegmentMovement,
     SegmentTrial,
+    SegmentTrialDaily,
     SubscriptionRow,
     TrialTransitionRow,
 )
@@ -144,6 +145,7 @@ def write_ledgers(
     customers = sorted(ledger.customer_id for ledger in ledgers)
     _apply_rollup_delta(session, customers, ledgers)
     _apply_segment_rollup_delta(session, customers, ledgers)
+    _apply_segment_trial_delta(session, customers, ledgers)
     for table in DERIVED_BY_CUSTOMER:
         session.execute(delete(table).where(table.customer_id.in_(customers)))
     movements = [_movement_row(m) for ledger in ledgers for m in ledger.movements]
@@ -473,6 +475,69 @@ def _apply_segment_rollup_delta(
     _upsert_rollup(session, SegmentDaily, SegmentRollupKey._fields, delta)
 
 
+class SegmentTrialKey(NamedTuple):
+    """The `segment_trial_daily` key."""
+
+    key: str
+    value: str
+    currency: str
+    day: date
+    transition: str
+
+
+def segment_trial_deltas(ledger: CustomerLedger) -> Iterable[tuple[SegmentTrialKey, int]]:
+    """Each trial transition of each of the ledger's item segments, by its
+    `segment_trial_daily` key, with its pipeline change."""
+    for s in ledger.segments:
+        for t in ledger.trials if s.whole else s.trials:
+            day = at(t.occurred_at).date()
+            yield (
+                SegmentTrialKey(s.key, s.value, t.currency, day, t.transition.value),
+                (t.pipeline_delta),
+            )
+
+
+def stored_segment_trials(customers: Sequence[str] | None = None) -> Any:
+    """Every stored trial transition of the customers' item segments (all: None) as a
+    subquery of `SegmentTrialKey`'s columns and `amount` (the pipeline change)."""
+    t, cs, s = TrialTransitionRow, CustomerSegment, SegmentTrial
+    names = [*SegmentTrialKey._fields, "amount"]
+    whole_columns = (cs.key, cs.value, t.currency, t.occurred_day, t.transition, t.pipeline_delta)
+    whole = (
+        select(*(c.label(n) for c, n in zip(whole_columns, names, strict=True)))
+        .select_from(t)
+        .join(cs, (cs.customer_id == t.customer_id) & cs.whole)
+    )
+    own_columns = (s.key, s.value, s.currency, s.occurred_day, s.transition, s.pipeline_delta)
+    own: Any = select(*(c.label(n) for c, n in zip(own_columns, names, strict=True)))
+    if customers is not None:
+        whole = whole.where(t.customer_id.in_(customers))
+        own = own.where(s.customer_id.in_(customers))
+    return whole.union_all(own).subquery("stored_segment_trials")
+
+
+def _apply_segment_trial_delta(
+    session: Session, customers: Sequence[str], ledgers: Sequence[CustomerLedger]
+) -> None:
+    """Add (new − stored) item segment trial transitions to `segment_trial_daily`."""
+    delta: dict[SegmentTrialKey, list[int]] = defaultdict(lambda: [0, 0])
+    stored = stored_segment_trials(customers)
+    fields = [stored.c[n] for n in SegmentTrialKey._fields]
+    old = session.execute(
+        select(*fields, func.sum(stored.c.amount), func.count()).group_by(*fields)
+    )
+    for *values, amount, count in old:
+        entry = delta[SegmentTrialKey._make(values)]
+        entry[0] -= int(amount)
+        entry[1] -= int(count)
+    for ledger in ledgers:
+        for key, amount in segment_trial_deltas(ledger):
+            entry = delta[key]
+            entry[0] += amount
+            entry[1] += 1
+    _upsert_rollup(session, SegmentTrialDaily, SegmentTrialKey._fields, delta)
+
+
 def _upsert_rollup(
     session: Session, table: Any, fields: Sequence[str], delta: Mapping[Any, list[int]]
 ) -> None:
@@ -512,14 +577,16 @@ def refresh_statistics(session: Session) -> None:
 
 
 def rebuild_rollups(session: Session) -> None:
-    """Recompute `ledger_daily` and `segment_daily` from every movement (after bulk
-    loads, in `mrr rebuild`).
+    """Recompute `ledger_daily`, `segment_daily` and `segment_trial_daily` from every
+    movement and trial transition (after bulk loads, in `mrr rebuild`).
 
     On PostgreSQL the tables are locked for writes meanwhile: a worker's delta then lands
     after the recount, on top of it, never inside it.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE ledger_daily, segment_daily IN EXCLUSIVE MODE"))
+        session.execute(
+            text("LOCK TABLE ledger_daily, segment_daily, segment_trial_daily IN EXCLUSIVE MODE")
+        )
     key = RollupKey.over_movements()
     session.execute(delete(LedgerDaily))
     session.execute(
@@ -535,5 +602,14 @@ def rebuild_rollups(session: Session) -> None:
         insert_into(SegmentDaily).from_select(
             [*SegmentRollupKey._fields, "amount", "count"],
             select(*fields, func.sum(stored.c.amount), func.count()).group_by(*fields),
+        )
+    )
+    trials = stored_segment_trials()
+    trial_fields = [trials.c[n] for n in SegmentTrialKey._fields]
+    session.execute(delete(SegmentTrialDaily))
+    session.execute(
+        insert_into(SegmentTrialDaily).from_select(
+            [*SegmentTrialKey._fields, "amount", "count"],
+            select(*trial_fields, func.sum(trials.c.amount), func.count()).group_by(*trial_fields),
         )
     )

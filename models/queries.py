@@ -28,6 +28,7 @@ from models.tables import (
     SegmentDaily,
     SegmentMovement,
     SegmentTrial,
+    SegmentTrialDaily,
     SubscriptionRow,
     TrialTransitionRow,
 )
@@ -376,44 +377,44 @@ class ItemRows:
     values: frozenset[str] | None = None
 
 
+#: The columns of a customer's rows that segment queries read, per table they read.
+_MOVEMENT_COLUMNS = (
+    *("customer_id", "currency", "occurred_day", "type", "kind", "reason_key"),
+    *("delinquent", "amount"),
+)
+_TRIAL_COLUMNS = ("customer_id", "currency", "occurred_day", "transition", "pipeline_delta")
+
+
 def _movement_source(items: ItemRows | None) -> Any:
-    """The movements a segment query sums: the ledger's own, or the item segments'
-    (`whole` ones read through `ledger_movements`, with their `value`)."""
-    m = cast_table(LedgerMovement)
-    if items is None:
-        return m
-    cs, s = cast_table(CustomerSegment), cast_table(SegmentMovement)
-    columns: tuple[str, ...] = ("customer_id", "currency", "occurred_day", "type", "kind")
-    columns += ("reason_key", "delinquent", "amount")
-    whole = (
-        select(cs.c.value, *(m.c[n] for n in columns))
-        .select_from(m)
-        .join(cs, (cs.c.customer_id == m.c.customer_id) & (cs.c.key == items.key) & cs.c.whole)
-    )
-    own = select(s.c.value, *(s.c[n] for n in columns)).where(s.c.key == items.key)
-    if items.values is not None:
-        whole = whole.where(cs.c.value.in_(sorted(items.values)))
-        own = own.where(s.c.value.in_(sorted(items.values)))
-    return whole.union_all(own).subquery("segment_rows")
+    """The movements a segment query sums: the ledger's own, or the item segments'."""
+    return _source(LedgerMovement, SegmentMovement, _MOVEMENT_COLUMNS, items)
 
 
 def _trial_source(items: ItemRows | None) -> Any:
     """The trial transitions a segment query sums, as `_movement_source`."""
-    t = cast_table(TrialTransitionRow)
+    return _source(TrialTransitionRow, SegmentTrial, _TRIAL_COLUMNS, items)
+
+
+def _source(
+    whole_model: Any, own_model: Any, columns: Sequence[str], items: ItemRows | None
+) -> Any:
+    """The customers' own rows of `whole_model` (no `items`), or the item segments'
+    rows with their `value`: a `whole` segment's read through `whole_model` joined with
+    `customer_segments`, the others' from `own_model`."""
+    w = cast_table(whole_model)
     if items is None:
-        return t
-    cs, s = cast_table(CustomerSegment), cast_table(SegmentTrial)
-    columns = ("customer_id", "currency", "occurred_day", "transition", "pipeline_delta")
+        return w
+    cs, s = cast_table(CustomerSegment), cast_table(own_model)
     whole = (
-        select(cs.c.value, *(t.c[n] for n in columns))
-        .select_from(t)
-        .join(cs, (cs.c.customer_id == t.c.customer_id) & (cs.c.key == items.key) & cs.c.whole)
+        select(cs.c.value, *(w.c[n] for n in columns))
+        .select_from(w)
+        .join(cs, (cs.c.customer_id == w.c.customer_id) & (cs.c.key == items.key) & cs.c.whole)
     )
     own = select(s.c.value, *(s.c[n] for n in columns)).where(s.c.key == items.key)
     if items.values is not None:
         whole = whole.where(cs.c.value.in_(sorted(items.values)))
         own = own.where(s.c.value.in_(sorted(items.values)))
-    return whole.union_all(own).subquery("segment_trial_rows")
+    return whole.union_all(own).subquery(f"{own_model.__tablename__}_rows")
 
 
 def cast_table(model: Any) -> Table:
@@ -557,25 +558,66 @@ def segment_trials(
 
 
 def item_rollup_buckets(
-    session: Session, start: date, end: date, items: ItemRows
+    session: Session, start: date, end: date, items: ItemRows, monthly: bool = False
 ) -> dict[tuple[str, str], list[Bucket]]:
     """Buckets of the item segments `items` in [start, end) by (value, currency), read
-    from the `segment_daily` rollup."""
+    from the `segment_daily` rollup. `monthly`: summed per calendar month, dated its
+    first day (for monthly rows: a thirtieth of the rows to read and build)."""
     d = SegmentDaily
+    day: Any = _month(session, d.day) if monthly else d.day
     where = [d.key == items.key, d.day >= start, d.day < end, d.count != 0]
     if items.values is not None:
         where.append(d.value.in_(sorted(items.values)))
-    rows = session.connection().execute(
-        select(d.value, *RollupKey.of_rollup(SegmentDaily), d.amount, d.count).where(*where)
+    keys = (d.value, d.currency, day, d.type, d.kind, d.reason_key, d.delinquent)
+    rows = (
+        session.connection()
+        .execute(select(*keys, func.sum(d.amount), func.sum(d.count)).where(*where).group_by(*keys))
+        .all()
     )
     found: dict[tuple[str, str], list[Bucket]] = defaultdict(list)
-    for value, code, day, type_, kind, reason, delinquent, amount, count in rows:
+    for value, code, on, type_, kind, reason, delinquent, amount, count in rows:
         found[(value, code)].append(
             Bucket(
-                day, type_, int(amount), int(count), kind or None, reason or None, bool(delinquent)
+                _as_date(on),
+                type_,
+                int(amount),
+                int(count),
+                kind or None,
+                reason or None,
+                bool(delinquent),
             )
         )
     return dict(found)
+
+
+def item_rollup_trials(
+    session: Session, start: date, end: date, items: ItemRows, monthly: bool = False
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[TrialBucket]]]:
+    """The item segments' trial pipelines at `start` and trial buckets in [start, end)
+    by (value, currency), from `segment_trial_daily` (`monthly` as for the buckets)."""
+    d = SegmentTrialDaily
+    where = [d.key == items.key]
+    if items.values is not None:
+        where.append(d.value.in_(sorted(items.values)))
+    begun = session.execute(
+        select(d.value, d.currency, func.sum(d.amount))
+        .where(*where, d.day < start)
+        .group_by(d.value, d.currency)
+    )
+    pipelines = {(str(v), str(c)): int(total or 0) for v, c, total in begun}
+    day: Any = _month(session, d.day) if monthly else d.day
+    keys = (d.value, d.currency, day, d.transition)
+    rows = session.execute(
+        select(*keys, func.sum(d.count), func.sum(d.amount))
+        .where(*where, d.day >= start, d.day < end, d.count != 0)
+        .group_by(*keys)
+    )
+    found: dict[tuple[str, str], list[TrialBucket]] = defaultdict(list)
+    for value, code, on, kind, count, delta in rows:
+        found[(str(value), str(code))].append(
+            TrialBucket(_as_date(on), str(kind), int(count), int(delta or 0))
+        )
+    return pipelines, dict(found)
 
 
 def item_rollup_openings(

@@ -284,6 +284,22 @@ class SegmentDaily(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SegmentTrialDaily(Base):
+    """Item segments' trial transitions counted per key, value, currency, UTC day and
+    transition, with their pipeline MRR change: what a report by an item key reads for
+    its trial funnel. Kept exact as `segment_daily` is."""
+
+    __tablename__ = "segment_trial_daily"
+
+    key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    transition: Mapped[str] = mapped_column(String(16), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)  # pipeline MRR change
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class CustomerBalance(Base):
     """A customer's current MRR per currency: the fast path of `/reports/summary`."""
 

@@ -59,6 +59,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 from ledger.errors import InvalidEvent, InvalidValue
 from ledger.events import SubscriptionEvent, parse_event
@@ -68,7 +69,7 @@ from models import bulk_ledger, ledger_store
 from models.bulk_ledger import FreshLedger, InboxRow, InboxSnapshot
 from models.clock import utcnow
 from models.db import transaction
-from models.ledger_store import RollupKey, SegmentRollupKey, at
+from models.ledger_store import RollupKey, SegmentRollupKey, SegmentTrialKey, at
 from pipeline import enrich
 from pipeline.intake import loads
 from pipeline.runtime import Runtime, bootstrap
@@ -104,6 +105,7 @@ class Part:
     warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
     daily: dict[RollupKey, list[int]] = field(default_factory=dict)
     segment_daily: dict[SegmentRollupKey, list[int]] = field(default_factory=dict)
+    segment_trial_daily: dict[SegmentTrialKey, list[int]] = field(default_factory=dict)
     #: Customer → events its fresh ledger was derived from.
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -119,6 +121,7 @@ class _Pass:
         self.part = Part()
         self.daily: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
         self.segment_daily: dict[SegmentRollupKey, list[int]] = defaultdict(lambda: [0, 0])
+        self.segment_trial_daily: dict[SegmentTrialKey, list[int]] = defaultdict(lambda: [0, 0])
 
     def run(self, snapshot: InboxSnapshot) -> Part:
         batch: list[tuple[str, list[InboxRow]]] = []
@@ -134,6 +137,7 @@ class _Pass:
         self.flush(batch)
         self.part.daily = dict(self.daily)
         self.part.segment_daily = dict(self.segment_daily)
+        self.part.segment_trial_daily = dict(self.segment_trial_daily)
         return self.part
 
     def flush(self, batch: list[tuple[str, list[InboxRow]]]) -> None:
@@ -277,10 +281,15 @@ class _Pass:
         ):
             self.fresh.copy(table, columns, [tuple(row[c] for c in columns) for row in rows])
         daily = self.segment_daily
+        trial_daily = self.segment_trial_daily
         for ledger in ledgers:
             for key, amount in ledger_store.segment_rollup_deltas(ledger):
                 entry = daily[key]
                 entry[0] += amount
+                entry[1] += 1
+            for trial_key, delta in ledger_store.segment_trial_deltas(ledger):
+                entry = trial_daily[trial_key]
+                entry[0] += delta
                 entry[1] += 1
 
 
@@ -334,6 +343,7 @@ def bulk_rebuild(
     merged = Part()
     daily: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
     segment_daily: dict[SegmentRollupKey, list[int]] = defaultdict(lambda: [0, 0])
+    trial_daily: dict[SegmentTrialKey, list[int]] = defaultdict(lambda: [0, 0])
     with bulk_ledger.connect(url) as guard:
         bulk_ledger.rebuild_lock(guard)
         with bulk_ledger.connect(url) as reader, bulk_ledger.connect(url) as writer:
@@ -344,7 +354,7 @@ def bulk_rebuild(
                 cuts = snapshot.bounds(jobs)
                 ranges = list(itertools.pairwise(cuts))
                 for part in _parts(settings, exported, ranges, jobs):
-                    _merge(merged, daily, segment_daily, part)
+                    _merge(merged, (daily, segment_daily, trial_daily), part)
                     if progress is not None:
                         progress(len(part.seen))
                 snapshot.close()
@@ -355,14 +365,18 @@ def bulk_rebuild(
                         bulk_ledger.DAILY_COLUMNS,
                         [(*key, amount, count) for key, (amount, count) in sorted(daily.items())],
                     )
-                    fresh.copy(
-                        "segment_daily",
-                        bulk_ledger.SEGMENT_DAILY_COLUMNS,
-                        [
-                            (*key, amount, count)
-                            for key, (amount, count) in sorted(segment_daily.items())
-                        ],
-                    )
+                    for table, columns, sums in (
+                        ("segment_daily", bulk_ledger.SEGMENT_DAILY_COLUMNS, segment_daily),
+                        (
+                            "segment_trial_daily",
+                            bulk_ledger.SEGMENT_TRIAL_DAILY_COLUMNS,
+                            trial_daily,
+                        ),
+                    ):
+                        summed = [
+                            (*k, amount, count) for k, (amount, count) in sorted(sums.items())
+                        ]
+                        fresh.copy(table, columns, summed)
                     # The fresh tables hold no customer without events: the swap drops them.
                     with runtime.sessions() as session:
                         outcome.orphans_deleted = ledger_store.count_orphans(session)
@@ -410,20 +424,22 @@ def _parts(
             yield future.result()
 
 
-def _merge(
-    into: Part,
-    daily: dict[RollupKey, list[int]],
-    segment_daily: dict[SegmentRollupKey, list[int]],
-    part: Part,
-) -> None:
+def _merge(into: Part, rollups: tuple[dict[Any, list[int]], ...], part: Part) -> None:
+    """Add a range's part to the whole: its bookkeeping, and its sums to `rollups`
+    (`ledger_daily`'s, `segment_daily`'s and `segment_trial_daily`'s, in that order)."""
     into.seen.update(part.seen)
     into.deferred |= part.deferred
     into.marks.update(part.marks)
     into.warnings.update(part.warnings)
     into.counts.update(part.counts)
-    for sums, found in ((daily, part.daily), (segment_daily, part.segment_daily)):
-        for key, (amount, count) in found.items():
-            entry = sums[key]  # type: ignore[index]
+    found: tuple[dict[Any, list[int]], ...] = (
+        part.daily,
+        part.segment_daily,
+        part.segment_trial_daily,
+    )
+    for sums, mine in zip(rollups, found, strict=True):
+        for key, (amount, count) in mine.items():
+            entry = sums[key]
             entry[0] += amount
             entry[1] += count
 

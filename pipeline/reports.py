@@ -385,37 +385,45 @@ def sql_segments(
     lo: date,
     hi: date,
     items: ItemRows | None = None,
+    monthly: bool = False,
 ) -> dict[str | None, Segment]:
     """Segments summed by SQL over stored rows (`stored_plan`): None the whole, and with
-    `group` each of its values. With no customer key, movements come from the daily
-    rollups (`ledger_daily`, `segment_daily`), else from the movements themselves."""
+    `group` each of its values. With no customer key, item segments come from their
+    daily rollups (`segment_daily`, `segment_trial_daily`; `monthly`: summed per month,
+    for monthly rows), else from the stored rows joined with `customers`."""
     found: dict[str | None, Segment] = defaultdict(Segment)
     filtered = items if items is not None and items.values is not None else None
     for key in [None] if group is None else [None, group]:
         source = items if key is not None and not is_customer_key(key) else filtered
         opens: Mapping[tuple[str | None, str], Opening]
         buckets: Mapping[tuple[str | None, str], list[Bucket]]
-        if wanted or (key is not None and is_customer_key(key)):
-            opens = queries.segment_openings(session, lo, wanted, key, source)
-            buckets = queries.segment_buckets(session, lo, hi, wanted, key, source)
-        elif source is None:  # the whole ledger
-            opens = {(None, c): o for c, o in queries.openings(session, lo).items()}
-            daily = queries.buckets_by_currency(session, lo, hi)
-            buckets = {(None, c): b for c, b in daily.items()}
+        pipelines: Mapping[tuple[str | None, str], int]
+        trials: Mapping[tuple[str | None, str], list[TrialBucket]]
+        if wanted or (key is not None and is_customer_key(key)) or source is None:
+            if not wanted and key is None:  # the whole ledger
+                opens = {(None, c): o for c, o in queries.openings(session, lo).items()}
+                daily = queries.buckets_by_currency(session, lo, hi)
+                buckets = {(None, c): b for c, b in daily.items()}
+            else:
+                opens = queries.segment_openings(session, lo, wanted, key, source)
+                buckets = queries.segment_buckets(session, lo, hi, wanted, key, source)
+            pipelines, trials = queries.segment_trials(session, lo, hi, wanted, key, source)
         else:  # one or every value of an item key
             rolled = queries.item_rollup_openings(session, lo, source)
             opens = {(v if key else None, c): o for (v, c), o in rolled.items()}
-            found_buckets = queries.item_rollup_buckets(session, lo, hi, source)
+            found_buckets = queries.item_rollup_buckets(session, lo, hi, source, monthly)
             buckets = {(v if key else None, c): b for (v, c), b in found_buckets.items()}
+            begun, funnels = queries.item_rollup_trials(session, lo, hi, source, monthly)
+            pipelines = {(v if key else None, c): n for (v, c), n in begun.items()}
+            trials = {(v if key else None, c): f for (v, c), f in funnels.items()}
         for value, currency in {*opens, *buckets}:
             found[value].natives[currency] = Native(
                 opens.get((value, currency), Opening()), buckets.get((value, currency), [])
             )
-        pipelines, trials = queries.segment_trials(session, lo, hi, wanted, key, source)
         for (value, currency), amount in pipelines.items():
-            found[value if key else None].pipelines[currency] = amount
+            found[value].pipelines[currency] = amount
         for (value, currency), funnel in trials.items():
-            found[value if key else None].trials[currency] = funnel
+            found[value].trials[currency] = funnel
     found.setdefault(None, Segment())
     return dict(found)
 
@@ -473,7 +481,9 @@ def _segmented_movements(
     its groups (SPEC §11): summed by SQL over the stored ledgers where they are stored
     (`stored_plan`), else derived from the stored events."""
     group = query.group_by
-    segments = segments_of(session, query, lo, hi)
+    # Summed per month only in one currency: converting, each day's flows take its rate.
+    monthly = query.period is Period.MONTH and converting is None
+    segments = segments_of(session, query, lo, hi, monthly)
     periods, left_out = segments[None].rows(query, lo, hi, converting)
     doc: dict[str, Any] = {
         "currency": converting.target if converting else (query.currency or "usd"),
@@ -605,13 +615,16 @@ def _summary(
     return doc
 
 
-def segments_of(session: Session, query: Query, lo: date, hi: date) -> dict[str | None, Segment]:
+def segments_of(
+    session: Session, query: Query, lo: date, hi: date, monthly: bool = False
+) -> dict[str | None, Segment]:
     """The segments the query's filters select (None) and, with `group_by`, its groups:
-    summed by SQL where the stored ledgers answer (`stored_plan`), else derived."""
+    summed by SQL where the stored ledgers answer (`stored_plan`), else derived.
+    `monthly`: the rows are calendar months from `lo` (buckets may be summed so)."""
     matches = Filter.parse(query.filters)
     stored, items = stored_plan(matches, query.group_by)
     if stored:
-        return sql_segments(session, matches.customers, query.group_by, lo, hi, items)
+        return sql_segments(session, matches.customers, query.group_by, lo, hi, items, monthly)
     return _derived_segments(session, matches, query.group_by, lo)
 
 

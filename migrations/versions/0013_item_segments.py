@@ -75,8 +75,25 @@ def upgrade() -> None:
             "key", "value", "currency", "day", "type", "kind", "reason_key", "delinquent"
         ),
     )
+    op.create_table(
+        "segment_trial_daily",
+        sa.Column("key", sa.String(length=16), nullable=False),
+        sa.Column("value", sa.String(length=255), nullable=False),
+        sa.Column("currency", sa.String(length=8), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("transition", sa.String(length=16), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("key", "value", "currency", "day", "transition"),
+    )
 
 
 def downgrade() -> None:
-    for table in ("segment_daily", "segment_trials", "segment_movements", "customer_segments"):
+    for table in (
+        "segment_trial_daily",
+        "segment_daily",
+        "segment_trials",
+        "segment_movements",
+        "customer_segments",
+    ):
         op.drop_table(table)

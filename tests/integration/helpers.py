@@ -16,6 +16,7 @@ from models.tables import (
     SegmentDaily,
     SegmentMovement,
     SegmentTrial,
+    SegmentTrialDaily,
     SubscriptionRow,
     TrialTransitionRow,
 )
@@ -86,6 +87,7 @@ def ledger_snapshot(db: sessionmaker[Session]) -> dict[str, list[tuple[Any, ...]
         ]
         whole = {table.__tablename__: rows_of(s, table) for table in WHOLE_TABLES}
         segment_daily = [r for r in rows_of(s, SegmentDaily) if r[-1] != 0]
+        segment_trial_daily = [r for r in rows_of(s, SegmentTrialDaily) if r[-1] != 0]
     return {
         "movements": sorted(movements),
         "subscriptions": sorted(subs),
@@ -93,6 +95,7 @@ def ledger_snapshot(db: sessionmaker[Session]) -> dict[str, list[tuple[Any, ...]
         "daily": sorted(daily),
         **whole,
         "segment_daily": segment_daily,
+        "segment_trial_daily": segment_trial_daily,
     }
 
 
@@ -103,14 +106,18 @@ def rows_of(session: Session, table: Any) -> list[tuple[Any, ...]]:
     return sorted(plain, key=repr)
 
 
-def recounted_segment_daily(db: sessionmaker[Session]) -> list[tuple[Any, ...]]:
-    """`segment_daily` recomputed from the stored segments (rolled back), nonzero rows."""
+def recounted_segment_rollups(db: sessionmaker[Session]) -> dict[str, list[tuple[Any, ...]]]:
+    """`segment_daily` and `segment_trial_daily` recomputed from the stored segments
+    (rolled back), nonzero rows, keyed as `ledger_snapshot` keys them."""
     with db() as s:
         s.begin()
         rebuild_rollups(s)
-        rows = [r for r in rows_of(s, SegmentDaily) if r[-1] != 0]
+        found = {
+            "segment_daily": [r for r in rows_of(s, SegmentDaily) if r[-1] != 0],
+            "segment_trial_daily": [r for r in rows_of(s, SegmentTrialDaily) if r[-1] != 0],
+        }
         s.rollback()
-    return rows
+    return found
 
 
 def recounted_daily(db: sessionmaker[Session]) -> list[tuple[Any, ...]]:

@@ -166,8 +166,8 @@ def test_status_hides_urls_secrets_and_customer_ids(post_event, run_worker, clie
 @pytest.mark.parametrize("seed", [4, 5])
 def test_daily_rollup_stays_equal_to_a_recount(seed, post_event, run_worker, db) -> None:
     """Incremental rollup deltas over shuffled, duplicated deliveries equal a full recount
-    (`ledger_daily`, and `segment_daily` of the item segments)."""
-    from tests.integration.helpers import recounted_daily, recounted_segment_daily
+    (`ledger_daily`, and `segment_daily` and `segment_trial_daily` of the item segments)."""
+    from tests.integration.helpers import recounted_daily, recounted_segment_rollups
     from tests.lifecycles import random_events
 
     rng = random.Random(seed)
@@ -181,5 +181,7 @@ def test_daily_rollup_stays_equal_to_a_recount(seed, post_event, run_worker, db)
     snapshot = ledger_snapshot(db)
     assert snapshot["daily"]
     assert snapshot["daily"] == [r for r in recounted_daily(db) if r[-1] != 0]
-    assert snapshot["segment_daily"]
-    assert snapshot["segment_daily"] == recounted_segment_daily(db)
+    recount = recounted_segment_rollups(db)
+    for rollup in ("segment_daily", "segment_trial_daily"):
+        assert snapshot[rollup], rollup
+        assert snapshot[rollup] == recount[rollup], rollup

@@ -85,10 +85,12 @@ def test_stored_item_segments_equal_the_derived_ones(random_world, db, currency)
         assert stored, (filters, group)
         query = Query(currency=currency, filters=tuple(filters), group_by=group)
         with db() as session:
-            summed = sql_segments(session, matches.customers, group, LO, HI, items)
             derived = _derived_segments(session, matches, group, LO)
-        expected = rows_by_value(derived, query)
-        assert rows_by_value(summed, query) == expected, (filters, group)
+            expected = rows_by_value(derived, query)
+            for monthly in (False, True):  # daily buckets, or summed per month by SQL
+                args = (matches.customers, group, LO, HI, items, monthly)
+                summed = sql_segments(session, *args)
+                assert rows_by_value(summed, query) == expected, (filters, group, monthly)
         if group == "plan" and not filters:
             grouped_by_plan = len(expected) - 1
     assert grouped_by_plan >= (3 if currency == "usd" else 1)  # several plans moved
