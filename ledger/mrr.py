@@ -171,12 +171,35 @@ def item_mrr(snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG) -> tuple[int,
     miss of the subscription's rounded MRR (a few minor units at most, either sign) is
     given to the largest share (the first of equal ones).
     """
-    if not snapshot.counts or not snapshot.items:
-        return (0,) * len(snapshot.items)
+    return priced_items(snapshot, catalog)[1]
+
+
+def priced_items(
+    snapshot: Snapshot, catalog: Catalog = EMPTY_CATALOG
+) -> tuple[Mrr, tuple[int, ...]]:
+    """`(subscription_mrr(snapshot, catalog), item_mrr(snapshot, catalog))`, pricing the
+    snapshot once (a segment needs both of every snapshot)."""
+    if not snapshot.counts:
+        return Mrr(0, snapshot.currency), (0,) * len(snapshot.items)
     whole = _whole_lines(snapshot)
-    if whole is not None and min(whole) >= 0:
-        return tuple(whole)  # no discount: the exact shares are these whole amounts
-    lines, total = _exact_mrr(snapshot, catalog, [])
+    if whole is not None:
+        total = max(sum(whole), 0)
+        if total > MAX_MRR:
+            raise InvalidValue(
+                f"subscription {snapshot.id} has an MRR beyond {MAX_MRR} minor units"
+            )
+        mrr = Mrr(total, snapshot.currency)
+        if not whole or min(whole) >= 0:
+            return mrr, tuple(whole)  # no discount: the exact shares are these amounts
+        return mrr, _shares([Fraction(n) for n in whole], Fraction(total))
+    warnings: list[str] = []
+    lines, exact_total = _exact_mrr(snapshot, catalog, warnings)
+    return Mrr(round(exact_total), snapshot.currency, tuple(warnings)), _shares(lines, exact_total)
+
+
+def _shares(lines: list[Fraction], total: Fraction) -> tuple[int, ...]:
+    """`total` (the subscription's exact MRR) spread over the items in proportion to
+    their exact monthly amounts `lines`, rounded as `item_mrr` says."""
     before = sum(lines, Fraction(0))
     if before == 0:
         return (0,) * len(lines)

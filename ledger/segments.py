@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from ledger.events import Ordered, SubscriptionEvent, order_events
-from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, item_mrr, subscription_mrr
+from ledger.mrr import EMPTY_CATALOG, Catalog, Mrr, priced_items
 from ledger.snapshot import Item, Snapshot
 from ledger.timeline import CustomerLedger, Movement, Pricing, derive_ledger
 from ledger.trials import TrialTransition, trial_transitions
@@ -125,8 +125,7 @@ class Shares:
         hit = self._seen.get(id(snapshot))
         if hit is not None and hit[0] is snapshot:
             return hit[1], hit[2]
-        whole = subscription_mrr(snapshot, catalog)  # its warnings, and its refusals
-        shares = item_mrr(snapshot, catalog)
+        whole, shares = priced_items(snapshot, catalog)  # with its warnings and refusals
         self._seen[id(snapshot)] = (snapshot, whole, shares)  # keeps it alive: ids stay unique
         return whole, shares
 
@@ -240,6 +239,7 @@ def item_segments(
     events: Iterable[SubscriptionEvent],
     catalog: Catalog = EMPTY_CATALOG,
     trials: bool = True,
+    shares: Shares | None = None,
 ) -> tuple[ItemSegment, ...]:
     """The customer's ledger per value of every item key (SPEC §11), for every value
     its snapshots' items show: what `grouped_ledgers` and `segment_trials` derive, at a
@@ -252,21 +252,38 @@ def item_segments(
     key; and a value's ledger is derived from the events of the subscriptions that ever
     had it only (the others count 0 in it throughout, so they move nothing). `trials`
     False: the customer's ledger has no trial, so no segment has one. Raises
-    `InvalidValue` (with `event_id`) as `derive_ledger` does.
+    `InvalidValue` (with `event_id`) as `derive_ledger` does. `shares`: snapshots priced
+    already (`derive_with_segments`).
     """
     ordered = Ordered(order_events(events))
-    shares = Shares()
+    shares = shares or Shares()
     found: list[ItemSegment] = []
+    #: Per key derived so far: each item's value (in event and item order), and the
+    #: segments by value.
+    derived: list[tuple[list[str], dict[str, ItemSegment]]] = []
     for key in ITEM_KEYS:
         values: dict[str, set[str]] = {}  # value -> subscriptions that had it
         bare = False
+        every: list[str] = []
         for event in ordered:
             items = event.snapshot.items
             bare = bare or not items
             for item in items:
-                values.setdefault(item_value(item, key), set()).add(event.snapshot.id)
+                value = item_value(item, key)
+                every.append(value)
+                values.setdefault(value, set()).add(event.snapshot.id)
         if len(values) == 1 and not bare:
             found.append(ItemSegment(key, next(iter(values)), whole=True))
+            continue
+        twin = next(
+            ((m, mine) for others, mine in derived if (m := _bijection(every, others)) is not None),
+            None,
+        )
+        if twin is not None:  # its values split the items as another key's do (product
+            mapping, segments = twin  # and plan, one price per product): same ledgers
+            for value in sorted(values):
+                segment = segments[mapping[value]]
+                found.append(ItemSegment(key, value, False, segment.movements, segment.trials))
             continue
         per_value = _PerValue(key, shares, catalog)
         for value in sorted(values):
@@ -279,7 +296,19 @@ def item_segments(
                 belongs = per_value.belongs(value)
                 found_trials = trial_transitions(customer_id, mine, catalog, pricing, belongs)
             found.append(ItemSegment(key, value, False, ledger.movements, found_trials))
+        derived.append((every, {s.value: s for s in found if s.key == key}))
     return tuple(found)
+
+
+def _bijection(values: list[str], others: list[str]) -> dict[str, str] | None:
+    """The one-to-one map from `values` to `others` (two keys' values of the same items,
+    in the same order), or None when they do not correspond one to one."""
+    forward: dict[str, str] = {}
+    backward: dict[str, str] = {}
+    for value, other in zip(values, others, strict=True):
+        if forward.setdefault(value, other) != other or backward.setdefault(other, value) != value:
+            return None
+    return forward
 
 
 class _PerValue:
@@ -319,9 +348,19 @@ class _PerValue:
         return belongs
 
 
-def with_segments(
-    ledger: CustomerLedger, events: Iterable[SubscriptionEvent], catalog: Catalog = EMPTY_CATALOG
+def derive_with_segments(
+    customer_id: str, events: Iterable[SubscriptionEvent], catalog: Catalog = EMPTY_CATALOG
 ) -> CustomerLedger:
-    """The ledger with its item segments (what a worker stores)."""
-    found = item_segments(ledger.customer_id, events, catalog, trials=bool(ledger.trials))
-    return replace(ledger, segments=found)
+    """`derive_ledger` with the ledger's item segments (what a worker stores): the events
+    ordered once and each snapshot priced once, whole and per item, for the ledger, its
+    trials and every segment."""
+    ordered = Ordered(order_events(events))
+    shares = Shares()
+
+    def pricing(snapshot: Snapshot, catalog: Catalog) -> Mrr:
+        return shares.of(snapshot, catalog)[0]  # subscription_mrr's answer
+
+    ledger = derive_ledger(customer_id, ordered, catalog, pricing)
+    trials = trial_transitions(customer_id, ordered, catalog, pricing)
+    found = item_segments(customer_id, ordered, catalog, trials=bool(trials), shares=shares)
+    return replace(ledger, trials=trials, segments=found)

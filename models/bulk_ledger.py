@@ -116,31 +116,6 @@ BALANCE_COLUMNS = (
     "updated_at",
 )
 DAILY_COLUMNS = ("currency", "day", "type", "kind", "reason_key", "delinquent", "amount", "count")
-SEGMENT_COLUMNS = ("customer_id", "key", "value", "whole")
-SEGMENT_MOVEMENT_COLUMNS = (
-    "customer_id",
-    "key",
-    "value",
-    "currency",
-    "seq",
-    "occurred_day",
-    "type",
-    "amount",
-    "kind",
-    "reason_key",
-    "delinquent",
-)
-SEGMENT_TRIAL_COLUMNS = (
-    "customer_id",
-    "key",
-    "value",
-    "subscription_id",
-    "seq",
-    "currency",
-    "occurred_day",
-    "transition",
-    "pipeline_delta",
-)
 SEGMENT_DAILY_COLUMNS = ("key", "value", *DAILY_COLUMNS)
 SEGMENT_TRIAL_DAILY_COLUMNS = ("key", "value", "currency", "day", "transition", "amount", "count")
 

@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -178,7 +179,14 @@ def write_ledgers(
         for b in ledger.balances
     ]
     trials = [trial_row(t) for ledger in ledgers for t in ledger.trials]
-    segments, segment_moves, segment_trials = segment_rows(ledgers)
+    segments, segment_moves, segment_trials = (
+        [dict(zip(columns, row, strict=True)) for row in rows]
+        for columns, rows in zip(
+            (SEGMENT_COLUMNS, SEGMENT_MOVEMENT_COLUMNS, SEGMENT_TRIAL_COLUMNS),
+            segment_rows(ledgers),
+            strict=True,
+        )
+    )
     for table, rows in (
         (LedgerMovement, movements),
         (SubscriptionRow, subscriptions),
@@ -359,46 +367,70 @@ def _apply_rollup_delta(
     _upsert_rollup(session, LedgerDaily, RollupKey._fields, delta)
 
 
+#: Columns of the item segments' tables, in the order `segment_rows` gives values.
+SEGMENT_COLUMNS = ("customer_id", "key", "value", "whole")
+SEGMENT_MOVEMENT_COLUMNS = (
+    *("customer_id", "key", "value", "currency", "seq", "occurred_day", "type", "amount"),
+    *("kind", "reason_key", "delinquent"),
+)
+SEGMENT_TRIAL_COLUMNS = (
+    *("customer_id", "key", "value", "subscription_id", "seq", "currency", "occurred_day"),
+    *("transition", "pipeline_delta"),
+)
+
+Values = tuple[Any, ...]
+
+
 def segment_rows(
     ledgers: Iterable[CustomerLedger],
-) -> tuple[list[Params], list[Params], list[Params]]:
+) -> tuple[list[Values], list[Values], list[Values]]:
     """The ledgers' item segments as rows of `customer_segments`, `segment_movements`
-    and `segment_trials` (a `whole` segment has none of the latter two)."""
-    segments: list[Params] = []
-    movements: list[Params] = []
-    trials: list[Params] = []
+    and `segment_trials` (values in `SEGMENT_COLUMNS`' … order; a `whole` segment has
+    none of the latter two). Tuples, not dicts: a rebuild writes millions by COPY."""
+    segments: list[Values] = []
+    movements: list[Values] = []
+    trials: list[Values] = []
     for ledger in ledgers:
         customer = ledger.customer_id
         for s in ledger.segments:
-            mine = {"customer_id": customer, "key": s.key, "value": s.value}
-            segments.append({**mine, "whole": s.whole})
+            segments.append((customer, s.key, s.value, s.whole))
             for m in s.movements:
                 movements.append(
-                    {
-                        **mine,
-                        "currency": m.currency,
-                        "seq": m.seq,
-                        "occurred_day": at(m.occurred_at).date(),
-                        "type": m.type.value,
-                        "amount": m.amount,
-                        "kind": m.kind.value if m.kind else None,
-                        "reason_key": m.reason_key,
-                        "delinquent": m.delinquent,
-                    }
+                    (
+                        customer,
+                        s.key,
+                        s.value,
+                        m.currency,
+                        m.seq,
+                        _day(m.occurred_at),
+                        m.type.value,
+                        m.amount,
+                        m.kind.value if m.kind else None,
+                        m.reason_key,
+                        m.delinquent,
+                    )
                 )
             for t in s.trials:
                 trials.append(
-                    {
-                        **mine,
-                        "subscription_id": t.subscription_id,
-                        "seq": t.seq,
-                        "currency": t.currency,
-                        "occurred_day": at(t.occurred_at).date(),
-                        "transition": t.transition.value,
-                        "pipeline_delta": t.pipeline_delta,
-                    }
+                    (
+                        customer,
+                        s.key,
+                        s.value,
+                        t.subscription_id,
+                        t.seq,
+                        t.currency,
+                        _day(t.occurred_at),
+                        t.transition.value,
+                        t.pipeline_delta,
+                    )
                 )
     return segments, movements, trials
+
+
+@lru_cache(maxsize=65536)
+def _day(unix_seconds: int) -> date:
+    """The UTC day of a moment (segments repeat the moments of their customer's ledger)."""
+    return at(unix_seconds).date()
 
 
 class SegmentRollupKey(NamedTuple):
@@ -417,9 +449,13 @@ class SegmentRollupKey(NamedTuple):
 def segment_rollup_deltas(ledger: CustomerLedger) -> Iterable[tuple[SegmentRollupKey, int]]:
     """Each movement of each of the ledger's item segments, by its `segment_daily` key
     (a `whole` segment's movements are the ledger's own)."""
+    keys: dict[int, RollupKey] = {}  # a whole segment repeats the ledger's movements
     for s in ledger.segments:
         for m in ledger.movements if s.whole else s.movements:
-            yield SegmentRollupKey(s.key, s.value, *RollupKey.of(m)), m.amount
+            key = keys.get(id(m))
+            if key is None:
+                key = keys[id(m)] = RollupKey.of(m)
+            yield SegmentRollupKey(s.key, s.value, *key), m.amount
 
 
 def stored_segment_movements(customers: Sequence[str] | None = None) -> Any:
@@ -490,7 +526,7 @@ def segment_trial_deltas(ledger: CustomerLedger) -> Iterable[tuple[SegmentTrialK
     `segment_trial_daily` key, with its pipeline change."""
     for s in ledger.segments:
         for t in ledger.trials if s.whole else s.trials:
-            day = at(t.occurred_at).date()
+            day = _day(t.occurred_at)
             yield (
                 SegmentTrialKey(s.key, s.value, t.currency, day, t.transition.value),
                 (t.pipeline_delta),

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from ledger.errors import InvalidEvent, InvalidValue, LedgerError
 from ledger.events import SubscriptionEvent, is_subscription_event, parse_event
 from ledger.mrr import Catalog, Need
-from ledger.segments import with_segments
-from ledger.timeline import CustomerLedger, derive_ledger
+from ledger.segments import derive_with_segments
+from ledger.timeline import CustomerLedger
 from models import customers as customer_store
 from models import inbox, ledger_store
 from models.db import describe, lock_customers, transaction, try_lock_customers
@@ -270,7 +270,7 @@ def _derive(
     while True:
         try:
             # With its item segments (SPEC §11), which reports sum by SQL.
-            return with_segments(derive_ledger(customer, events, catalog), events, catalog)
+            return derive_with_segments(customer, events, catalog)
         except InvalidValue as exc:
             if exc.event_id is None:
                 raise

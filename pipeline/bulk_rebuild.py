@@ -63,8 +63,8 @@ from typing import Any
 
 from ledger.errors import InvalidEvent, InvalidValue
 from ledger.events import SubscriptionEvent, parse_event
-from ledger.segments import with_segments
-from ledger.timeline import CustomerLedger, derive_ledger
+from ledger.segments import derive_with_segments
+from ledger.timeline import CustomerLedger
 from models import bulk_ledger, ledger_store
 from models.bulk_ledger import FreshLedger, InboxRow, InboxSnapshot
 from models.clock import utcnow
@@ -154,7 +154,7 @@ class _Pass:
                 self.part.deferred.add(customer)  # the incremental path fetches them first
                 continue
             try:
-                ledger = with_segments(derive_ledger(customer, events, catalog), events, catalog)
+                ledger = derive_with_segments(customer, events, catalog)
             except InvalidValue:
                 self.part.deferred.add(customer)  # it quarantines the event, with its reason
                 continue
@@ -275,11 +275,11 @@ class _Pass:
         """The ledgers' item segments (SPEC §11), and their part of `segment_daily`."""
         segments, movements, trials = ledger_store.segment_rows(ledgers)
         for table, columns, rows in (
-            ("customer_segments", bulk_ledger.SEGMENT_COLUMNS, segments),
-            ("segment_movements", bulk_ledger.SEGMENT_MOVEMENT_COLUMNS, movements),
-            ("segment_trials", bulk_ledger.SEGMENT_TRIAL_COLUMNS, trials),
+            ("customer_segments", ledger_store.SEGMENT_COLUMNS, segments),
+            ("segment_movements", ledger_store.SEGMENT_MOVEMENT_COLUMNS, movements),
+            ("segment_trials", ledger_store.SEGMENT_TRIAL_COLUMNS, trials),
         ):
-            self.fresh.copy(table, columns, [tuple(row[c] for c in columns) for row in rows])
+            self.fresh.copy(table, columns, rows)
         daily = self.segment_daily
         trial_daily = self.segment_trial_daily
         for ledger in ledgers:

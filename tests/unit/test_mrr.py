@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import mrr as mrr_module
-from ledger.errors import InvalidEvent
+from ledger.errors import InvalidEvent, InvalidValue
 from ledger.mrr import EMPTY_CATALOG, Catalog, Need, needs, subscription_mrr
 from ledger.snapshot import Tier, parse_coupon, parse_price, parse_subscription
 from tests import factories as f
@@ -611,8 +611,16 @@ def test_whole_number_mrr_equals_the_exact_path(items) -> None:
         for n, (amount, interval, count, quantity, usage) in enumerate(items)
     ]
     snapshot = parse_subscription(f.subscription("sub_p", "cus_p", raw))
-    _, exact = mrr_module._exact_mrr(snapshot, EMPTY_CATALOG, [])
+    try:
+        lines, exact = mrr_module._exact_mrr(snapshot, EMPTY_CATALOG, [])
+    except InvalidValue:  # beyond MAX_MRR (10**9 a day × 10**6 seats): both paths refuse
+        with pytest.raises(InvalidValue):
+            subscription_mrr(snapshot)
+        return
     assert subscription_mrr(snapshot).amount == round(exact)
+    whole, shares = mrr_module.priced_items(snapshot)  # what segments price by, also fast
+    assert whole == subscription_mrr(snapshot)
+    assert shares == mrr_module._shares(lines, exact)
 
 
 def test_a_cached_price_never_stands_for_different_fields() -> None:

@@ -4,6 +4,7 @@ the sums that must hold between the groups and the whole."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from ledger.mrr import item_mrr, subscription_mrr
 from ledger.segments import (
     BadSegment,
     Filter,
+    derive_with_segments,
     grouped_ledgers,
     item_segments,
     segment_ledger,
@@ -195,6 +197,9 @@ def test_stored_item_segments_are_the_derived_ones(subs) -> None:
     events = [parse_event(e) for e in build_events("cus_s", subs)]
     whole = derive_ledger("cus_s", events)
     stored = item_segments("cus_s", events)
+    together = derive_with_segments("cus_s", events)  # what workers store, priced once
+    assert replace(together, segments=()) == whole
+    assert together.segments == item_segments("cus_s", events, trials=bool(whole.trials))
     for key in ("plan", "product", "interval"):
         mine = {s.value: s for s in stored if s.key == key}
         derived = grouped_ledgers("cus_s", events, key)
