@@ -5,8 +5,9 @@ whole subscription lifecycles.
     python bench/segment_latency.py [--customers 100000] [--runs 5] [--smoke]
 
 Fills a fresh PostgreSQL inbox (BENCH_DATABASE_URL; see bench/harness.py) with the
-lifecycles of `--customers` customers (about ten events each; each customer's four
-prices one of five variants: 20 plans in usd, and euro ones), runs the real
+lifecycles of `--customers` customers (two sets of subscriptions each: about twenty
+events and ten movements a customer; each customer's four prices one of five variants:
+20 plans in usd, and euro ones), runs the real
 `mrr rebuild`, then times through the Flask app the ungrouped 12-month movements report
 (served from the daily rollup), the same grouped by plan and filtered to one plan,
 then by the customer key `country` (each customer given a country, one in ten none, as
@@ -30,16 +31,18 @@ from datetime import UTC, date, datetime
 
 from harness import bench_database
 from rebuild import fill, rebuild_rate
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from models.db import make_engine
-from models.tables import CustomerRow, InboxEvent
+from models.tables import CustomerRow, InboxEvent, LedgerMovement
 from pipeline.settings import Settings
 from service.app import create_app
 
 TARGET_MS = 500.0
 #: Ids per price of the lifecycles (four usd prices): 20 plans.
 PLAN_VARIANTS = 5
+#: Sets of subscriptions per customer: about ten movements a customer (one set: five).
+ROUNDS = 2
 
 
 def main() -> None:
@@ -51,9 +54,10 @@ def main() -> None:
     customers = 100 if args.smoke else args.customers
     runs = 1 if args.smoke else args.runs
     with bench_database("segments") as url:
-        events = fill(url, customers, plan_variants=PLAN_VARIANTS)
+        events = fill(url, customers, plan_variants=PLAN_VARIANTS, rounds=ROUNDS)
         rebuild_rate(url, events)
         give_countries(url)
+        movements = count_movements(url)
         app = create_app(
             Settings(
                 webhook_secrets=("whsec_bench",),
@@ -103,7 +107,10 @@ def main() -> None:
             ("…?filter=country:DE&group_by=plan", timed(f"{base}&filter=country:DE&group_by=plan")),
         ]
     countries = len(by_country["groups"])
-    print(f"{events:,} events, {customers:,} customers, {plans} plans, {countries} countries")
+    print(
+        f"{events:,} events, {movements:,} movements, {customers:,} customers, "
+        f"{plans} plans, {countries} countries"
+    )
     print(f"{'report':<40}{'median ms':>12}{'target':>10}{'met':>6}")
     targets = {"movements?group_by=plan", "movements?filter=country:DE"}  # issue 20's
     for name, ms in results:
@@ -111,6 +118,14 @@ def main() -> None:
         print(f"{name:<40}{ms:>12.1f}{TARGET_MS:>10.0f}{met:>6}")
     for name, ms in results[1:]:
         print(f"{name} / ungrouped: {ms / results[0][1]:.1f}x")
+
+
+def count_movements(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        found = conn.scalar(select(func.count()).select_from(LedgerMovement))
+    engine.dispose()
+    return int(found or 0)
 
 
 COUNTRIES = ("DE", "FR", "US", "GB", "NL", "ES", "IT", "SE", "PL")

@@ -279,8 +279,10 @@ def item_segments(
             ((m, mine) for others, mine in derived if (m := _bijection(every, others)) is not None),
             None,
         )
-        if twin is not None:  # its values split the items as another key's do (product
-            mapping, segments = twin  # and plan, one price per product): same ledgers
+        if twin is not None:
+            # Its values split the items as an earlier key's do (product as plan, when
+            # each product has one price): each value's ledger is its twin's.
+            mapping, segments = twin
             for value in sorted(values):
                 segment = segments[mapping[value]]
                 found.append(ItemSegment(key, value, False, segment.movements, segment.trials))
