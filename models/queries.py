@@ -445,8 +445,13 @@ def _joined(query: Any, source: Any, session: Session, wanted: CustomerFilter, g
     """`query` over `source`, outer-joined with `customers` when a customer key is
     filtered or grouped by."""
     query = query.select_from(source)
-    if wanted or (group is not None and group not in ITEM_KEYS):
-        c = CustomerRow
+    c = CustomerRow
+    if wanted and not any(NONE in values for values in wanted.values()):
+        # Only customers seen as objects can pass: an inner join lets PostgreSQL find
+        # the matching customers first and their rows by the customer index (a tenth of
+        # the customers: a nested loop instead of hashing them all and every row).
+        query = query.join(c, c.id == source.c.customer_id)
+    elif wanted or (group is not None and group not in ITEM_KEYS):
         query = query.outerjoin(c, c.id == source.c.customer_id)
     return query.where(*_customer_conditions(session, wanted))
 
