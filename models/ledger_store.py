@@ -462,30 +462,43 @@ def stored_segment_movements(customers: Sequence[str] | None = None) -> Any:
     """Every stored movement of the customers' item segments (all customers: None) as
     a subquery of `SegmentRollupKey`'s columns and `amount`: the movements of `whole`
     segments (`ledger_movements` joined with `customer_segments`) and of the others."""
-    m, cs, s = LedgerMovement, CustomerSegment, SegmentMovement
-    names = [*SegmentRollupKey._fields, "amount"]
-    whole_columns = (cs.key, cs.value, *RollupKey.over_movements(), m.amount)
-    whole = (
-        select(*(c.label(n) for c, n in zip(whole_columns, names, strict=True)))
-        .select_from(m)
-        .join(cs, (cs.customer_id == m.customer_id) & cs.whole)
+    m, s = LedgerMovement, SegmentMovement
+    own_key: tuple[Any, ...] = (s.currency, s.occurred_day, s.type)
+    own_key += (func.coalesce(s.kind, ""), func.coalesce(s.reason_key, ""), s.delinquent)
+    return _stored_union(
+        "stored_segment_movements",
+        SegmentRollupKey._fields,
+        (m, (*RollupKey.over_movements(), m.amount)),
+        (s, (*own_key, s.amount)),
+        customers,
     )
-    own_columns = (
-        s.key,
-        s.value,
-        s.currency,
-        s.occurred_day,
-        s.type,
-        func.coalesce(s.kind, ""),
-        func.coalesce(s.reason_key, ""),
-        s.delinquent,
-        s.amount,
+
+
+def _stored_union(
+    name: str,
+    fields: Sequence[str],
+    whole: tuple[Any, Sequence[Any]],
+    own: tuple[Any, Sequence[Any]],
+    customers: Sequence[str] | None,
+) -> Any:
+    """A subquery of `fields` and `amount` over the item segments' stored rows: the
+    customer's own rows of `whole[0]` for each `whole` segment (its key and value, then
+    the columns `whole[1]`), and the rows of `own[0]` for the others (`own[1]`)."""
+    cs = CustomerSegment
+    names = [*fields, "amount"]
+    (w, w_columns), (o, o_columns) = whole, own
+    w_all = (cs.key, cs.value, *w_columns)
+    whole_rows = (
+        select(*(c.label(n) for c, n in zip(w_all, names, strict=True)))
+        .select_from(w)
+        .join(cs, (cs.customer_id == w.customer_id) & cs.whole)
     )
-    own: Any = select(*(c.label(n) for c, n in zip(own_columns, names, strict=True)))
+    o_all = (o.key, o.value, *o_columns)
+    own_rows: Any = select(*(c.label(n) for c, n in zip(o_all, names, strict=True)))
     if customers is not None:
-        whole = whole.where(m.customer_id.in_(customers))
-        own = own.where(s.customer_id.in_(customers))
-    return whole.union_all(own).subquery("stored_segment_movements")
+        whole_rows = whole_rows.where(w.customer_id.in_(customers))
+        own_rows = own_rows.where(o.customer_id.in_(customers))
+    return whole_rows.union_all(own_rows).subquery(name)
 
 
 def _apply_segment_rollup_delta(
@@ -493,22 +506,36 @@ def _apply_segment_rollup_delta(
 ) -> None:
     """Add (new − stored) item segment movements of the customers to `segment_daily`,
     as `_apply_rollup_delta` does for `ledger_daily`."""
-    delta: dict[SegmentRollupKey, list[int]] = defaultdict(lambda: [0, 0])
+    new = (d for ledger in ledgers for d in segment_rollup_deltas(ledger))
     stored = stored_segment_movements(customers)
-    fields = [stored.c[n] for n in SegmentRollupKey._fields]
+    _apply_delta(session, SegmentDaily, SegmentRollupKey, stored, new)
+
+
+def _apply_delta(
+    session: Session,
+    table: Any,
+    key_type: Any,
+    stored: Any,
+    new: Iterable[tuple[Any, int]],
+) -> None:
+    """Add to the rollup `table` the (amount, count) of the `new` (key, amount) pairs
+    minus those of the `stored` subquery's rows (`key_type`'s columns and `amount`)."""
+    delta: dict[Any, list[int]] = defaultdict(lambda: [0, 0])
+    fields = [stored.c[n] for n in key_type._fields]
     old = session.execute(
         select(*fields, func.sum(stored.c.amount), func.count()).group_by(*fields)
     )
     for *values, amount, count in old:
-        entry = delta[SegmentRollupKey._make([*values[:-1], bool(values[-1])])]
+        if "delinquent" in key_type._fields:  # SQLite answers booleans as integers
+            values[-1] = bool(values[-1])
+        entry = delta[key_type._make(values)]
         entry[0] -= int(amount)
         entry[1] -= int(count)
-    for ledger in ledgers:
-        for key, amount in segment_rollup_deltas(ledger):
-            entry = delta[key]
-            entry[0] += amount
-            entry[1] += 1
-    _upsert_rollup(session, SegmentDaily, SegmentRollupKey._fields, delta)
+    for key, amount in new:
+        entry = delta[key]
+        entry[0] += amount
+        entry[1] += 1
+    _upsert_rollup(session, table, key_type._fields, delta)
 
 
 class SegmentTrialKey(NamedTuple):
@@ -536,42 +563,23 @@ def segment_trial_deltas(ledger: CustomerLedger) -> Iterable[tuple[SegmentTrialK
 def stored_segment_trials(customers: Sequence[str] | None = None) -> Any:
     """Every stored trial transition of the customers' item segments (all: None) as a
     subquery of `SegmentTrialKey`'s columns and `amount` (the pipeline change)."""
-    t, cs, s = TrialTransitionRow, CustomerSegment, SegmentTrial
-    names = [*SegmentTrialKey._fields, "amount"]
-    whole_columns = (cs.key, cs.value, t.currency, t.occurred_day, t.transition, t.pipeline_delta)
-    whole = (
-        select(*(c.label(n) for c, n in zip(whole_columns, names, strict=True)))
-        .select_from(t)
-        .join(cs, (cs.customer_id == t.customer_id) & cs.whole)
+    t, s = TrialTransitionRow, SegmentTrial
+    return _stored_union(
+        "stored_segment_trials",
+        SegmentTrialKey._fields,
+        (t, (t.currency, t.occurred_day, t.transition, t.pipeline_delta)),
+        (s, (s.currency, s.occurred_day, s.transition, s.pipeline_delta)),
+        customers,
     )
-    own_columns = (s.key, s.value, s.currency, s.occurred_day, s.transition, s.pipeline_delta)
-    own: Any = select(*(c.label(n) for c, n in zip(own_columns, names, strict=True)))
-    if customers is not None:
-        whole = whole.where(t.customer_id.in_(customers))
-        own = own.where(s.customer_id.in_(customers))
-    return whole.union_all(own).subquery("stored_segment_trials")
 
 
 def _apply_segment_trial_delta(
     session: Session, customers: Sequence[str], ledgers: Sequence[CustomerLedger]
 ) -> None:
     """Add (new − stored) item segment trial transitions to `segment_trial_daily`."""
-    delta: dict[SegmentTrialKey, list[int]] = defaultdict(lambda: [0, 0])
+    new = (d for ledger in ledgers for d in segment_trial_deltas(ledger))
     stored = stored_segment_trials(customers)
-    fields = [stored.c[n] for n in SegmentTrialKey._fields]
-    old = session.execute(
-        select(*fields, func.sum(stored.c.amount), func.count()).group_by(*fields)
-    )
-    for *values, amount, count in old:
-        entry = delta[SegmentTrialKey._make(values)]
-        entry[0] -= int(amount)
-        entry[1] -= int(count)
-    for ledger in ledgers:
-        for key, amount in segment_trial_deltas(ledger):
-            entry = delta[key]
-            entry[0] += amount
-            entry[1] += 1
-    _upsert_rollup(session, SegmentTrialDaily, SegmentTrialKey._fields, delta)
+    _apply_delta(session, SegmentTrialDaily, SegmentTrialKey, stored, new)
 
 
 def _upsert_rollup(
