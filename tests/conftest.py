@@ -214,6 +214,18 @@ def post_event(client: FlaskClient) -> Callable[..., Any]:
     return post
 
 
+class _QuietWorker(SimpleWorker):
+    """The tests' in-process worker, without RQ's pubsub listener thread: nothing sends
+    it commands, and unsubscribing can stall on the listener's socket (a CI run once
+    spent 60 s there after its jobs were done; rq/rq#1613)."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
 @pytest.fixture
 def run_worker(runtime: Runtime, request: pytest.FixtureRequest) -> Callable[[], int]:
     """Drain the queue with an in-process RQ worker (after the test's app has enqueued
@@ -223,7 +235,7 @@ def run_worker(runtime: Runtime, request: pytest.FixtureRequest) -> Callable[[],
         if "app" in request.fixturenames:
             flush_intake(request.getfixturevalue("app"))
         queue = runtime.queue
-        worker = SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer)
+        worker = _QuietWorker([queue], connection=queue.connection, serializer=JSONSerializer)
         worker.work(burst=True)
         from rq.registry import FailedJobRegistry
 
