@@ -639,21 +639,18 @@ def rebuild_rollups(session: Session) -> None:
             select(*key, func.sum(LedgerMovement.amount), func.count()).group_by(*key),
         )
     )
-    stored = stored_segment_movements()
-    fields = [stored.c[n] for n in SegmentRollupKey._fields]
-    session.execute(delete(SegmentDaily))
+    _recount(session, SegmentDaily, SegmentRollupKey, stored_segment_movements())
+    _recount(session, SegmentTrialDaily, SegmentTrialKey, stored_segment_trials())
+
+
+def _recount(session: Session, table: Any, key_type: Any, stored: Any) -> None:
+    """Replace the rollup `table` with the `stored` subquery's rows (`key_type`'s
+    columns and `amount`) summed per key."""
+    fields = [stored.c[n] for n in key_type._fields]
+    session.execute(delete(table))
     session.execute(
-        insert_into(SegmentDaily).from_select(
-            [*SegmentRollupKey._fields, "amount", "count"],
+        insert_into(table).from_select(
+            [*key_type._fields, "amount", "count"],
             select(*fields, func.sum(stored.c.amount), func.count()).group_by(*fields),
-        )
-    )
-    trials = stored_segment_trials()
-    trial_fields = [trials.c[n] for n in SegmentTrialKey._fields]
-    session.execute(delete(SegmentTrialDaily))
-    session.execute(
-        insert_into(SegmentTrialDaily).from_select(
-            [*SegmentTrialKey._fields, "amount", "count"],
-            select(*trial_fields, func.sum(trials.c.amount), func.count()).group_by(*trial_fields),
         )
     )
